@@ -1,0 +1,47 @@
+"""Pseudonymisation of Finnish personal identity codes (henkilötunnus) at ingestion.
+
+A ``hetu`` is validated with python-stdnum and replaced by a keyed HMAC-SHA256 pseudonym:
+the same person gets the same ``client_id`` in every table and every run with the same
+key, and an unrelated one under another key. There is no default key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from stdnum.exceptions import ValidationError
+from stdnum.fi import hetu as _hetu
+
+PREFIX = "p"
+DIGEST_CHARS = 20  # 80 bits: collisions are negligible for a national register
+
+
+def check_hetu(value: str) -> str | None:
+    """Return the compact, upper-case hetu, or ``None`` when it is not valid.
+
+    Temporary identifiers (individual numbers 900–999) are accepted: registers hold them
+    for people without a permanent code.
+    """
+    try:
+        return _hetu.validate(str(value).strip(), allow_temporary=True)
+    except (ValidationError, ValueError, TypeError):
+        return None
+
+
+def why_invalid(value: str) -> str:
+    try:
+        _hetu.validate(str(value).strip(), allow_temporary=True)
+    except ValidationError as e:
+        return f"not a valid henkilötunnus ({e.message})"
+    except Exception as e:  # pragma: no cover - defensive
+        return f"not a valid henkilötunnus ({e})"
+    return ""
+
+
+def pseudonym(hetu: str, key: bytes) -> str:
+    """Keyed pseudonym of a *valid, compact* hetu."""
+    if not key:
+        raise ValueError("a pseudonym key is required")
+    digest = hmac.new(key, hetu.encode("ascii"), hashlib.sha256).hexdigest()
+    return f"{PREFIX}{digest[:DIGEST_CHARS]}"
