@@ -1,0 +1,48 @@
+"""Shared figure style and deterministic PNG output for every plot of the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+PALETTE = {
+    "frame_only/no_teaming": "#4C72B0",
+    "frame_only/teaming": "#55A868",
+    "frame_shares/no_teaming": "#C44E52",
+    "frame_shares/teaming": "#8172B2",
+    "pilot": "#C44E52",
+    "comparison": "#4C72B0",
+    "neutral": "#555555",
+}
+
+STYLE = {
+    "figure.dpi": 100,
+    "savefig.dpi": 120,
+    "font.size": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "svg.hashsalt": "hbeval",
+}
+
+
+def new_figure(width: float = 7.0, height: float = 4.0):
+    """A figure and axes in the house style."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
+    return fig, ax
+
+
+def save(fig, path: str | Path) -> Path:
+    """Write ``fig`` as PNG without timestamps or software metadata (same bytes every run)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with plt.rc_context(STYLE):
+        fig.savefig(path, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return path
