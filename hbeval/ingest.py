@@ -1,0 +1,699 @@
+"""Ingestion: messy office exports in, a validated DuckDB study store and a ledger out.
+
+This module is the I/O boundary. It reads each table of the study folder from CSV
+(comma or semicolon, decimal comma, UTF-8 with or without BOM, or CP1252) or ``.xlsx``,
+maps Finnish headers and values to the canonical ones (``data_schema/aliases.json``),
+drops direct-identifier columns, replaces ``hetu`` by a keyed pseudonym, and validates
+every cell against the Frictionless schema in ``data_schema/tables``. The checks are
+compiled from the schema into SQL and run inside DuckDB, so a national-register export of
+tens of millions of rows is never loaded into pandas.
+
+Every input row is accounted for in the :class:`~hbeval.quality.Ledger`: accepted, or
+rejected with file, spreadsheet row, column, value and rule. When nothing is rejected the
+store ``STUDY/.hbeval/store.duckdb`` is replaced atomically; otherwise the previous store
+stays as it was.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from hbeval import __version__
+from hbeval.config import StudyConfig, load_config
+from hbeval.errors import InputError
+from hbeval.pseudonym import check_hetu, pseudonym
+from hbeval.quality import Ledger, mask
+from hbeval.schema import (
+    TABLE_ORDER,
+    TableSchema,
+    column_alias_map,
+    data_schema_dir,
+    instruments,
+    is_direct_identifier,
+    normalise_name,
+    tables,
+    value_alias_map,
+)
+
+WORK_DIR = ".hbeval"
+STORE_NAME = "store.duckdb"
+PACKAGE_DATA = Path(__file__).resolve().parent / "data"
+#: Dates later than this many days after the run are implausible.
+FUTURE_DAYS = 366
+EARLIEST_DATE = "1900-01-01"
+_CP1252_UNDEFINED = {0x81, 0x8D, 0x8F, 0x90, 0x9D}
+_CHUNK = 1 << 24
+
+
+def work_dir(study_dir: Path) -> Path:
+    return Path(study_dir) / WORK_DIR
+
+
+def store_path(study_dir: Path) -> Path:
+    return work_dir(study_dir) / STORE_NAME
+
+
+# ------------------------------------------------------------------ sources
+@dataclass(frozen=True)
+class Source:
+    table: str
+    path: Path
+    sheet: str | None = None  # for .xlsx
+
+    @property
+    def label(self) -> str:
+        return f"{self.path.name}[{self.sheet}]" if self.sheet and self.path.stem != self.table else self.path.name
+
+
+def find_sources(study_dir: Path) -> dict[str, Source]:
+    """Locate each table: ``<table>.csv``, ``<table>.xlsx`` or a sheet ``<table>`` of a workbook."""
+    study_dir = Path(study_dir)
+    found: dict[str, list[Source]] = {}
+    for name in TABLE_ORDER:
+        for ext in (".csv", ".xlsx"):
+            p = study_dir / f"{name}{ext}"
+            if p.exists():
+                found.setdefault(name, []).append(Source(name, p, name if ext == ".xlsx" else None))
+    for wb in sorted(study_dir.glob("*.xlsx")):
+        if wb.stem in TABLE_ORDER or wb.name.startswith("~$"):
+            continue
+        for sheet in _sheet_names(wb):
+            t = normalise_name(sheet)
+            if t in TABLE_ORDER:
+                found.setdefault(t, []).append(Source(t, wb, sheet))
+    out: dict[str, Source] = {}
+    for name, srcs in found.items():
+        if len(srcs) > 1:
+            raise InputError(
+                f"table {name} is given more than once ({', '.join(s.label for s in srcs)}); keep one", file=srcs[0].path.name
+            )
+        out[name] = srcs[0]
+    return out
+
+
+def _sheet_names(path: Path) -> list[str]:
+    from openpyxl import load_workbook
+
+    try:
+        wb = load_workbook(path, read_only=True)
+    except Exception as e:
+        raise InputError(f"not a readable .xlsx workbook ({type(e).__name__}: {e})", file=path.name) from e
+    try:
+        return list(wb.sheetnames)
+    finally:
+        wb.close()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------ raw reading
+def _detect_encoding(path: Path) -> str:
+    """``utf-8`` (BOM or not) when the whole file decodes, else ``cp1252``."""
+    dec = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(_CHUNK), b""):
+                dec.decode(chunk)
+            dec.decode(b"", final=True)
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            bad = _CP1252_UNDEFINED.intersection(chunk)
+            if bad:
+                raise InputError(
+                    f"neither UTF-8 nor Windows-1252 text (byte 0x{min(bad):02X} is undefined in Windows-1252); "
+                    "save the file as UTF-8 CSV",
+                    file=path.name,
+                )
+    return "cp1252"
+
+
+def _header_line(path: Path, encoding: str) -> str:
+    with open(path, encoding="utf-8-sig" if encoding == "utf-8" else encoding, newline="") as f:
+        line = f.readline()
+    return line.rstrip("\r\n")
+
+
+def _sniff_delimiter(header: str) -> str:
+    counts = {d: 0 for d in (";", ",", "\t")}
+    in_q = False
+    for ch in header:
+        if ch == '"':
+            in_q = not in_q
+        elif not in_q and ch in counts:
+            counts[ch] += 1
+    best = max(counts, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] else ","
+
+
+def _read_csv(con: duckdb.DuckDBPyConnection, src: Source, raw: str, tmpdir: Path) -> tuple[list[str], int]:
+    """Load ``src`` as all-text table ``raw`` with a ``_row`` column (spreadsheet row).
+
+    Returns the header and the number of data rows read; structural faults (a row with
+    too few or too many fields) are returned through the ``_structural`` table.
+    """
+    path = src.path
+    if path.stat().st_size == 0:
+        raise InputError("the file is empty (not even a header row)", file=path.name, row=1)
+    enc = _detect_encoding(path)
+    header_text = _header_line(path, enc)
+    if not header_text.strip():
+        raise InputError("the first row is empty: the header must be on row 1", file=path.name, row=1)
+    delim = _sniff_delimiter(header_text)
+    header = next(csv.reader([header_text], delimiter=delim))
+    read_path = path
+    if enc == "cp1252":
+        read_path = tmpdir / f"{src.table}.utf8.csv"
+        with open(path, encoding="cp1252", newline="") as fi, open(read_path, "w", encoding="utf-8", newline="") as fo:
+            shutil.copyfileobj(fi, fo, _CHUNK)
+    cols = {f"c{i}": "VARCHAR" for i in range(len(header))}
+    con.execute("DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans")
+    rel = (
+        f"read_csv({_q(str(read_path))}, delim={_q(delim)}, header=true, auto_detect=false, quote='\"', escape='\"', "
+        f"columns={_struct(cols)}, store_rejects=true, max_line_size=1048576, strict_mode=true)"
+    )
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {raw} AS SELECT row_number() OVER () AS _k, * FROM {rel}")
+    except duckdb.Error as e:
+        raise InputError(f"cannot be read as CSV: {str(e).splitlines()[0]}", file=path.name) from e
+    rej = con.execute("SELECT DISTINCT line, error_type, csv_line FROM reject_errors ORDER BY line").fetchall()
+    n_ok = con.execute(f"SELECT count(*) FROM {raw}").fetchone()[0]
+    con.execute("CREATE OR REPLACE TEMP TABLE _structural(_row BIGINT, problem VARCHAR, value VARCHAR)")
+    if rej:
+        lines = np.array([r[0] for r in rej], dtype=np.int64)
+        total = n_ok + len(rej)
+        all_lines = np.arange(2, total + 2, dtype=np.int64)
+        ok_lines = np.setdiff1d(all_lines, lines, assume_unique=True)[:n_ok]
+        con.register("_ok_lines", pd.DataFrame({"_k": np.arange(1, n_ok + 1), "_row": ok_lines}))
+        con.execute(f"CREATE OR REPLACE TABLE {raw} AS SELECT o._row, r.* EXCLUDE (_k) FROM {raw} r JOIN _ok_lines o USING (_k) ORDER BY o._row")
+        con.unregister("_ok_lines")
+        con.executemany(
+            "INSERT INTO _structural VALUES (?, ?, ?)",
+            [(int(line), "row has too few fields" if "MISSING" in et else "row has too many fields (a stray separator?)", (csv_line or "")[:80])
+             for line, et, csv_line in rej],
+        )
+    else:
+        con.execute(f"CREATE OR REPLACE TABLE {raw} AS SELECT _k + 1 AS _row, * EXCLUDE (_k) FROM {raw}")
+    return header, n_ok + len(rej)
+
+
+def _read_xlsx(con: duckdb.DuckDBPyConnection, src: Source, raw: str) -> tuple[list[str], int]:
+    from openpyxl import load_workbook
+
+    try:
+        wb = load_workbook(src.path, read_only=True, data_only=True)
+    except Exception as e:
+        raise InputError(f"not a readable .xlsx workbook ({type(e).__name__}: {e})", file=src.path.name) from e
+    try:
+        ws = wb[src.sheet] if src.sheet in wb.sheetnames else wb[wb.sheetnames[0]]
+        rows = ws.iter_rows(values_only=True)
+        header_row = next(rows, None)
+        label = src.label
+        if header_row is None or all(v is None for v in header_row):
+            raise InputError("the sheet is empty or its first row is empty: the header must be on row 1", file=label, row=1)
+        header_vals = list(header_row)
+        while header_vals and header_vals[-1] is None:
+            header_vals.pop()
+        if any(v is None for v in header_vals):
+            i = header_vals.index(None)
+            raise InputError(
+                f"header cell {_col_letter(i)}1 is empty (merged header cells?): one plain header row is required",
+                file=label, row=1, column=_col_letter(i),
+            )
+        header = [str(v).strip() for v in header_vals]
+        ncol = len(header)
+        data: list[list[str]] = []
+        row_no: list[int] = []
+        for r, vals in enumerate(rows, start=2):
+            vals = list(vals[:ncol]) + [None] * max(0, ncol - len(vals))
+            if all(v is None or (isinstance(v, str) and not v.strip()) for v in vals):
+                continue
+            data.append([_cell_text(v) for v in vals])
+            row_no.append(r)
+    finally:
+        wb.close()
+    df = pd.DataFrame(data, columns=[f"c{i}" for i in range(ncol)], dtype=object) if data else pd.DataFrame(
+        {f"c{i}": pd.Series([], dtype=object) for i in range(ncol)})
+    df.insert(0, "_row", np.array(row_no, dtype=np.int64))
+    con.register("_xlsx", df)
+    cols = ", ".join(f"CAST(c{i} AS VARCHAR) AS c{i}" for i in range(ncol))
+    con.execute(f"CREATE OR REPLACE TABLE {raw} AS SELECT CAST(_row AS BIGINT) AS _row{', ' + cols if ncol else ''} FROM _xlsx")
+    con.unregister("_xlsx")
+    con.execute("CREATE OR REPLACE TEMP TABLE _structural(_row BIGINT, problem VARCHAR, value VARCHAR)")
+    return header, len(df)
+
+
+def _cell_text(v: object) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, dt.datetime):
+        return v.date().isoformat() if v.time() == dt.time(0) else v.isoformat(sep=" ")
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, float):
+        if v.is_integer() and abs(v) < 1e15:
+            return str(int(v))
+        return repr(v)
+    if isinstance(v, bool):
+        return str(v).lower()
+    return str(v)
+
+
+def _col_letter(i: int) -> str:
+    s = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        s = chr(65 + r) + s
+    return s
+
+
+def _q(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _ident(s: str) -> str:
+    return '"' + s.replace('"', '""') + '"'
+
+
+def _struct(cols: dict[str, str]) -> str:
+    return "{" + ", ".join(f"{_q(k)}: {_q(v)}" for k, v in cols.items()) + "}"
+
+
+# ------------------------------------------------------------------ headers
+@dataclass
+class HeaderMap:
+    canonical: dict[str, str]  # raw column (c0..) -> canonical name
+    extra: dict[str, str]  # raw column -> kept unknown column (normalised name)
+    dropped: list[str]  # direct identifier headers dropped
+    hetu: str | None  # raw column holding hetu
+
+
+def map_header(header: list[str], schema: TableSchema, label: str) -> HeaderMap:
+    aliases = column_alias_map(schema.name)
+    canonical: dict[str, str] = {}
+    extra: dict[str, str] = {}
+    dropped: list[str] = []
+    hetu = None
+    seen: dict[str, str] = {}
+    for i, h in enumerate(header):
+        raw = f"c{i}"
+        norm = normalise_name(h)
+        if not norm:
+            raise InputError(f"column {_col_letter(i)} has an empty header", file=label, row=1, column=_col_letter(i))
+        target = aliases.get(norm)
+        if target is None and is_direct_identifier(h):
+            dropped.append(h)
+            continue
+        name = target or norm
+        if name in seen:
+            raise InputError(
+                f"duplicate column: '{h}' and '{seen[name]}' both mean {name}", file=label, row=1, column=h
+            )
+        seen[name] = h
+        if target == "hetu":
+            hetu = raw
+        elif target:
+            canonical[raw] = target
+        else:
+            extra[raw] = norm
+    return HeaderMap(canonical, extra, dropped, hetu)
+
+
+# ------------------------------------------------------------------ SQL for cells
+_NBSP = "\u00a0\u202f"  # no-break spaces Finnish Excel puts in numbers
+_NUM_RE = r"^[+-]?([0-9]+([.,][0-9]+)?|[.,][0-9]+)([eE][+-]?[0-9]+)?$"
+
+
+def _clean(x: str) -> str:
+    return f"NULLIF(trim(regexp_replace({x}, '[{_NBSP}]', ' ', 'g')), '')"
+
+
+def _number_sql(x: str) -> str:
+    s = f"regexp_replace({_clean(x)}, '[ {_NBSP}]', '', 'g')"
+    return f"(CASE WHEN regexp_matches({s}, '{_NUM_RE}') THEN TRY_CAST(replace({s}, ',', '.') AS DOUBLE) END)"
+
+
+def _date_sql(x: str) -> str:
+    c = _clean(x)
+    return (
+        f"(CASE WHEN regexp_matches({c}, '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}$') THEN TRY_CAST({c} AS DATE) "
+        f"WHEN regexp_matches({c}, '^[0-9]{{1,2}}\\.[0-9]{{1,2}}\\.[0-9]{{4}}$') THEN CAST(TRY_STRPTIME({c}, '%d.%m.%Y') AS DATE) END)"
+    )
+
+
+def _enum_norm_sql(x: str) -> str:
+    return f"trim(regexp_replace(lower(strip_accents({_clean(x)})), '[\\s\\-/]+', '_', 'g'), '_')"
+
+
+@dataclass
+class _Check:
+    column: str  # canonical column the rule is about
+    rule: str
+    violation: str  # SQL boolean on the typed/raw row
+    value: str  # SQL of the offending raw value
+
+
+def _field_sql(schema: TableSchema, hm: HeaderMap, today: dt.date) -> tuple[list[str], list[_Check]]:
+    """SELECT expressions for the typed columns, and the checks of each cell."""
+    by_canon = {v: k for k, v in hm.canonical.items()}
+    selects: list[str] = []
+    checks: list[_Check] = []
+    future = (today + dt.timedelta(days=FUTURE_DAYS)).isoformat()
+    for f in schema.fields:
+        if f.name == "client_id" and hm.hetu:
+            selects.append("_pseud.client_id AS client_id")
+            continue
+        raw = by_canon.get(f.name)
+        if raw is None:
+            typ = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "date": "DATE"}[f.type]
+            selects.append(f"CAST(NULL AS {typ}) AS {_ident(f.name)}")
+            continue
+        r = f"r.{_ident(raw)}"
+        present = f"({_clean(r)} IS NOT NULL)"
+        if f.type == "string" and f.enum:
+            vmap = value_alias_map(f.name)
+            vmap.update({normalise_name(v): v for v in f.enum})
+            cases = " ".join(f"WHEN {_q(k)} THEN {_q(v)}" for k, v in sorted(vmap.items()))
+            typed = f"(CASE {_enum_norm_sql(r)} {cases} END)"
+            checks.append(_Check(f.name, f"unknown value (allowed: {', '.join(f.enum)})", f"{present} AND {typed} IS NULL", r))
+        elif f.type == "string":
+            typed = _clean(r)
+        elif f.type in ("number", "integer"):
+            typed = _number_sql(r)
+            checks.append(_Check(f.name, f"not a number", f"{present} AND {typed} IS NULL", r))
+            if f.type == "integer":
+                checks.append(_Check(f.name, "not a whole number", f"{typed} IS NOT NULL AND {typed} <> round({typed})", r))
+            if f.minimum is not None:
+                checks.append(_Check(f.name, f"below the minimum {f.minimum:g}", f"{typed} < {f.minimum}", r))
+            if f.maximum is not None:
+                checks.append(_Check(f.name, f"above the maximum {f.maximum:g} (implausible)", f"{typed} > {f.maximum}", r))
+            if f.type == "integer":
+                typed = f"CAST({typed} AS BIGINT)"
+        else:  # date
+            typed = _date_sql(r)
+            checks.append(_Check(f.name, "not a date (use YYYY-MM-DD or D.M.YYYY)", f"{present} AND {typed} IS NULL", r))
+            checks.append(
+                _Check(f.name, f"implausible date (before {EARLIEST_DATE} or after {future})",
+                       f"({typed} < DATE '{EARLIEST_DATE}' OR {typed} > DATE '{future}')", r)
+            )
+        if f.required:
+            checks.append(_Check(f.name, "required value missing", f"NOT {present}", r))
+        selects.append(f"{typed} AS {_ident(f.name)}")
+    for raw, name in hm.extra.items():
+        selects.append(f"{_clean('r.' + _ident(raw))} AS {_ident(name)}")
+    return selects, checks
+
+
+# ------------------------------------------------------------------ one table
+def _load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema, ledger: Ledger,
+                key: bytes | None, tmpdir: Path, today: dt.date) -> None:
+    label = src.label
+    raw = f"raw_{schema.name}"
+    if src.path.suffix.lower() == ".xlsx":
+        header, n_read = _read_xlsx(con, src, raw)
+    else:
+        header, n_read = _read_csv(con, src, raw, tmpdir)
+    ledger.start_file(schema.name, label, n_read)
+    hm = map_header(header, schema, label)
+    for h in hm.dropped:
+        ledger.note(label, f"direct identifier column '{h}' dropped", n_read)
+    missing = [f.name for f in schema.fields if f.required and f.name not in hm.canonical.values()
+               and not (f.name == "client_id" and hm.hetu)]
+    if missing:
+        for m in missing:
+            ledger.error(label, 1, m, "", "required column missing")
+        ledger.finish_file(label, rejected_rows=n_read)
+        return
+    if hm.hetu and "client_id" in hm.canonical.values():
+        raise InputError("both a client_id and a hetu column: give one of them", file=label, row=1, column="hetu")
+    if hm.hetu:
+        if key is None:
+            raise InputError(
+                "a hetu (henkilötunnus) column needs a pseudonym key: set the environment variable named by "
+                "privacy.key_env (default HBEVAL_PSEUDONYM_KEY) or privacy.key_file in study.toml; there is no default key",
+                file=label, column="hetu",
+            )
+        hc = _clean(hm.hetu)
+        vals = [v for (v,) in con.execute(f"SELECT DISTINCT {hc} FROM {raw} WHERE {hc} IS NOT NULL").fetchall()]
+        ok = {v: check_hetu(v) for v in vals}
+        mp = pd.DataFrame({"hetu": list(ok), "client_id": [pseudonym(c, key) if c else None for c in ok.values()]}, dtype=object)
+        con.register("_pseud_map", mp)
+        con.execute("CREATE OR REPLACE TEMP TABLE _pseud AS SELECT * FROM _pseud_map")
+        con.unregister("_pseud_map")
+    selects, checks = _field_sql(schema, hm, today)
+    join = ""
+    if hm.hetu:
+        hc = _clean(f"r.{hm.hetu}")
+        join = f" LEFT JOIN _pseud ON _pseud.hetu = {hc}"
+        checks.append(_Check("hetu", "required value missing", f"{hc} IS NULL", "NULL"))
+        checks.append(_Check("hetu", "not a valid henkilötunnus (check character or date)", f"{hc} IS NOT NULL AND _pseud.client_id IS NULL", hc))
+    typed = f"typed_{schema.name}"
+    con.execute(f"CREATE OR REPLACE TABLE {typed} AS SELECT r._row AS _row, {', '.join(selects)} FROM {raw} r{join}")
+    # cell checks, evaluated on raw + typed together
+    errs = []
+    for c in checks:
+        errs.append(
+            f"SELECT r._row AS _row, {_q(c.column)} AS col, CAST({c.value} AS VARCHAR) AS val, {_q(c.rule)} AS rule "
+            f"FROM {raw} r{join} WHERE {c.violation}"
+        )
+    con.execute("CREATE OR REPLACE TEMP TABLE _errs(_row BIGINT, col VARCHAR, val VARCHAR, rule VARCHAR)")
+    for sql in errs:
+        con.execute(f"INSERT INTO _errs {sql}")
+    con.execute("INSERT INTO _errs SELECT _row, NULL, value, problem FROM _structural")
+    con.execute(f"DROP TABLE {raw}")
+    con.execute("DROP TABLE IF EXISTS _pseud")
+
+
+def _finish_table(con: duckdb.DuckDBPyConnection, schema: TableSchema, label: str, ledger: Ledger) -> None:
+    """Keep rows without errors as the canonical table and close the file's ledger."""
+    typed = f"typed_{schema.name}"
+    con.execute(
+        f"CREATE OR REPLACE TABLE {schema.name} AS SELECT * EXCLUDE (_row), _row AS _source_row FROM {typed} "
+        f"WHERE _row NOT IN (SELECT _row FROM _errs_all WHERE file = {_q(label)}) ORDER BY _row"
+    )
+    con.execute(f"DROP TABLE {typed}")
+    rejected = con.execute(f"SELECT count(DISTINCT _row) FROM _errs_all WHERE file = {_q(label)}").fetchone()[0]
+    ledger.finish_file(label, rejected_rows=rejected)
+
+
+def _empty_table(con: duckdb.DuckDBPyConnection, schema: TableSchema) -> None:
+    typ = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "date": "DATE"}
+    cols = ", ".join(f"{_ident(f.name)} {typ[f.type]}" for f in schema.fields)
+    con.execute(f"CREATE OR REPLACE TABLE {schema.name} ({cols}, _source_row BIGINT)")
+
+
+# ------------------------------------------------------------------ cross-table checks
+def _cross_checks(con: duckdb.DuckDBPyConnection, labels: dict[str, str], ledger: Ledger) -> None:
+    """Keys, references and rules that span rows or tables; recorded as errors."""
+
+    def add(table: str, sql: str, col: str, rule: str) -> None:
+        if table not in labels:
+            return
+        con.execute(
+            f"INSERT INTO _errs_all SELECT {_q(labels[table])}, _row, {_q(col)}, CAST(val AS VARCHAR), {_q(rule)} FROM ({sql})"
+        )
+
+    ts = tables()
+    for name, schema in ts.items():
+        t = f"typed_{name}"
+        if name not in labels:
+            continue
+        if schema.primary_key:
+            keys = ", ".join(_ident(k) for k in schema.primary_key)
+            first = schema.primary_key[0]
+            add(name, f"SELECT _row, {_ident(first)} AS val FROM (SELECT _row, {keys}, "
+                      f"row_number() OVER (PARTITION BY {keys} ORDER BY _row) AS k FROM {t} "
+                      f"WHERE {' AND '.join(_ident(k) + ' IS NOT NULL' for k in schema.primary_key)}) WHERE k > 1",
+                first, f"duplicate key ({', '.join(schema.primary_key)}) of an earlier row")
+        if schema.references_clients and "clients" in labels:
+            add(name, f"SELECT _row, client_id AS val FROM {t} WHERE client_id IS NOT NULL AND client_id NOT IN "
+                      f"(SELECT client_id FROM typed_clients WHERE client_id IS NOT NULL)",
+                "client_id", "unknown family (not in clients)")
+    if "assignments" in labels and "clients" in labels:
+        add("assignments", "SELECT a._row, a.client_id AS val FROM typed_assignments a JOIN typed_clients c USING (client_id) "
+                           "WHERE c.\"group\" <> 'pilot'", "client_id", "assignment for a family that is not in the pilot group")
+    if "measurements" in labels:
+        add("measurements", """
+            SELECT e._row, e.measured_on AS val FROM typed_measurements e
+            JOIN (SELECT client_id, instrument, max(measured_on) AS s FROM typed_measurements
+                  WHERE timepoint = 'start' GROUP BY ALL) st USING (client_id, instrument)
+            WHERE e.timepoint = 'end' AND e.measured_on < st.s""", "measured_on", "end measurement before the start measurement")
+        for ins in instruments().values():
+            items = ", ".join(_q(i) for i in ins.items)
+            add("measurements", f"SELECT _row, item AS val FROM typed_measurements WHERE instrument = {_q(ins.instrument)} "
+                                f"AND item NOT IN ({items})", "item", f"unknown item of {ins.instrument} (see data_schema/instruments)")
+            add("measurements", f"SELECT _row, score AS val FROM typed_measurements WHERE instrument = {_q(ins.instrument)} "
+                                f"AND (score < {ins.score_min} OR score > {ins.score_max})", "score",
+                f"score outside the {ins.instrument} range {ins.score_min:g}–{ins.score_max:g}")
+        if "clients" in labels:
+            add("measurements", "SELECT m._row, m.measured_on AS val FROM typed_measurements m JOIN typed_clients c USING (client_id) "
+                                "WHERE m.measured_on < c.enrolled_on - INTERVAL 90 DAY", "measured_on",
+                "measured more than 90 days before enrolment")
+    if "teaming_meetings" in labels:
+        add("teaming_meetings", "SELECT _row, providers_present AS val FROM typed_teaming_meetings "
+                                "WHERE providers_invited IS NOT NULL AND providers_present > providers_invited",
+            "providers_present", "more providers present than invited")
+    if "budgets" in labels:
+        add("budgets", "SELECT _row, confirmed_on AS val FROM typed_budgets WHERE confirmed_on < proposed_on",
+            "confirmed_on", "confirmed before it was proposed")
+        add("budgets", "SELECT _row, frame_eur AS val FROM (SELECT _row, frame_eur, count(DISTINCT frame_eur) OVER (PARTITION BY client_id) AS k "
+                       "FROM typed_budgets) WHERE k > 1", "frame_eur", "one family has several budget frames")
+    # prices: every service code and staff role must be priced (or carry a direct cost)
+    if "service_events" in labels:
+        add("service_events", "SELECT _row, service_code AS val FROM typed_service_events WHERE cost_eur IS NULL AND "
+                              "service_code NOT IN (SELECT service_code FROM unit_costs_all WHERE service_code NOT LIKE 'staff:%')",
+            "service_code", "service code has no unit cost in the catalogue and the row has no cost_eur")
+    if "worker_time" in labels:
+        add("worker_time", "SELECT _row, role AS val FROM typed_worker_time WHERE 'staff:' || role NOT IN "
+                           "(SELECT service_code FROM unit_costs_all)", "role", "role has no staff:<role> hourly cost in the catalogue")
+
+
+# ------------------------------------------------------------------ entry point
+@dataclass
+class IngestResult:
+    ledger: Ledger
+    store: Path | None  # None when errors kept the store from being written
+    config: StudyConfig
+    input_hashes: dict[str, str]
+
+
+def code_fingerprint() -> str:
+    """Hash of what ingestion depends on besides the inputs (its code, the schema, the
+    packaged catalogue), so a changed rule re-ingests a study."""
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    paths = [here / "ingest.py", here / "quality.py", here / "schema.py", here / "pseudonym.py"]
+    paths += sorted(data_schema_dir().rglob("*.json")) + sorted(PACKAGE_DATA.glob("*.csv"))
+    for p in paths:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def input_files(study_dir: Path) -> dict[str, Path]:
+    """Every input file of the study (tables, study.toml) by name."""
+    study_dir = Path(study_dir)
+    out = {"study.toml": study_dir / "study.toml"}
+    for src in find_sources(study_dir).values():
+        out[src.path.name] = src.path
+    return dict(sorted(out.items()))
+
+
+def ingest(study_dir: str | Path, *, today: dt.date | None = None, write_store: bool = True) -> IngestResult:
+    """Read, validate and store a study folder.
+
+    Raises :class:`InputError` for faults that stop reading altogether (no study.toml,
+    no clients table, an unreadable file, a hetu column without a key); every other fault
+    is an error row in the returned ledger, and the store is only replaced when there are
+    none.
+    """
+    study_dir = Path(study_dir)
+    if not study_dir.is_dir():
+        raise InputError("study folder does not exist", file=str(study_dir))
+    config = load_config(study_dir)
+    key = config.pseudonym_key(study_dir)
+    today = today or dt.date.today()
+    sources = find_sources(study_dir)
+    for name, schema in tables().items():
+        if schema.required_table and name not in sources:
+            raise InputError(f"required table {name} is missing ({name}.csv or {name}.xlsx)", file=f"{name}.csv")
+    hashes = {n: file_sha256(p) for n, p in input_files(study_dir).items()}
+    wd = work_dir(study_dir)
+    wd.mkdir(exist_ok=True)
+    ledger = Ledger()
+    tmpdir = Path(tempfile.mkdtemp(prefix="ingest-", dir=wd))
+    tmp_store = tmpdir / STORE_NAME
+    try:
+        con = duckdb.connect(str(tmp_store))
+        con.execute("SET preserve_insertion_order = true")
+        con.execute("CREATE TABLE _errs_all(file VARCHAR, _row BIGINT, col VARCHAR, val VARCHAR, rule VARCHAR)")
+        labels: dict[str, str] = {}
+        for name in TABLE_ORDER:
+            schema = tables()[name]
+            if name not in sources:
+                continue
+            src = sources[name]
+            _load_table(con, src, schema, ledger, key, tmpdir, today)
+            labels[name] = src.label
+            con.execute(f"INSERT INTO _errs_all SELECT {_q(src.label)}, _row, col, val, rule FROM _errs")
+        _catalogue(con, "unit_costs" in labels, "price_index" in labels)
+        _cross_checks(con, labels, ledger)
+        for name in TABLE_ORDER:
+            if name in labels:
+                if con.execute(f"SELECT count(*) FROM information_schema.tables WHERE table_name = 'typed_{name}'").fetchone()[0]:
+                    _finish_table(con, tables()[name], labels[name], ledger)
+                else:  # a required column was missing: nothing typed
+                    _empty_table(con, tables()[name])
+            else:
+                _empty_table(con, tables()[name])
+        ledger.collect(con)
+        con.execute("DROP TABLE _errs_all")
+        con.execute("DROP TABLE IF EXISTS _errs")
+        meta = {"hbeval_version": __version__, "code": code_fingerprint(), "inputs": hashes, "config": config.to_dict(),
+                "key_id": StudyConfig.key_id(key) if key else None}
+        dq = ledger.to_frame()
+        con.register("_dq", dq)
+        con.execute("CREATE TABLE _data_quality AS SELECT * FROM _dq")
+        con.unregister("_dq")
+        con.execute("CREATE TABLE _meta(k VARCHAR, v VARCHAR)")
+        con.execute("INSERT INTO _meta VALUES ('meta', ?)", [json.dumps(meta, sort_keys=True)])
+        con.execute("CHECKPOINT")
+        con.close()
+        store = None
+        if write_store and not ledger.has_errors():
+            final = store_path(study_dir)
+            os.replace(tmp_store, final)
+            store = final
+        return IngestResult(ledger=ledger, store=store, config=config, input_hashes=hashes)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _catalogue(con: duckdb.DuckDBPyConnection, has_study_costs: bool, has_study_index: bool) -> None:
+    """``unit_costs_all``: the study's catalogue rows over the packaged ones, and the same
+    for ``price_index_all``."""
+    pkg = pd.read_csv(PACKAGE_DATA / "unit_costs.csv", dtype={"service_code": str, "label_fi": str, "label_en": str,
+                                                              "unit": str, "source": str})
+    con.register("_pkg_costs", pkg)
+    if has_study_costs:
+        con.execute("""CREATE TABLE unit_costs_all AS
+            SELECT service_code, label_fi, label_en, unit, unit_cost_eur, price_year, source, 'study' AS origin FROM typed_unit_costs
+            WHERE service_code IS NOT NULL
+            UNION ALL BY NAME
+            SELECT *, 'packaged' AS origin FROM _pkg_costs WHERE service_code NOT IN
+              (SELECT service_code FROM typed_unit_costs WHERE service_code IS NOT NULL)""")
+    else:
+        con.execute("CREATE TABLE unit_costs_all AS SELECT *, 'packaged' AS origin FROM _pkg_costs")
+    con.unregister("_pkg_costs")
+    idx = pd.read_csv(PACKAGE_DATA / "price_index.csv", dtype={"source": str})
+    con.register("_pkg_index", idx)
+    if has_study_index:
+        con.execute("""CREATE TABLE price_index_all AS SELECT year, "index", source, 'study' AS origin FROM typed_price_index
+                       WHERE year IS NOT NULL ORDER BY year""")
+    else:
+        con.execute("CREATE TABLE price_index_all AS SELECT *, 'packaged' AS origin FROM _pkg_index ORDER BY year")
+    con.unregister("_pkg_index")
