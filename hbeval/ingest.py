@@ -106,17 +106,17 @@ def find_sources(study_dir: Path) -> dict[str, Source]:
     return out
 
 
-def _sheet_names(path: Path) -> list[str]:
-    from openpyxl import load_workbook
+def _workbook(path: Path):
+    from python_calamine import CalamineWorkbook
 
     try:
-        wb = load_workbook(path, read_only=True)
+        return CalamineWorkbook.from_path(str(path))
     except Exception as e:
         raise InputError(f"not a readable .xlsx workbook ({type(e).__name__}: {e})", file=path.name) from e
-    try:
-        return list(wb.sheetnames)
-    finally:
-        wb.close()
+
+
+def _sheet_names(path: Path) -> list[str]:
+    return list(_workbook(path).sheet_names)
 
 
 def file_sha256(path: Path) -> str:
@@ -221,53 +221,52 @@ def _read_csv(con: duckdb.DuckDBPyConnection, src: Source, raw: str, tmpdir: Pat
 
 
 def _read_xlsx(con: duckdb.DuckDBPyConnection, src: Source, raw: str) -> tuple[list[str], int]:
-    from openpyxl import load_workbook
-
+    """Load a sheet (read with python-calamine) as all-text table ``raw`` with ``_row``."""
+    wb = _workbook(src.path)
+    label = src.label
+    name = src.sheet if src.sheet in wb.sheet_names else wb.sheet_names[0]
     try:
-        wb = load_workbook(src.path, read_only=True, data_only=True)
+        rows = wb.get_sheet_by_name(name).to_python(skip_empty_area=False)
     except Exception as e:
-        raise InputError(f"not a readable .xlsx workbook ({type(e).__name__}: {e})", file=src.path.name) from e
-    try:
-        ws = wb[src.sheet] if src.sheet in wb.sheetnames else wb[wb.sheetnames[0]]
-        rows = ws.iter_rows(values_only=True)
-        header_row = next(rows, None)
-        label = src.label
-        if header_row is None or all(v is None for v in header_row):
-            raise InputError("the sheet is empty or its first row is empty: the header must be on row 1", file=label, row=1)
-        header_vals = list(header_row)
-        while header_vals and header_vals[-1] is None:
-            header_vals.pop()
-        if any(v is None for v in header_vals):
-            i = header_vals.index(None)
-            raise InputError(
-                f"header cell {_col_letter(i)}1 is empty (merged header cells?): one plain header row is required",
-                file=label, row=1, column=_col_letter(i),
-            )
-        header = [str(v).strip() for v in header_vals]
-        ncol = len(header)
-        data: list[list[str]] = []
-        row_no: list[int] = []
-        for r, vals in enumerate(rows, start=2):
-            vals = list(vals[:ncol]) + [None] * max(0, ncol - len(vals))
-            if all(v is None or (isinstance(v, str) and not v.strip()) for v in vals):
-                continue
-            data.append([_cell_text(v) for v in vals])
-            row_no.append(r)
-    finally:
-        wb.close()
+        raise InputError(f"sheet {name} cannot be read ({type(e).__name__}: {e})", file=label) from e
+    if not rows or all(_blank(v) for v in rows[0]):
+        raise InputError("the sheet is empty or its first row is empty: the header must be on row 1", file=label, row=1)
+    header_vals = list(rows[0])
+    while header_vals and _blank(header_vals[-1]):
+        header_vals.pop()
+    if any(_blank(v) for v in header_vals):
+        i = next(i for i, v in enumerate(header_vals) if _blank(v))
+        raise InputError(
+            f"header cell {_col_letter(i)}1 is empty (merged header cells?): one plain header row is required",
+            file=label, row=1, column=_col_letter(i),
+        )
+    header = [str(v).strip() for v in header_vals]
+    ncol = len(header)
+    data: list[list[str | None]] = []
+    row_no: list[int] = []
+    for r, vals in enumerate(rows[1:], start=2):
+        vals = list(vals[:ncol]) + [None] * max(0, ncol - len(vals))
+        if all(_blank(v) for v in vals):
+            continue
+        data.append([_cell_text(v) for v in vals])
+        row_no.append(r)
     df = pd.DataFrame(data, columns=[f"c{i}" for i in range(ncol)], dtype=object) if data else pd.DataFrame(
         {f"c{i}": pd.Series([], dtype=object) for i in range(ncol)})
     df.insert(0, "_row", np.array(row_no, dtype=np.int64))
     con.register("_xlsx", df)
     cols = ", ".join(f"CAST(c{i} AS VARCHAR) AS c{i}" for i in range(ncol))
-    con.execute(f"CREATE OR REPLACE TABLE {raw} AS SELECT CAST(_row AS BIGINT) AS _row{', ' + cols if ncol else ''} FROM _xlsx")
+    con.execute(f"CREATE OR REPLACE TABLE {raw} AS SELECT CAST(_row AS BIGINT) AS _row, {cols} FROM _xlsx")
     con.unregister("_xlsx")
     con.execute("CREATE OR REPLACE TEMP TABLE _structural(_row BIGINT, problem VARCHAR, value VARCHAR)")
     return header, len(df)
 
 
+def _blank(v: object) -> bool:
+    return v is None or (isinstance(v, str) and not v.strip())
+
+
 def _cell_text(v: object) -> str | None:
-    if v is None:
+    if _blank(v):
         return None
     if isinstance(v, dt.datetime):
         return v.date().isoformat() if v.time() == dt.time(0) else v.isoformat(sep=" ")
@@ -377,8 +376,17 @@ class _Check:
     value: str  # SQL of the offending raw value
 
 
+def _raw_name(name: str) -> str:
+    return f"__raw_{name}"
+
+
 def _field_sql(schema: TableSchema, hm: HeaderMap, today: dt.date) -> tuple[list[str], list[_Check]]:
-    """SELECT expressions for the typed columns, and the checks of each cell."""
+    """SELECT expressions for the typed table, and the checks of each cell.
+
+    The typed table keeps each column's cleaned raw text as ``__raw_<column>``, so every
+    check is a cheap comparison on it (``typed IS NULL`` where the raw text is present
+    means the text did not parse); ``_finish_table`` drops these columns.
+    """
     by_canon = {v: k for k, v in hm.canonical.items()}
     selects: list[str] = []
     checks: list[_Check] = []
@@ -386,6 +394,7 @@ def _field_sql(schema: TableSchema, hm: HeaderMap, today: dt.date) -> tuple[list
     for f in schema.fields:
         if f.name == "client_id" and hm.hetu:
             selects.append("_pseud.client_id AS client_id")
+            selects.append(f"{_clean('r.' + hm.hetu)} AS {_ident(_raw_name('hetu'))}")
             continue
         raw = by_canon.get(f.name)
         if raw is None:
@@ -393,36 +402,37 @@ def _field_sql(schema: TableSchema, hm: HeaderMap, today: dt.date) -> tuple[list
             selects.append(f"CAST(NULL AS {typ}) AS {_ident(f.name)}")
             continue
         r = f"r.{_ident(raw)}"
-        present = f"({_clean(r)} IS NOT NULL)"
+        rc = _ident(_raw_name(f.name))  # cleaned raw text in the typed table
+        t = _ident(f.name)
+        present = f"({rc} IS NOT NULL)"
+        selects.append(f"{_clean(r)} AS {rc}")
         if f.type == "string" and f.enum:
             vmap = value_alias_map(f.name)
             vmap.update({normalise_name(v): v for v in f.enum})
             cases = " ".join(f"WHEN {_q(k)} THEN {_q(v)}" for k, v in sorted(vmap.items()))
             typed = f"(CASE {_enum_norm_sql(r)} {cases} END)"
-            checks.append(_Check(f.name, f"unknown value (allowed: {', '.join(f.enum)})", f"{present} AND {typed} IS NULL", r))
+            checks.append(_Check(f.name, f"unknown value (allowed: {', '.join(f.enum)})", f"{present} AND {t} IS NULL", rc))
         elif f.type == "string":
             typed = _clean(r)
         elif f.type in ("number", "integer"):
             typed = _number_sql(r)
-            checks.append(_Check(f.name, f"not a number", f"{present} AND {typed} IS NULL", r))
+            checks.append(_Check(f.name, "not a number", f"{present} AND {t} IS NULL", rc))
             if f.type == "integer":
-                checks.append(_Check(f.name, "not a whole number", f"{typed} IS NOT NULL AND {typed} <> round({typed})", r))
+                checks.append(_Check(f.name, "not a whole number", f"{t} IS NOT NULL AND {t} <> round({t})", rc))
             if f.minimum is not None:
-                checks.append(_Check(f.name, f"below the minimum {f.minimum:g}", f"{typed} < {f.minimum}", r))
+                checks.append(_Check(f.name, f"below the minimum {f.minimum:g}", f"{t} < {f.minimum}", rc))
             if f.maximum is not None:
-                checks.append(_Check(f.name, f"above the maximum {f.maximum:g} (implausible)", f"{typed} > {f.maximum}", r))
-            if f.type == "integer":
-                typed = f"CAST({typed} AS BIGINT)"
+                checks.append(_Check(f.name, f"above the maximum {f.maximum:g} (implausible)", f"{t} > {f.maximum}", rc))
         else:  # date
             typed = _date_sql(r)
-            checks.append(_Check(f.name, "not a date (use YYYY-MM-DD or D.M.YYYY)", f"{present} AND {typed} IS NULL", r))
+            checks.append(_Check(f.name, "not a date (use YYYY-MM-DD or D.M.YYYY)", f"{present} AND {t} IS NULL", rc))
             checks.append(
                 _Check(f.name, f"implausible date (before {EARLIEST_DATE} or after {future})",
-                       f"({typed} < DATE '{EARLIEST_DATE}' OR {typed} > DATE '{future}')", r)
+                       f"({t} < DATE '{EARLIEST_DATE}' OR {t} > DATE '{future}')", rc)
             )
         if f.required:
-            checks.append(_Check(f.name, "required value missing", f"NOT {present}", r))
-        selects.append(f"{typed} AS {_ident(f.name)}")
+            checks.append(_Check(f.name, "required value missing", f"NOT {present}", rc))
+        selects.append(f"{typed} AS {t}")
     for raw, name in hm.extra.items():
         selects.append(f"{_clean('r.' + _ident(raw))} AS {_ident(name)}")
     return selects, checks
@@ -467,22 +477,20 @@ def _load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema
     selects, checks = _field_sql(schema, hm, today)
     join = ""
     if hm.hetu:
-        hc = _clean(f"r.{hm.hetu}")
-        join = f" LEFT JOIN _pseud ON _pseud.hetu = {hc}"
-        checks.append(_Check("hetu", "required value missing", f"{hc} IS NULL", "NULL"))
-        checks.append(_Check("hetu", "not a valid henkilötunnus (check character or date)", f"{hc} IS NOT NULL AND _pseud.client_id IS NULL", hc))
+        join = f" LEFT JOIN _pseud ON _pseud.hetu = {_clean('r.' + hm.hetu)}"
+        hr = _ident(_raw_name("hetu"))
+        checks.append(_Check("hetu", "required value missing", f"{hr} IS NULL", "NULL"))
+        checks.append(_Check("hetu", "not a valid henkilötunnus (check character or date)",
+                             f"{hr} IS NOT NULL AND client_id IS NULL", hr))
     typed = f"typed_{schema.name}"
     con.execute(f"CREATE OR REPLACE TABLE {typed} AS SELECT r._row AS _row, {', '.join(selects)} FROM {raw} r{join}")
-    # cell checks, evaluated on raw + typed together
-    errs = []
-    for c in checks:
-        errs.append(
-            f"SELECT r._row AS _row, {_q(c.column)} AS col, CAST({c.value} AS VARCHAR) AS val, {_q(c.rule)} AS rule "
-            f"FROM {raw} r{join} WHERE {c.violation}"
-        )
     con.execute("CREATE OR REPLACE TEMP TABLE _errs(_row BIGINT, col VARCHAR, val VARCHAR, rule VARCHAR)")
-    for sql in errs:
-        con.execute(f"INSERT INTO _errs {sql}")
+    if checks:
+        union = " UNION ALL ".join(
+            f"SELECT _row, {_q(c.column)}, CAST({c.value} AS VARCHAR), {_q(c.rule)} FROM {typed} WHERE {c.violation}"
+            for c in checks
+        )
+        con.execute(f"INSERT INTO _errs {union}")
     con.execute("INSERT INTO _errs SELECT _row, NULL, value, problem FROM _structural")
     con.execute(f"DROP TABLE {raw}")
     con.execute("DROP TABLE IF EXISTS _pseud")
@@ -491,8 +499,11 @@ def _load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema
 def _finish_table(con: duckdb.DuckDBPyConnection, schema: TableSchema, label: str, ledger: Ledger) -> None:
     """Keep rows without errors as the canonical table and close the file's ledger."""
     typed = f"typed_{schema.name}"
+    cols = [c for (c,) in con.execute(f"SELECT column_name FROM information_schema.columns WHERE table_name = '{typed}' "
+                                      "ORDER BY ordinal_position").fetchall() if c != "_row" and not c.startswith("__raw_")]
     con.execute(
-        f"CREATE OR REPLACE TABLE {schema.name} AS SELECT * EXCLUDE (_row), _row AS _source_row FROM {typed} "
+        f"CREATE OR REPLACE TABLE {schema.name} AS SELECT {', '.join(_ident(c) for c in cols)}, "
+        f"_row AS _source_row FROM {typed} "
         f"WHERE _row NOT IN (SELECT _row FROM _errs_all WHERE file = {_q(label)}) ORDER BY _row"
     )
     con.execute(f"DROP TABLE {typed}")
