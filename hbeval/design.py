@@ -15,9 +15,20 @@ Batch assignment is complete randomisation of the four cells within each stratum
 whose size is not a multiple of four ("misfits") gets ``n // 4`` families in every cell and
 its ``n % 4`` remaining families go to distinct cells drawn at random, randomizr's rule,
 so that every family's probability of every cell is exactly 1/4.
+
+Sequential enrolment uses stratified permuted blocks of random size (:func:`block_sequence`)
+or Pocock–Simon minimisation with a random element (:func:`pocock_simon_choice`). Their
+randomness comes from a *keyed* generator (:func:`keyed_rng`, HMAC-SHA-256 of the study's
+allocation key), so the coming allocations cannot be computed from anything stored in the
+study folder. The ``*_draws`` functions redraw whole assignments many times at once under each
+procedure, for randomisation inference.
 """
 
 from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,7 +65,7 @@ def stratum_labels(clients: pd.DataFrame, strata: list[str] | tuple[str, ...]) -
     return lab.astype(object)
 
 
-def draw_batch(clients: pd.DataFrame, strata: list[str] | tuple[str, ...], seed: int) -> pd.DataFrame:
+def draw_batch(clients: pd.DataFrame, strata: list[str] | tuple[str, ...], seed: int | Sequence[int]) -> pd.DataFrame:
     """Assign every row of ``clients`` to a cell, completely randomised within strata.
 
     The result does not depend on the row order of ``clients``: families are sorted by
@@ -113,4 +124,199 @@ def batch_draws(stratum: np.ndarray | pd.Series, n_draws: int, seed: int | np.ra
         if r:
             block[:, base * N_CELLS :] = rng.permuted(np.tile(np.arange(N_CELLS, dtype=np.int8), (n_draws, 1)), axis=1)[:, :r]
         out[:, idx] = rng.permuted(block, axis=1)
+    return out
+
+
+# ---------------------------------------------------------------------- keyed generator
+BLOCKS_ALGORITHM = "hbeval-blocks/1"
+MINIMISATION_ALGORITHM = "hbeval-minimisation/1"
+BATCH_ALGORITHM = "hbeval-batch/1"
+
+
+def keyed_rng(key: bytes, *parts: str | int) -> np.random.Generator:
+    """A generator seeded by ``HMAC-SHA-256(key, parts)``.
+
+    Notes
+    -----
+    The 256-bit HMAC digest seeds NumPy's PCG64 through ``SeedSequence``. HMAC is a
+    pseudo-random function, so without ``key`` the seed of every block (and therefore every
+    coming allocation) is unpredictable, and seeing past blocks tells nothing about the next
+    one: each block has its own independent digest. This is how a sealed-envelope sequence is
+    concealed without storing the sequence anywhere.
+    """
+    if not key:
+        raise ValueError("an allocation key is required")
+    msg = "\x1f".join(str(p) for p in parts).encode("utf-8")
+    digest = hmac.new(key, msg, hashlib.sha256).digest()
+    return np.random.default_rng(np.frombuffer(digest, dtype="<u4").tolist())
+
+
+def _check_block_sizes(block_sizes: Sequence[int]) -> tuple[int, ...]:
+    sizes = tuple(int(b) for b in block_sizes)
+    if not sizes or any(b <= 0 or b % N_CELLS for b in sizes):
+        raise ValueError(f"block sizes must be positive multiples of {N_CELLS}: {block_sizes!r}")
+    return sizes
+
+
+def block_sequence(key: bytes, stratum: str, n: int, block_sizes: Sequence[int] = (4, 8)) -> np.ndarray:
+    """The first ``n`` allocations of a stratum under permuted blocks of random size.
+
+    Block ``k`` of stratum ``s`` draws its size uniformly from ``block_sizes`` and is a uniform
+    random permutation of ``size / 4`` copies of each cell, both from
+    ``keyed_rng(key, "hbeval-blocks/1", s, k)``.
+
+    Returns
+    -------
+    ``int8`` array of cell codes (length ``n``).
+
+    Notes
+    -----
+    Stratified permuted blocks (Matts & Lachin 1988); random block sizes make the end of a
+    block hard to guess even for someone who sees the past allocations.
+    """
+    sizes = _check_block_sizes(block_sizes)
+    out: list[np.ndarray] = []
+    have, k = 0, 0
+    while have < n:
+        rng = keyed_rng(key, BLOCKS_ALGORITHM, stratum, k)
+        size = sizes[int(rng.integers(len(sizes)))]
+        out.append(rng.permutation(np.repeat(np.arange(N_CELLS, dtype=np.int8), size // N_CELLS)))
+        have += size
+        k += 1
+    if not out:
+        return np.empty(0, dtype=np.int8)
+    return np.concatenate(out)[:n].astype(np.int8)
+
+
+def block_draws(n: int, n_draws: int, block_sizes: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+    """Vectorised redraws of one stratum's first ``n`` allocations under permuted blocks.
+
+    Same distribution as :func:`block_sequence` with a fresh key per draw: block sizes
+    uniform on ``block_sizes``, each block a uniform permutation of its balanced pattern.
+
+    Returns
+    -------
+    ``int8`` array of shape ``(n_draws, n)``.
+    """
+    sizes = _check_block_sizes(block_sizes)
+    if n == 0:
+        return np.empty((n_draws, 0), dtype=np.int8)
+    bmax = max(sizes)
+    n_blocks = -(-n // min(sizes))
+    choice = rng.integers(len(sizes), size=(n_draws, n_blocks))
+    blocks = np.full((n_draws, n_blocks, bmax), -1, dtype=np.int8)
+    for j, b in enumerate(sizes):
+        pattern = np.full(bmax, -1, dtype=np.int8)
+        pattern[:b] = np.repeat(np.arange(N_CELLS, dtype=np.int8), b // N_CELLS)
+        perm = np.broadcast_to(pattern, (n_draws, n_blocks, bmax)).copy()
+        perm[..., :b] = rng.permuted(perm[..., :b], axis=-1)
+        sel = choice == j
+        blocks[sel] = perm[sel]
+    flat = blocks.reshape(n_draws, n_blocks * bmax)
+    # keep the valid entries in order: a stable sort of "is padding" moves them to the front
+    order = np.argsort(flat < 0, axis=1, kind="stable")[:, :n]
+    return np.take_along_axis(flat, order, axis=1)
+
+
+def blocked_draws(stratum: np.ndarray | pd.Series, n_draws: int, block_sizes: Sequence[int],
+                  seed: int | Sequence[int] | np.random.Generator) -> np.ndarray:
+    """Redraws under stratified permuted blocks; families given in enrolment order.
+
+    ``stratum[i]`` is the stratum of the ``i``-th family to enrol; within each stratum the
+    families take the block sequence in the order they appear.
+
+    Returns
+    -------
+    ``int8`` array of shape ``(n_draws, n_families)``.
+    """
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    lab = pd.Series(np.asarray(stratum)).astype(str)
+    out = np.empty((n_draws, len(lab)), dtype=np.int8)
+    for _, idx in lab.groupby(lab, sort=True).indices.items():
+        out[:, np.sort(idx)] = block_draws(len(idx), n_draws, block_sizes, rng)
+    return out
+
+
+# ---------------------------------------------------------------------- minimisation
+def minimisation_scores(level_counts: np.ndarray) -> np.ndarray:
+    """Pocock–Simon imbalance of each candidate cell.
+
+    ``level_counts[..., f, c]`` is the number of families already in cell ``c`` at the new
+    family's level of factor ``f``. The score of candidate ``c`` is
+    ``Σ_f range_c'(counts_f + 1[c' = c])`` (range = max − min over the four cells).
+    Leading dimensions broadcast (one per draw in :func:`minimisation_draws`).
+    """
+    counts = np.asarray(level_counts, dtype=np.int64)
+    eye = np.eye(N_CELLS, dtype=np.int64)
+    # (..., F, cand, cell)
+    after = counts[..., :, None, :] + eye
+    rng_ = after.max(axis=-1) - after.min(axis=-1)
+    return rng_.sum(axis=-2)
+
+
+def pocock_simon_choice(level_counts: np.ndarray, p: float, u: Sequence[float]) -> int:
+    """One Pocock–Simon allocation with a random element.
+
+    Parameters
+    ----------
+    level_counts : ``(n_factors, 4)`` counts at the new family's levels
+    p : probability of taking a minimising cell
+    u : two uniforms on [0, 1): ``u[0]`` decides minimising or not, ``u[1]`` picks the cell
+
+    Notes
+    -----
+    Cells with the least imbalance (:func:`minimisation_scores`) form the set ``M``. When every
+    cell ties, the cell is uniform on all four; otherwise with probability ``p`` it is uniform on
+    ``M`` and with ``1 − p`` uniform on the other cells (Pocock & Simon 1975; Taves 1974).
+    """
+    score = minimisation_scores(level_counts)
+    best = np.flatnonzero(score == score.min())
+    if len(best) == N_CELLS:
+        pool = best
+    else:
+        pool = best if u[0] < p else np.setdiff1d(np.arange(N_CELLS), best)
+    return int(pool[min(int(u[1] * len(pool)), len(pool) - 1)])
+
+
+def minimisation_draws(levels: np.ndarray, n_draws: int, p: float, rng: np.random.Generator,
+                       start_counts: np.ndarray | None = None) -> np.ndarray:
+    """Redraws under Pocock–Simon minimisation, families in enrolment order (simulation).
+
+    Parameters
+    ----------
+    levels : ``(n, n_factors)`` integer level codes of each family, in enrolment order
+    n_draws : number of assignments
+    p : probability of a minimising cell
+    rng : generator
+    start_counts : optional ``(n_factors, n_levels, 4)`` counts of families assigned before
+        (by other procedures), common to every draw
+
+    Returns
+    -------
+    ``int8`` array ``(n_draws, n)``; loops over families, vectorised over draws.
+    """
+    levels = np.asarray(levels, dtype=np.int64)
+    if levels.ndim == 1:
+        levels = levels[:, None]
+    n, n_f = levels.shape
+    n_lev = int(levels.max()) + 1 if n else 1
+    counts = np.zeros((n_draws, n_f, n_lev, N_CELLS), dtype=np.int64)
+    if start_counts is not None:
+        sc = np.asarray(start_counts)
+        counts[:, :, : sc.shape[1], :] += sc[None, :, :n_lev, :]
+    out = np.empty((n_draws, n), dtype=np.int8)
+    fidx = np.arange(n_f)
+    rows = np.arange(n_draws)
+    for i in range(n):
+        lc = counts[:, fidx, levels[i], :]  # (n_draws, F, 4)
+        score = minimisation_scores(lc)
+        is_best = score == score.min(axis=1, keepdims=True)
+        all_tie = is_best.all(axis=1)
+        take_best = rng.random(n_draws) < p
+        pool = np.where((take_best | all_tie)[:, None], is_best, ~is_best)
+        # uniform pick among the pool: random keys, masked argmax
+        keys = np.where(pool, rng.random((n_draws, N_CELLS)), -1.0)
+        c = keys.argmax(axis=1)
+        out[:, i] = c
+        counts[rows[:, None], fidx[None, :], levels[i][None, :], c[:, None]] += 1
     return out
