@@ -1,0 +1,5 @@
+import sys
+
+from hbeval.cli import main
+
+sys.exit(main())

@@ -1,0 +1,114 @@
+"""``hbeval analyze``: every result table of the evaluation, written atomically.
+
+Each step is a function of the :class:`~hbeval.study.Study` in the module named after the
+evaluation step; this module only orders them, shows progress, and writes the tables.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from hbeval.manifest import build_manifest, write_manifest
+from hbeval.study import Study
+
+#: ``results/*.csv`` of the contract, in the order they are computed.
+RESULT_TABLES = ("data_quality", "consort", "baseline", "balance", "effects", "process", "attrition", "comparison",
+                 "costs", "cost_differences", "cea", "ceac", "rosi")
+
+
+def _steps() -> list[tuple[str, Callable[[Study], dict[str, pd.DataFrame]]]]:
+    from hbeval import attrition, balance, cea, comparison, consort, costs, effects, rosi
+
+    def quality(s: Study) -> dict[str, pd.DataFrame]:
+        return {"data_quality": s.data_quality()}
+
+    def flow(s: Study) -> dict[str, pd.DataFrame]:
+        c, b = consort.consort_results(s)
+        return {"consort": c, "baseline": b}
+
+    def outcome_effects(s: Study) -> dict[str, pd.DataFrame]:
+        comp, comp_effects = comparison.comparison_results(s)
+        eff = effects.effects_results(s)
+        eff = pd.concat([eff, comp_effects], ignore_index=True) if len(comp_effects) else eff
+        return {"effects": eff, "comparison": comp, "process": effects.process_results(s),
+                "attrition": attrition.attrition_results(s)}
+
+    def cost_tables(s: Study) -> dict[str, pd.DataFrame]:
+        out = costs.costs_results(s)
+        return out if isinstance(out, dict) else {"costs": out}
+
+    def economics(s: Study) -> dict[str, pd.DataFrame]:
+        cea_df, ceac_df = cea.cea_results(s)
+        return {"cea": cea_df, "ceac": ceac_df, "rosi": rosi.rosi_results(s)}
+
+    return [
+        ("data quality", quality),
+        ("CONSORT flow and baseline", flow),
+        ("balance", lambda s: {"balance": balance.balance_results(s)}),
+        ("outcomes, attrition and the comparison group", outcome_effects),
+        ("costs", cost_tables),
+        ("cost-effectiveness and ROSI", economics),
+    ]
+
+
+def compute(study: Study, progress: bool = True) -> dict[str, pd.DataFrame]:
+    """Every result table, by name."""
+    results: dict[str, pd.DataFrame] = {}
+    steps = _steps()
+    for i, (label, fn) in enumerate(steps, 1):
+        t0 = time.perf_counter()
+        if progress:
+            print(f"[{i}/{len(steps)}] {label} ...", file=sys.stderr, flush=True)
+        results.update(fn(study))
+        if progress:
+            print(f"      done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    return results
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> None:
+    """Deterministic CSV: UTF-8, ``\\n`` line ends, floats to 10 significant digits."""
+    df.to_csv(path, index=False, lineterminator="\n", float_format="%.10g", encoding="utf-8")
+
+
+def write_results(results: dict[str, pd.DataFrame], out: Path) -> None:
+    (out / "results").mkdir(parents=True, exist_ok=True)
+    for name, df in sorted(results.items()):
+        write_csv(df, out / "results" / f"{name}.csv")
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Move ``tmp`` into place as ``final``; the old ``final`` survives until the swap."""
+    final = Path(final)
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+
+
+def run(study: Study, out: str | Path, command: list[str] | None = None, progress: bool = True) -> Path:
+    """Compute every table and write ``OUT/results/*.csv`` and ``OUT/manifest.json``
+    atomically (built in a temporary folder beside ``OUT``, then moved into place)."""
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        results = compute(study, progress=progress)
+        write_results(results, tmp)
+        write_manifest(build_manifest(study, tmp, command or ["hbeval", "analyze"]), tmp)
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
