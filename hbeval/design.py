@@ -77,20 +77,34 @@ def draw_batch(clients: pd.DataFrame, strata: list[str] | tuple[str, ...], seed:
     DataFrame with ``client_id``, ``frame_arm``, ``teaming_arm``, ``stratum``, ``cell``
     (the code), sorted by ``client_id``.
     """
-    df = pd.DataFrame({"client_id": clients["client_id"].astype(str).to_numpy()})
-    df["stratum"] = stratum_labels(clients, strata).to_numpy()
-    df = df.sort_values(["stratum", "client_id"], kind="mergesort").reset_index(drop=True)
-    rng = np.random.default_rng(seed)
-    codes = np.empty(len(df), dtype=np.int8)
-    for lab, idx in df.groupby("stratum", sort=True).indices.items():
-        codes[idx] = _one_block(len(idx), rng)
-    df["cell"] = codes
-    frame, team = arms_of(codes)
-    df["frame_arm"] = frame
-    df["teaming_arm"] = team
-    return df.sort_values("client_id", kind="mergesort").reset_index(drop=True)[
-        ["client_id", "frame_arm", "teaming_arm", "stratum", "cell"]
-    ]
+    ids = np.asarray([str(v) for v in clients["client_id"].to_numpy()], dtype=object)
+    lab = stratum_labels(clients, strata).to_numpy(dtype=object)
+    # sort by (stratum, client_id), stably: the generator is used stratum by stratum in sorted order
+    o1 = np.argsort(ids, kind="stable")
+    order = o1[np.argsort(lab[o1], kind="stable")]
+    ids, lab = ids[order], lab[order]
+    codes = batch_codes(lab, seed)
+    back = np.argsort(ids, kind="stable")
+    frame, team = arms_of(codes[back])
+    return pd.DataFrame({"client_id": ids[back], "frame_arm": frame, "teaming_arm": team, "stratum": lab[back],
+                         "cell": codes[back]})
+
+
+def batch_codes(sorted_stratum: np.ndarray, seed: int | Sequence[int] | np.random.Generator) -> np.ndarray:
+    """The randomisation step of :func:`draw_batch`: cell codes for families already sorted
+    by (stratum, client_id), the generator used stratum by stratum in that order.
+
+    Each stratum of size ``n`` gets ``n // 4`` of every cell plus ``n % 4`` distinct cells drawn
+    at random, in a uniformly random order (randomizr's ``block_ra`` rule for misfits).
+    """
+    lab = np.asarray(sorted_stratum, dtype=object)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    codes = np.empty(len(lab), dtype=np.int8)
+    if len(lab):
+        cut = np.flatnonzero(lab[1:] != lab[:-1]) + 1
+        for a, b in zip(np.r_[0, cut], np.r_[cut, len(lab)]):
+            codes[a:b] = _one_block(int(b - a), rng)
+    return codes
 
 
 def _one_block(n: int, rng: np.random.Generator) -> np.ndarray:
