@@ -177,6 +177,8 @@ class FactorialData:
     start: np.ndarray | None
     stratum: np.ndarray
     mask: np.ndarray  # which rows of the input frame are used
+    extra: np.ndarray | None = None  # further covariates (n, k), e.g. a missing-baseline dummy
+    extra_names: tuple[str, ...] = ()
 
     @property
     def n(self) -> int:
@@ -208,28 +210,32 @@ def factorial_data(end: np.ndarray, cell: np.ndarray, stratum: np.ndarray, start
 
 
 def _covariates(d: FactorialData) -> tuple[np.ndarray, list[str]]:
+    """``W = [1, start, extra, stratum dummies]``: every covariate but the arms."""
     S, snames = strata_dummies(d.stratum)
     cols = [np.ones(d.n)]
     names = ["(Intercept)"]
     if d.start is not None:
         cols.append(d.start)
         names.append("start")
+    if d.extra is not None and d.extra.shape[1]:
+        cols.append(d.extra)
+        names += list(d.extra_names)
     W = np.column_stack(cols + ([S] if S.shape[1] else []))
     return W, names + snames
 
 
-def fit_main(d: FactorialData) -> OLSResult:
-    """``y ~ frame_shares + teaming + start + strata`` with HC2."""
+def fit_main(d: FactorialData, weights: np.ndarray | None = None) -> OLSResult:
+    """``y ~ frame_shares + teaming + start + strata`` with HC2 (weighted when given)."""
     W, wn = _covariates(d)
     X = np.column_stack([W[:, :1], d.frame, d.teaming, W[:, 1:]])
-    return ols_hc2(d.y, X, [wn[0], "frame_shares", "teaming", *wn[1:]])
+    return ols_hc2(d.y, X, [wn[0], "frame_shares", "teaming", *wn[1:]], weights)
 
 
-def fit_interaction(d: FactorialData) -> OLSResult:
-    """``y ~ frame_shares * teaming + start + strata`` with HC2."""
+def fit_interaction(d: FactorialData, weights: np.ndarray | None = None) -> OLSResult:
+    """``y ~ frame_shares * teaming + start + strata`` with HC2 (weighted when given)."""
     W, wn = _covariates(d)
     X = np.column_stack([W[:, :1], d.frame, d.teaming, d.frame * d.teaming, W[:, 1:]])
-    return ols_hc2(d.y, X, [wn[0], "frame_shares", "teaming", "frame_shares:teaming", *wn[1:]])
+    return ols_hc2(d.y, X, [wn[0], "frame_shares", "teaming", "frame_shares:teaming", *wn[1:]], weights)
 
 
 def fit_lin(d: FactorialData) -> OLSResult:
@@ -241,17 +247,18 @@ def fit_lin(d: FactorialData) -> OLSResult:
     ``c_k:start_c``, with ``start_c = start − mean(start)``. The coefficient of ``c_k`` is
     then the adjusted cell contrast at the sample's mean baseline.
     """
-    W, wn = _covariates(d)
+    S, Sn = strata_dummies(d.stratum)
     cell = d.cell
     C = np.column_stack([(cell == k).astype(float) for k in (1, 2, 3)])
-    cols = [W[:, :1], C]
-    names = [wn[0], "c1", "c2", "c3"]
+    cols = [np.ones((d.n, 1)), C]
+    names = ["(Intercept)", "c1", "c2", "c3"]
     if d.start is not None:
         sc = d.start - d.start.mean()
         cols += [sc[:, None], C * sc[:, None]]
         names += ["start_c", "c1:start_c", "c2:start_c", "c3:start_c"]
-    S = W[:, 2:] if d.start is not None else W[:, 1:]
-    Sn = wn[2:] if d.start is not None else wn[1:]
+    if d.extra is not None and d.extra.shape[1]:
+        cols.append(d.extra)
+        names += list(d.extra_names)
     X = np.column_stack(cols + ([S] if S.shape[1] else []))
     return ols_hc2(d.y, X, names + Sn)
 
