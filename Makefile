@@ -1,0 +1,46 @@
+# The two commands of the README:
+#   make report   demo study -> validate -> full evaluation report in reports/<study name>/
+#   make test     the test suite
+# Each sets up its own virtual environment (.venv) from pyproject.toml, pinned by constraints.txt.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+HBEVAL := $(VENV)/bin/hbeval
+DEMO   ?= demo_study
+JOBS   ?= 2
+
+.PHONY: report test env sysdeps analyze clean golden
+
+env: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $@
+
+# Debian packages the browser and PDF tests use (skipped, not failed, where they are missing
+# and this is not root).
+sysdeps:
+	@if command -v chromium >/dev/null && command -v pdftotext >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium poppler-utils >/dev/null) \
+	  || echo "sysdeps: could not install chromium/poppler-utils; the browser and PDF-text tests will be skipped"; \
+	else echo "sysdeps: chromium or poppler-utils missing; the browser and PDF-text tests will be skipped"; fi
+
+report: env
+	$(HBEVAL) demo $(DEMO)
+	$(HBEVAL) validate $(DEMO)
+	$(HBEVAL) report $(DEMO)
+
+analyze: env
+	$(HBEVAL) demo $(DEMO)
+	$(HBEVAL) validate $(DEMO)
+	$(HBEVAL) analyze $(DEMO) --out reports/analysis
+
+test: env sysdeps
+	$(PY) -m pytest -n $(JOBS) -q
+
+clean:
+	rm -rf $(DEMO) reports/*/ .pytest_cache
