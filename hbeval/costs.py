@@ -42,6 +42,7 @@ Public entry points
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -460,11 +461,28 @@ def family_costs(study: Study) -> pd.DataFrame:
     (:data:`CATEGORIES`), in euros of ``study.config.price_year``. Use :func:`wide_costs`
     for one row per family (e.g. ``pre_total`` as a covariate).
     """
+    cfg = study.config
+    store = getattr(study, "store", None)
+    key = None
+    if store is not None and Path(store).exists():
+        st = Path(store).stat()
+        key = (str(Path(store).resolve()), st.st_mtime_ns, st.st_size, cfg.price_year, cfg.follow_up_days, tuple(cfg.strata))
+        if key in _FC_CACHE:
+            return _FC_CACHE[key].copy()
     fam = _study_families(study)
     con = study.connect()
-    cfg = study.config
-    c = family_costs_sql(con, fam, study.unit_costs(), study.price_index(), cfg.price_year, cfg.follow_up_days)
-    return _attach(c, fam)
+    try:
+        c = family_costs_sql(con, fam, study.unit_costs(), study.price_index(), cfg.price_year, cfg.follow_up_days)
+    finally:
+        con.close()
+    out = _attach(c, fam)
+    if key is not None:
+        _FC_CACHE.clear()  # keep one study's costs: costs, cea and rosi of one analyze run share them
+        _FC_CACHE[key] = out
+    return out.copy()
+
+
+_FC_CACHE: dict[tuple, pd.DataFrame] = {}
 
 
 def wide_costs(fc: pd.DataFrame) -> pd.DataFrame:
