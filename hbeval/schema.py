@@ -206,3 +206,18 @@ def is_direct_identifier(header: str) -> bool:
         if h == p:
             return True
     return False
+
+
+def aliases_markdown() -> str:
+    """The alias map as the Markdown tables of ``data_schema/README.md`` (kept in step by a test)."""
+    a = _aliases()
+    lines = ["| canonical column | Finnish / other headers accepted |", "|---|---|"]
+    for target, names in a["columns"].items():
+        lines.append(f"| `{target}` | {', '.join(f'`{n}`' for n in names)} |")
+    lines += ["", "| column | value in the export | canonical value |", "|---|---|---|"]
+    for col, vals in a["values"].items():
+        for k, v in vals.items():
+            lines.append(f"| `{col}` | `{k}` | `{v}` |")
+    lines += ["", "Direct-identifier columns dropped at ingestion (patterns; `*` is a wildcard): "
+              + ", ".join(f"`{p}`" for p in a["direct_identifiers"]["patterns"]) + "."]
+    return "\n".join(lines) + "\n"
