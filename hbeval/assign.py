@@ -40,7 +40,6 @@ from hbeval.design import (
     keyed_rng,
     minimisation_draws,
     pocock_simon_choice,
-    stratum_labels,
 )
 from hbeval.errors import InputError, UsageError
 
@@ -175,7 +174,7 @@ def assign_all(study_dir: str | Path, now: dt.datetime | None = None) -> pd.Data
     pilot = clients[clients["group"].astype(str) == "pilot"]
     conn = registry.connect(study_dir / registry.REGISTRY_NAME)
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        registry.begin(conn)
         try:
             done = registry.read(conn)
             todo = pilot[~pilot["client_id"].astype(str).isin(set(done["client_id"]))]
@@ -252,18 +251,18 @@ def assign_one(study_dir: str | Path, client_id: str, now: dt.datetime | None = 
     key = _key(cfg, study_dir)
     now = _now(now)
     client_id = str(fam["client_id"])
-    stratum = str(stratum_labels(fam.to_frame().T, list(cfg.strata)).iloc[0])
+    stratum = "|".join("(missing)" if pd.isna(fam[s]) else str(fam[s]) for s in cfg.strata) or "all"
     conn = registry.connect(study_dir / registry.REGISTRY_NAME)
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        prev = _existing(conn, client_id)  # a re-enrolment needs no write lock
+        if prev is not None:
+            return prev
+        registry.begin(conn)
         try:
-            prev = conn.execute(
-                "SELECT cell, frame_arm, teaming_arm, stratum, assigned_on FROM allocations WHERE client_id = ?", (client_id,)
-            ).fetchone()
+            prev = _existing(conn, client_id)
             if prev is not None:
                 conn.execute("ROLLBACK")
-                return {"client_id": client_id, "frame_arm": prev[1], "teaming_arm": prev[2], "stratum": prev[3],
-                        "assigned_on": prev[4], "cell": int(prev[0]), "new": False}
+                return prev
             if cfg.assignment_method == "minimisation":
                 row = _minimisation_row(conn, clients, fam, cfg, key)
             else:
@@ -287,6 +286,16 @@ def assign_one(study_dir: str | Path, client_id: str, now: dt.datetime | None = 
     finally:
         conn.close()
     return {k: row[k] for k in ("client_id", "frame_arm", "teaming_arm", "stratum", "assigned_on", "cell")} | {"new": True}
+
+
+def _existing(conn, client_id: str) -> dict[str, Any] | None:
+    r = conn.execute(
+        "SELECT cell, frame_arm, teaming_arm, stratum, assigned_on FROM allocations WHERE client_id = ?", (client_id,)
+    ).fetchone()
+    if r is None:
+        return None
+    return {"client_id": client_id, "frame_arm": r[1], "teaming_arm": r[2], "stratum": r[3], "assigned_on": r[4],
+            "cell": int(r[0]), "new": False}
 
 
 def _factor_levels(clients: pd.DataFrame, ids: Sequence[str], factors: Sequence[str]) -> np.ndarray:

@@ -6,7 +6,7 @@ edit, deletion, insertion or reordering breaks the chain at the first changed ro
 ``meta`` keeps the number of rows and the head hash, written in the same transaction as the
 rows, so that a row cut off the end is noticed too.
 
-Writers take SQLite's write lock with ``BEGIN IMMEDIATE`` before they read the state they
+Writers take SQLite's write lock with ``BEGIN IMMEDIATE`` (:func:`begin`) before they read the state they
 decide on, so concurrent coordinators are serialised: no family is assigned twice and a
 block's position is never taken twice. The file uses the rollback journal (no WAL side
 files) and holds no wall-clock value other than the ``recorded_at`` the caller passes, so its
@@ -17,11 +17,15 @@ This module knows nothing about designs or studies: rows in, rows out, chain che
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
+import random
 import sqlite3
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -108,17 +112,51 @@ def connect(path: str | Path, create: bool = True, timeout: float = 120.0) -> sq
         raise FileNotFoundError(path)
     conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
     conn.execute("PRAGMA journal_mode=DELETE")
-    conn.execute("PRAGMA busy_timeout=%d" % int(timeout * 1000))
-    if create:
-        conn.execute("BEGIN IMMEDIATE")
-        for stmt in _DDL.strip().split(";"):
-            if stmt.strip():
-                conn.execute(stmt)
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('n_rows', '0')")
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('head_hash', ?)", (GENESIS,))
-        conn.execute("COMMIT")
+    conn.execute("PRAGMA busy_timeout=%d" % int(timeout * 1000))  # readers wait for a commit to finish
+    if create and not _has_tables(conn):
+        begin(conn, timeout)
+        try:
+            for stmt in _DDL.strip().split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('n_rows', '0')")
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('head_hash', ?)", (GENESIS,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
     return conn
+
+
+def begin(conn: sqlite3.Connection, timeout: float = 120.0) -> None:
+    """``BEGIN IMMEDIATE``, retrying with short random waits while another writer holds the lock.
+
+    SQLite's own busy handler backs off to 100 ms sleeps, which wastes most of the time when
+    several coordinators enrol at once; a retry every few milliseconds keeps the queue moving.
+    """
+    deadline = time.monotonic() + timeout
+    rnd = random.Random()
+    (old,) = conn.execute("PRAGMA busy_timeout").fetchone()
+    conn.execute("PRAGMA busy_timeout=0")
+    try:
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(rnd.uniform(0.001, 0.006))
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={int(old)}")
+
+
+def _has_tables(conn: sqlite3.Connection) -> bool:
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return {"meta", "allocations"} <= names
 
 
 def head(conn: sqlite3.Connection) -> tuple[int, str]:
@@ -175,10 +213,19 @@ def export_frame(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_export(conn: sqlite3.Connection, csv_path: str | Path) -> Path:
-    """(Re)write ``assignments.csv`` from the registry, atomically (temp file + rename)."""
+    """(Re)write ``assignments.csv`` from the registry, atomically (temp file + rename).
+
+    Plain ``csv`` rather than pandas: it runs inside the write lock, so it must be quick.
+    Same bytes as ``export_frame(...).to_csv(index=False, lineterminator="\\n")``.
+    """
     csv_path = Path(csv_path)
-    df = export_frame(read(conn))
-    data = df.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    rows = conn.execute(f"SELECT {', '.join(EXPORT_COLUMNS)} FROM allocations ORDER BY client_id").fetchall()
+    rows.sort(key=lambda r: r[0])  # Python's code-point order, as pandas sorts
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(EXPORT_COLUMNS)
+    w.writerows([["" if v is None else str(v) for v in r] for r in rows])
+    data = buf.getvalue().encode("utf-8")
     fd, tmp = tempfile.mkstemp(prefix=".assignments.", suffix=".tmp", dir=csv_path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

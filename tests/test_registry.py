@@ -148,3 +148,10 @@ def test_not_a_registry(tmp_path):
     ok, msg = registry.verify(p)
     assert not ok and "cannot be read" in msg
     assert not registry.verify(tmp_path / "nope.sqlite")[0]
+
+
+def test_export_is_the_sorted_contract_columns(reg):
+    csv = (reg.parent / "assignments.csv").read_bytes()
+    want = registry.export_frame(registry.read(reg)).to_csv(index=False, lineterminator="\n").encode("utf-8")
+    assert csv == want
+    assert csv.startswith(b"client_id,frame_arm,teaming_arm,stratum,assigned_on\n")
