@@ -196,7 +196,7 @@ def _read_csv(con: duckdb.DuckDBPyConnection, src: Source, raw: str, tmpdir: Pat
         f"columns={_struct(cols)}, store_rejects=true, max_line_size=1048576, strict_mode=true)"
     )
     try:
-        con.execute(f"CREATE OR REPLACE TABLE {raw} AS SELECT row_number() OVER () AS _k, * FROM {rel}")
+        con.execute(f"CREATE OR REPLACE TABLE {raw} AS SELECT row_number() OVER () + 1 AS _row, * FROM {rel}")
     except duckdb.Error as e:
         raise InputError(f"cannot be read as CSV: {str(e).splitlines()[0]}", file=path.name) from e
     rej = con.execute("SELECT DISTINCT line, error_type, csv_line FROM reject_errors ORDER BY line").fetchall()
@@ -208,15 +208,14 @@ def _read_csv(con: duckdb.DuckDBPyConnection, src: Source, raw: str, tmpdir: Pat
         all_lines = np.arange(2, total + 2, dtype=np.int64)
         ok_lines = np.setdiff1d(all_lines, lines, assume_unique=True)[:n_ok]
         con.register("_ok_lines", pd.DataFrame({"_k": np.arange(1, n_ok + 1), "_row": ok_lines}))
-        con.execute(f"CREATE OR REPLACE TABLE {raw} AS SELECT o._row, r.* EXCLUDE (_k) FROM {raw} r JOIN _ok_lines o USING (_k) ORDER BY o._row")
+        con.execute(f"CREATE OR REPLACE TABLE {raw} AS SELECT o._row, r.* EXCLUDE (_row) FROM {raw} r "
+                    f"JOIN _ok_lines o ON o._k = r._row - 1 ORDER BY o._row")
         con.unregister("_ok_lines")
         con.executemany(
             "INSERT INTO _structural VALUES (?, ?, ?)",
             [(int(line), "row has too few fields" if "MISSING" in et else "row has too many fields (a stray separator?)", (csv_line or "")[:80])
              for line, et, csv_line in rej],
         )
-    else:
-        con.execute(f"CREATE OR REPLACE TABLE {raw} AS SELECT _k + 1 AS _row, * EXCLUDE (_k) FROM {raw}")
     return header, n_ok + len(rej)
 
 
@@ -348,24 +347,31 @@ _NUM_RE = r"^[+-]?([0-9]+([.,][0-9]+)?|[.,][0-9]+)([eE][+-]?[0-9]+)?$"
 
 
 def _clean(x: str) -> str:
-    return f"NULLIF(trim(regexp_replace({x}, '[{_NBSP}]', ' ', 'g')), '')"
+    """Trimmed text with no-break spaces made plain, NULL when empty (plain ``replace``:
+    a regular expression here cost more than all the checks together)."""
+    y = x
+    for ch in _NBSP:
+        y = f"replace({y}, '{ch}', ' ')"
+    return f"NULLIF(trim({y}), '')"
 
 
-def _number_sql(x: str) -> str:
-    s = f"regexp_replace({_clean(x)}, '[ {_NBSP}]', '', 'g')"
-    return f"(CASE WHEN regexp_matches({s}, '{_NUM_RE}') THEN TRY_CAST(replace({s}, ',', '.') AS DOUBLE) END)"
+def _number_sql(c: str) -> str:
+    """Number of the cleaned text ``c`` (decimal comma, thousands spaces), else NULL."""
+    s = f"replace({c}, ' ', '')"
+    return f"(CASE WHEN regexp_full_match({s}, '{_NUM_RE[1:-1]}') THEN TRY_CAST(replace({s}, ',', '.') AS DOUBLE) END)"
 
 
-def _date_sql(x: str) -> str:
-    c = _clean(x)
+def _date_sql(c: str) -> str:
+    """Date of the cleaned text ``c`` (ISO or D.M.YYYY), else NULL."""
     return (
-        f"(CASE WHEN regexp_matches({c}, '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}$') THEN TRY_CAST({c} AS DATE) "
-        f"WHEN regexp_matches({c}, '^[0-9]{{1,2}}\\.[0-9]{{1,2}}\\.[0-9]{{4}}$') THEN CAST(TRY_STRPTIME({c}, '%d.%m.%Y') AS DATE) END)"
+        f"(CASE WHEN {c} LIKE '____-__-__' THEN (CASE WHEN regexp_full_match({c}, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}') "
+        f"THEN TRY_CAST({c} AS DATE) END) "
+        f"WHEN regexp_full_match({c}, '[0-9]{{1,2}}\\.[0-9]{{1,2}}\\.[0-9]{{4}}') THEN CAST(TRY_STRPTIME({c}, '%d.%m.%Y') AS DATE) END)"
     )
 
 
-def _enum_norm_sql(x: str) -> str:
-    return f"trim(regexp_replace(lower(strip_accents({_clean(x)})), '[\\s\\-/]+', '_', 'g'), '_')"
+def _enum_norm_sql(c: str) -> str:
+    return f"trim(regexp_replace(lower(strip_accents({c})), '[\\s\\-/]+', '_', 'g'), '_')"
 
 
 @dataclass
@@ -380,42 +386,48 @@ def _raw_name(name: str) -> str:
     return f"__raw_{name}"
 
 
-def _field_sql(schema: TableSchema, hm: HeaderMap, today: dt.date) -> tuple[list[str], list[_Check]]:
+def _field_sql(schema: TableSchema, hm: HeaderMap, today: dt.date) -> tuple[list[str], list[str], list[_Check]]:
     """SELECT expressions for the typed table, and the checks of each cell.
 
-    The typed table keeps each column's cleaned raw text as ``__raw_<column>``, so every
-    check is a cheap comparison on it (``typed IS NULL`` where the raw text is present
-    means the text did not parse); ``_finish_table`` drops these columns.
+    Two levels: the inner list cleans each raw text column once (``__raw_<column>``,
+    kept in the typed table), the outer list types the cleaned text. Every check is then a
+    cheap comparison on the typed table (``typed IS NULL`` where the raw text is present
+    means the text did not parse); ``_finish_table`` drops the ``__raw_`` columns.
     """
     by_canon = {v: k for k, v in hm.canonical.items()}
-    selects: list[str] = []
+    inner: list[str] = ["r._row AS _row"]
+    outer: list[str] = ["_row"]
     checks: list[_Check] = []
     future = (today + dt.timedelta(days=FUTURE_DAYS)).isoformat()
     for f in schema.fields:
         if f.name == "client_id" and hm.hetu:
-            selects.append("_pseud.client_id AS client_id")
-            selects.append(f"{_clean('r.' + hm.hetu)} AS {_ident(_raw_name('hetu'))}")
+            inner.append("_pseud.client_id AS client_id")
+            inner.append(f"{_clean('r.' + hm.hetu)} AS {_ident(_raw_name('hetu'))}")
+            outer += ["client_id", _ident(_raw_name("hetu"))]
             continue
         raw = by_canon.get(f.name)
         if raw is None:
             typ = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "date": "DATE"}[f.type]
-            selects.append(f"CAST(NULL AS {typ}) AS {_ident(f.name)}")
+            outer.append(f"CAST(NULL AS {typ}) AS {_ident(f.name)}")
             continue
         r = f"r.{_ident(raw)}"
         rc = _ident(_raw_name(f.name))  # cleaned raw text in the typed table
         t = _ident(f.name)
         present = f"({rc} IS NOT NULL)"
-        selects.append(f"{_clean(r)} AS {rc}")
+        inner.append(f"{_clean(r)} AS {rc}")
+        outer.append(rc)
         if f.type == "string" and f.enum:
             vmap = value_alias_map(f.name)
             vmap.update({normalise_name(v): v for v in f.enum})
             cases = " ".join(f"WHEN {_q(k)} THEN {_q(v)}" for k, v in sorted(vmap.items()))
-            typed = f"(CASE {_enum_norm_sql(r)} {cases} END)"
+            canon = ", ".join(_q(v) for v in f.enum)
+            # fast path: the canonical spelling; else normalise and look up the aliases
+            typed = f"(CASE WHEN {rc} IN ({canon}) THEN {rc} ELSE (CASE {_enum_norm_sql(rc)} {cases} END) END)"
             checks.append(_Check(f.name, f"unknown value (allowed: {', '.join(f.enum)})", f"{present} AND {t} IS NULL", rc))
         elif f.type == "string":
-            typed = _clean(r)
+            typed = rc
         elif f.type in ("number", "integer"):
-            typed = _number_sql(r)
+            typed = _number_sql(rc)
             checks.append(_Check(f.name, "not a number", f"{present} AND {t} IS NULL", rc))
             if f.type == "integer":
                 checks.append(_Check(f.name, "not a whole number", f"{t} IS NOT NULL AND {t} <> round({t})", rc))
@@ -424,7 +436,7 @@ def _field_sql(schema: TableSchema, hm: HeaderMap, today: dt.date) -> tuple[list
             if f.maximum is not None:
                 checks.append(_Check(f.name, f"above the maximum {f.maximum:g} (implausible)", f"{t} > {f.maximum}", rc))
         else:  # date
-            typed = _date_sql(r)
+            typed = _date_sql(rc)
             checks.append(_Check(f.name, "not a date (use YYYY-MM-DD or D.M.YYYY)", f"{present} AND {t} IS NULL", rc))
             checks.append(
                 _Check(f.name, f"implausible date (before {EARLIEST_DATE} or after {future})",
@@ -432,10 +444,11 @@ def _field_sql(schema: TableSchema, hm: HeaderMap, today: dt.date) -> tuple[list
             )
         if f.required:
             checks.append(_Check(f.name, "required value missing", f"NOT {present}", rc))
-        selects.append(f"{typed} AS {t}")
+        outer.append(f"{typed} AS {t}")
     for raw, name in hm.extra.items():
-        selects.append(f"{_clean('r.' + _ident(raw))} AS {_ident(name)}")
-    return selects, checks
+        inner.append(f"{_clean('r.' + _ident(raw))} AS {_ident(name)}")
+        outer.append(_ident(name))
+    return inner, outer, checks
 
 
 # ------------------------------------------------------------------ one table
@@ -474,7 +487,7 @@ def _load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema
         con.register("_pseud_map", mp)
         con.execute("CREATE OR REPLACE TEMP TABLE _pseud AS SELECT * FROM _pseud_map")
         con.unregister("_pseud_map")
-    selects, checks = _field_sql(schema, hm, today)
+    inner, outer, checks = _field_sql(schema, hm, today)
     join = ""
     if hm.hetu:
         join = f" LEFT JOIN _pseud ON _pseud.hetu = {_clean('r.' + hm.hetu)}"
@@ -483,7 +496,7 @@ def _load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema
         checks.append(_Check("hetu", "not a valid henkilötunnus (check character or date)",
                              f"{hr} IS NOT NULL AND client_id IS NULL", hr))
     typed = f"typed_{schema.name}"
-    con.execute(f"CREATE OR REPLACE TABLE {typed} AS SELECT r._row AS _row, {', '.join(selects)} FROM {raw} r{join}")
+    con.execute(f"CREATE OR REPLACE TABLE {typed} AS SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM {raw} r{join})")
     con.execute("CREATE OR REPLACE TEMP TABLE _errs(_row BIGINT, col VARCHAR, val VARCHAR, rule VARCHAR)")
     if checks:
         union = " UNION ALL ".join(
@@ -501,13 +514,14 @@ def _finish_table(con: duckdb.DuckDBPyConnection, schema: TableSchema, label: st
     typed = f"typed_{schema.name}"
     cols = [c for (c,) in con.execute(f"SELECT column_name FROM information_schema.columns WHERE table_name = '{typed}' "
                                       "ORDER BY ordinal_position").fetchall() if c != "_row" and not c.startswith("__raw_")]
+    rejected = con.execute(f"SELECT count(DISTINCT _row) FROM _errs_all WHERE file = {_q(label)}").fetchone()[0]
+    # the typed table is in file order already; filter only when some row was rejected
+    where = f" WHERE _row NOT IN (SELECT _row FROM _errs_all WHERE file = {_q(label)})" if rejected else ""
     con.execute(
         f"CREATE OR REPLACE TABLE {schema.name} AS SELECT {', '.join(_ident(c) for c in cols)}, "
-        f"_row AS _source_row FROM {typed} "
-        f"WHERE _row NOT IN (SELECT _row FROM _errs_all WHERE file = {_q(label)}) ORDER BY _row"
+        f"_row AS _source_row FROM {typed}{where}"
     )
     con.execute(f"DROP TABLE {typed}")
-    rejected = con.execute(f"SELECT count(DISTINCT _row) FROM _errs_all WHERE file = {_q(label)}").fetchone()[0]
     ledger.finish_file(label, rejected_rows=rejected)
 
 

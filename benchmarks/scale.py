@@ -1,0 +1,220 @@
+"""National-register scale: time and peak memory of ``hbeval validate`` and ``hbeval analyze``.
+
+Generates a synthetic study of ``--families`` families (default 1 million) and
+``--events`` service events (default 50 million). Every table is written by DuckDB
+``COPY (SELECT ... FROM range(n)) TO 'x.csv'`` from hash-based pseudo-random columns,
+so the generator streams and never holds the rows in Python or pandas.
+
+Each command runs in its own child process; its wall time and peak resident memory
+(``ru_maxrss`` from ``os.wait4`` of that child) are printed. As a peer measurement in the
+same run, the script times a bare DuckDB scan of the largest file (``count(*)`` over
+``read_csv``), and prints validate's time as a ratio to that floor.
+
+Usage::
+
+    .venv/bin/python benchmarks/scale.py --dir /tmp/scale            # 1M families, 50M events
+    .venv/bin/python benchmarks/scale.py --dir /tmp/scale_small --families 20000 --events 1000000
+
+Never part of the test suite. Needs ~4 GB of disk in ``--dir`` for the full size
+(CSV inputs ~3 GB, the study store ~1 GB); ``--clean`` deletes the folder afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+ROOT = Path(__file__).resolve().parents[1]
+SITES = ["Hämeenlinna", "Siun sote", "Pirkanmaa", "Keski-Suomi", "Varsinais-Suomi"]
+LINES = ["home_help", "family_work", "family_counselling", "disability_services", "child_welfare_open_care"]
+CODES = ["home_help_visit", "family_work_visit", "family_counselling_visit", "social_work_meeting", "phone_call",
+         "home_visit", "nurse_visit", "gp_visit", "decision", "client_plan"]
+CONTENT = ["assessment", "examination", "support_visit", "guidance", "decision", "other"]
+KYKY = ["osallisuus", "mieli", "arki", "taidot", "keho", "kokonaistilanne", "elamaan_tyytyvaisyys"]
+
+STUDY_TOML = """\
+# Synthetic national-register study (benchmarks/scale.py); no real person is in it.
+[study]
+name = "Scale benchmark"
+price_year = 2024
+follow_up_days = 365
+seed = 7
+
+[design]
+strata = ["site", "service_line"]
+
+[outcomes]
+primary = "kykyviisari_total"
+ri_draws = {ri_draws}
+
+[economics]
+bootstrap_reps = {bootstrap_reps}
+"""
+
+
+def _list(xs: list[str]) -> str:
+    return "[" + ", ".join("'" + x.replace("'", "''") + "'" for x in xs) + "]"
+
+
+def _u(expr: str, salt: int) -> str:
+    """A uniform number in [0, 1) from a hash of ``expr`` and ``salt``."""
+    return f"((hash({expr}, {salt}) % 1000000007) / 1000000007.0)"
+
+
+def _pick(xs: list[str], expr: str, salt: int) -> str:
+    return f"({_list(xs)})[1 + CAST(hash({expr}, {salt}) % {len(xs)} AS INTEGER)]"
+
+
+def generate(d: Path, n_fam: int, n_events: int, ri_draws: int, bootstrap_reps: int) -> dict[str, int]:
+    """Write the study folder ``d``; returns rows per table."""
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "study.toml").write_text(STUDY_TOML.format(ri_draws=ri_draws, bootstrap_reps=bootstrap_reps), encoding="utf-8")
+    n_pilot = max(400, n_fam // 20)  # 5 % in the pilot
+    n_meas_comp = n_pilot  # comparison families with measurements
+    con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = false")
+    def fid(x: str) -> str:
+        return f"('f' || lpad(CAST({x} AS VARCHAR), 7, '0'))"
+    enrolled = f"(DATE '2024-01-01' + CAST(hash(i, 3) % 540 AS INTEGER))"
+    con.execute(f"""CREATE TEMP TABLE fam AS SELECT i, {fid('i')} AS client_id,
+        {_pick(SITES, 'i', 1)} AS site, {_pick(LINES, 'i', 2)} AS service_line,
+        CASE WHEN i < {n_pilot} THEN 'pilot' WHEN i % 100 = 99 THEN 'excluded' ELSE 'comparison' END AS grp,
+        {enrolled} AS enrolled_on,
+        CAST(hash(i, 4) % 4 AS INTEGER) AS kids,
+        CAST(hash(i, 5) % 4 AS INTEGER) AS cell
+        FROM range({n_fam}) t(i)""")
+    rows: dict[str, int] = {}
+
+    def copy(name: str, sql: str) -> None:
+        t0 = time.perf_counter()
+        con.execute(f"COPY ({sql}) TO '{d / (name + '.csv')}' (HEADER, DELIMITER ',')")
+        rows[name] = con.execute(f"SELECT count(*) FROM read_csv('{d / (name + '.csv')}')").fetchone()[0] if name != "service_events" else n_events
+        print(f"  {name}.csv: {rows[name]:,} rows in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+
+    copy("clients", """SELECT client_id, site, service_line, grp AS "group",
+        CASE WHEN grp = 'excluded' THEN 'declined' END AS exclusion_reason, enrolled_on,
+        kids + 1 + CAST(i % 2 AS INTEGER) AS household_size, kids AS n_children,
+        CASE WHEN kids > 0 THEN CAST(hash(i, 6) % 18 AS INTEGER) END AS youngest_child_age,
+        'area' || CAST(hash(i, 7) % 40 AS VARCHAR) AS area, 'arjen_hallinta' AS referral_reason
+        FROM fam ORDER BY i""")
+    copy("assignments", """SELECT client_id,
+        CASE WHEN cell >= 2 THEN 'frame_shares' ELSE 'frame_only' END AS frame_arm,
+        CASE WHEN cell % 2 = 1 THEN 'teaming' ELSE 'no_teaming' END AS teaming_arm,
+        site || '|' || service_line AS stratum, enrolled_on AS assigned_on
+        FROM fam WHERE grp = 'pilot' ORDER BY i""")
+    copy("measurements", f"""SELECT f.client_id, 'kykyviisari' AS instrument, tp AS timepoint,
+        CASE WHEN tp = 'start' THEN f.enrolled_on ELSE f.enrolled_on + 300 END AS measured_on, item,
+        round(least(10, greatest(0, 3 + 4 * {_u('f.i, item', 8)} + CASE WHEN tp = 'end' THEN 0.5 + 0.3 * (f.cell % 2) ELSE 0 END)), 1) AS score
+        FROM fam f, (SELECT unnest(['start', 'end']) AS tp), (SELECT unnest({_list(KYKY)}) AS item)
+        WHERE f.i < {n_pilot + n_meas_comp} AND f.grp <> 'excluded' AND NOT (tp = 'end' AND hash(f.i, 9) % 10 = 0)
+        ORDER BY f.i, tp DESC, item""")
+    # 50 million events: family i = k mod n (every family gets ~events/families), dates
+    # around its enrolment (pre-period and follow-up), streamed straight to CSV
+    copy("service_events", f"""SELECT {fid(f'k % {n_fam}')} AS client_id,
+        (DATE '2024-01-01' + CAST(hash(k % {n_fam}, 3) % 540 AS INTEGER) - 365 + CAST(hash(k, 11) % 730 AS INTEGER)) AS event_date,
+        {_pick(CODES, 'k', 12)} AS service_code, 1 + CAST(hash(k, 13) % 3 AS INTEGER) AS quantity,
+        {_pick(CONTENT, 'k', 14)} AS visit_content,
+        CASE WHEN hash(k, 15) % 50 = 0 THEN round(100 + 900 * {_u('k', 16)}, 2) END AS cost_eur
+        FROM range({n_events}) t(k)""")
+    copy("budgets", f"""SELECT client_id, 3000 + 100 * CAST(hash(i, 17) % 40 AS INTEGER) AS frame_eur, cat AS category,
+        CASE WHEN cell >= 2 THEN 0.3 END AS told_share, 900.0 AS proposed_eur, 900.0 AS confirmed_eur,
+        enrolled_on + 7 AS proposed_on, enrolled_on + 14 AS confirmed_on, CAST(hash(i, 18) % 3 AS INTEGER) AS revisions
+        FROM fam, (SELECT unnest(['childcare', 'home_services', 'hobbies']) AS cat) WHERE grp = 'pilot' ORDER BY i, cat""")
+    copy("budget_spending", f"""SELECT client_id, enrolled_on + 20 + CAST(hash(i, j, 19) % 300 AS INTEGER) AS date,
+        'childcare' AS category, 'Y' || CAST(hash(i, j, 20) % 50 AS VARCHAR) AS provider_id,
+        round(20 + 200 * {_u('i, j', 21)}, 2) AS amount_eur
+        FROM fam, range(10) r(j) WHERE grp = 'pilot' ORDER BY i, j""")
+    copy("income_support", f"""SELECT client_id, enrolled_on - 300 + CAST(hash(i, j, 22) % 600 AS INTEGER) AS date,
+        'basic' AS kind, round(200 + 600 * {_u('i, j', 23)}, 2) AS amount_eur
+        FROM fam, range(2) r(j) WHERE i % 5 = 0 ORDER BY i, j""")
+    copy("worker_time", f"""SELECT client_id, enrolled_on + CAST(hash(i, j, 24) % 300 AS INTEGER) AS date,
+        CASE WHEN grp = 'pilot' THEN 'hb_worker' ELSE 'social_worker' END AS role, 'meeting' AS activity,
+        15 + 15 * CAST(hash(i, j, 25) % 6 AS INTEGER) AS minutes
+        FROM fam, range(2) r(j) WHERE grp = 'pilot' OR i % 10 = 0 ORDER BY i, j""")
+    copy("teaming_meetings", f"""SELECT client_id, enrolled_on + CAST(5 + 100 * j AS INTEGER) AS date,
+        (['before_start', 'after_start', 'evaluation'])[1 + CAST(j AS INTEGER)] AS phase,
+        3 AS providers_invited, 1 + CAST(hash(i, j, 26) % 3 AS INTEGER) AS providers_present, 60 AS minutes
+        FROM fam, range(3) r(j) WHERE grp = 'pilot' AND cell % 2 = 1 ORDER BY i, j""")
+    copy("child_welfare", f"""SELECT client_id, enrolled_on + CAST(hash(i, 27) % 300 AS INTEGER) AS date, 'notification' AS event
+        FROM fam WHERE hash(i, 28) % 20 = 0 ORDER BY i""")
+    con.close()
+    return rows
+
+
+def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    """Run ``cmd`` as a child; wall seconds, peak RSS (GiB) of that child, exit code."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    code = os.waitstatus_to_exitcode(status)
+    p.returncode = code
+    return {"seconds": round(wall, 1), "peak_rss_gib": round(ru.ru_maxrss / 2**20, 2), "exit": code}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dir", default="/tmp/scale")
+    ap.add_argument("--families", type=int, default=1_000_000)
+    ap.add_argument("--events", type=int, default=50_000_000)
+    ap.add_argument("--ri-draws", type=int, default=2000)
+    ap.add_argument("--bootstrap-reps", type=int, default=1000)
+    ap.add_argument("--skip-generate", action="store_true", help="reuse the study already in --dir/study")
+    ap.add_argument("--generate-only", action="store_true", help="write the study and stop")
+    ap.add_argument("--clean", action="store_true", help="delete --dir at the end")
+    a = ap.parse_args(argv)
+    base = Path(a.dir)
+    study = base / "study"
+    out = base / "out"
+    res: dict[str, object] = {"families": a.families, "events": a.events, "cpus": os.cpu_count()}
+    if not a.skip_generate:
+        shutil.rmtree(study, ignore_errors=True)
+        t0 = time.perf_counter()
+        print(f"generating {a.families:,} families and {a.events:,} events in {study} ...", file=sys.stderr, flush=True)
+        res["rows"] = generate(study, a.families, a.events, a.ri_draws, a.bootstrap_reps)
+        res["generate_seconds"] = round(time.perf_counter() - t0, 1)
+    else:
+        res["rows"] = {p.stem: None for p in study.glob("*.csv")}
+    if a.generate_only:
+        print(json.dumps(res, indent=2))
+        return 0
+    res["input_bytes"] = sum(p.stat().st_size for p in study.glob("*.csv"))
+    # peer: the floor of any CSV ingestion, a bare DuckDB scan of the events file
+    t0 = time.perf_counter()
+    with duckdb.connect() as con:
+        n = con.execute(f"SELECT count(*) FROM read_csv('{study / 'service_events.csv'}', all_varchar=true)").fetchone()[0]
+    res["peer_scan_events_seconds"] = round(time.perf_counter() - t0, 1)
+    res["peer_scan_events_rows"] = n
+    shutil.rmtree(study / ".hbeval", ignore_errors=True)
+    py = str(ROOT / ".venv" / "bin" / "python")
+    print("hbeval validate ...", file=sys.stderr, flush=True)
+    res["validate"] = measure([py, "-m", "hbeval", "validate", str(study)])
+    rows_total = sum(v for v in res["rows"].values() if v) if all(res["rows"].values()) else None
+    if rows_total:
+        res["rows_total"] = rows_total
+        res["ingest_rows_per_second"] = round(rows_total / res["validate"]["seconds"])
+    res["validate_over_peer_scan"] = round(res["validate"]["seconds"] / max(res["peer_scan_events_seconds"], 1e-9), 1)
+    store = study / ".hbeval" / "store.duckdb"
+    res["store_bytes"] = store.stat().st_size if store.exists() else None
+    print("hbeval analyze ...", file=sys.stderr, flush=True)
+    shutil.rmtree(out, ignore_errors=True)
+    res["analyze"] = measure([py, "-m", "hbeval", "analyze", str(study), "--out", str(out)])
+    if (out / "results").exists():
+        res["results"] = sorted(p.name for p in (out / "results").glob("*.csv"))
+    print(json.dumps(res, indent=2, ensure_ascii=False))
+    (base / "scale_result.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
+    if a.clean:
+        shutil.rmtree(base, ignore_errors=True)
+    return 0 if res["validate"]["exit"] == 0 and res["analyze"]["exit"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
