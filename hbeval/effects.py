@@ -415,6 +415,13 @@ def randomised_effects(frame: pd.DataFrame, families: dict[str, list[str]], draw
     (table, nulls): the tidy table (columns :data:`EFFECTS_COLUMNS`) and the RI null draws
     keyed by ``(outcome, contrast)``.
     """
+    from hbeval.inference import blas_single_thread
+
+    with blas_single_thread():
+        return _randomised_effects(frame, families, draws, draw_ids, assignment)
+
+
+def _randomised_effects(frame, families, draws, draw_ids, assignment):
     from hbeval.inference import adjust_family, ri_factorial, ri_pvalue
     from hbeval.outcomes import outcome_columns
 

@@ -18,6 +18,7 @@ subset pivotality this is the Romano–Wolf 2005 step-down).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,6 +28,20 @@ from hbeval.effects import CELL_CONTRASTS, CONTRAST_INTERACTION, CONTRASTS, Fact
 
 RI_SEED_CONSTANT = 4001
 _CHUNK = 2000
+
+
+def blas_single_thread():
+    """Context limiting BLAS to one thread (``threadpoolctl`` when installed).
+
+    The RI products are skinny (``q × n`` by ``n × B`` with ``q`` ≈ 12): threads buy little
+    and, on a loaded machine, OpenBLAS's spinning threads made them up to 10× slower in our
+    measurements. Results do not depend on it.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 # ---------------------------------------------------------------------------- draws
@@ -92,6 +107,11 @@ def ri_factorial(d: FactorialData, draws: np.ndarray, chunk: int = _CHUNK) -> di
     cell indicators ``D_1, D_2, D_3`` (``n × B``), ``P_k = Q_W' D_k``, then the Gram entries
     ``Z_j'M_W Z_k = Z_j'Z_k − P_j'P_k`` and ``Z'ỹ``; ``F = D_2 + D_3``, ``T = D_1 + D_3``.
     """
+    with blas_single_thread():
+        return _ri_factorial(d, draws, chunk)
+
+
+def _ri_factorial(d: FactorialData, draws: np.ndarray, chunk: int) -> dict[str, np.ndarray]:
     W, _ = _covariates(d)
     res = Residualiser(W)
     yt = res.resid(d.y)
