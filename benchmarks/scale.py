@@ -64,13 +64,20 @@ def _list(xs: list[str]) -> str:
     return "[" + ", ".join("'" + x.replace("'", "''") + "'" for x in xs) + "]"
 
 
+def _h(expr: str, salt: int) -> str:
+    """A 64-bit hash of ``expr`` salted by ``salt``. (``hash(x, salt)`` would not do: its
+    low bits for two salts are functions of each other, which made covariates predict the
+    arm exactly in a first version.)"""
+    return f"hash(xor(hash({expr}), {salt}::UBIGINT))"
+
+
 def _u(expr: str, salt: int) -> str:
     """A uniform number in [0, 1) from a hash of ``expr`` and ``salt``."""
-    return f"((hash({expr}, {salt}) % 1000000007) / 1000000007.0)"
+    return f"(({_h(expr, salt)} % 1000000007) / 1000000007.0)"
 
 
 def _pick(xs: list[str], expr: str, salt: int) -> str:
-    return f"({_list(xs)})[1 + CAST(hash({expr}, {salt}) % {len(xs)} AS INTEGER)]"
+    return f"({_list(xs)})[1 + CAST({_h(expr, salt)} % {len(xs)} AS INTEGER)]"
 
 
 def generate(d: Path, n_fam: int, n_events: int, ri_draws: int, bootstrap_reps: int) -> dict[str, int]:
@@ -83,13 +90,13 @@ def generate(d: Path, n_fam: int, n_events: int, ri_draws: int, bootstrap_reps: 
     con.execute("SET preserve_insertion_order = false")
     def fid(x: str) -> str:
         return f"('f' || lpad(CAST({x} AS VARCHAR), 7, '0'))"
-    enrolled = f"(DATE '2024-01-01' + CAST(hash(i, 3) % 540 AS INTEGER))"
+    enrolled = f"(DATE '2024-01-01' + CAST(hash(xor(hash(i), 3::UBIGINT)) % 540 AS INTEGER))"
     con.execute(f"""CREATE TEMP TABLE fam AS SELECT i, {fid('i')} AS client_id,
         {_pick(SITES, 'i', 1)} AS site, {_pick(LINES, 'i', 2)} AS service_line,
         CASE WHEN i < {n_pilot} THEN 'pilot' WHEN i % 100 = 99 THEN 'excluded' ELSE 'comparison' END AS grp,
         {enrolled} AS enrolled_on,
-        CAST(hash(i, 4) % 4 AS INTEGER) AS kids,
-        CAST(hash(i, 5) % 4 AS INTEGER) AS cell
+        CAST(hash(xor(hash(i), 4::UBIGINT)) % 4 AS INTEGER) AS kids,
+        CAST(hash(xor(hash(i), 5::UBIGINT)) % 4 AS INTEGER) AS cell
         FROM range({n_fam}) t(i)""")
     rows: dict[str, int] = {}
 
@@ -102,8 +109,8 @@ def generate(d: Path, n_fam: int, n_events: int, ri_draws: int, bootstrap_reps: 
     copy("clients", """SELECT client_id, site, service_line, grp AS "group",
         CASE WHEN grp = 'excluded' THEN 'declined' END AS exclusion_reason, enrolled_on,
         kids + 1 + CAST(i % 2 AS INTEGER) AS household_size, kids AS n_children,
-        CASE WHEN kids > 0 THEN CAST(hash(i, 6) % 18 AS INTEGER) END AS youngest_child_age,
-        'area' || CAST(hash(i, 7) % 40 AS VARCHAR) AS area, 'arjen_hallinta' AS referral_reason
+        CASE WHEN kids > 0 THEN CAST(hash(xor(hash(i), 6::UBIGINT)) % 18 AS INTEGER) END AS youngest_child_age,
+        'area' || CAST(hash(xor(hash(i), 7::UBIGINT)) % 40 AS VARCHAR) AS area, 'arjen_hallinta' AS referral_reason
         FROM fam ORDER BY i""")
     copy("assignments", """SELECT client_id,
         CASE WHEN cell >= 2 THEN 'frame_shares' ELSE 'frame_only' END AS frame_arm,
@@ -114,37 +121,37 @@ def generate(d: Path, n_fam: int, n_events: int, ri_draws: int, bootstrap_reps: 
         CASE WHEN tp = 'start' THEN f.enrolled_on ELSE f.enrolled_on + 300 END AS measured_on, item,
         round(least(10, greatest(0, 3 + 4 * {_u('f.i, item', 8)} + CASE WHEN tp = 'end' THEN 0.5 + 0.3 * (f.cell % 2) ELSE 0 END)), 1) AS score
         FROM fam f, (SELECT unnest(['start', 'end']) AS tp), (SELECT unnest({_list(KYKY)}) AS item)
-        WHERE f.i < {n_pilot + n_meas_comp} AND f.grp <> 'excluded' AND NOT (tp = 'end' AND hash(f.i, 9) % 10 = 0)
+        WHERE f.i < {n_pilot + n_meas_comp} AND f.grp <> 'excluded' AND NOT (tp = 'end' AND hash(xor(hash(f.i), 9::UBIGINT)) % 10 = 0)
         ORDER BY f.i, tp DESC, item""")
     # 50 million events: family i = k mod n (every family gets ~events/families), dates
     # around its enrolment (pre-period and follow-up), streamed straight to CSV
     copy("service_events", f"""SELECT {fid(f'k % {n_fam}')} AS client_id,
-        (DATE '2024-01-01' + CAST(hash(k % {n_fam}, 3) % 540 AS INTEGER) - 365 + CAST(hash(k, 11) % 730 AS INTEGER)) AS event_date,
-        {_pick(CODES, 'k', 12)} AS service_code, 1 + CAST(hash(k, 13) % 3 AS INTEGER) AS quantity,
+        (DATE '2024-01-01' + CAST(hash(xor(hash(k % {n_fam}), 3::UBIGINT)) % 540 AS INTEGER) - 365 + CAST(hash(xor(hash(k), 11::UBIGINT)) % 730 AS INTEGER)) AS event_date,
+        {_pick(CODES, 'k', 12)} AS service_code, 1 + CAST(hash(xor(hash(k), 13::UBIGINT)) % 3 AS INTEGER) AS quantity,
         {_pick(CONTENT, 'k', 14)} AS visit_content,
-        CASE WHEN hash(k, 15) % 50 = 0 THEN round(100 + 900 * {_u('k', 16)}, 2) END AS cost_eur
+        CASE WHEN hash(xor(hash(k), 15::UBIGINT)) % 50 = 0 THEN round(100 + 900 * {_u('k', 16)}, 2) END AS cost_eur
         FROM range({n_events}) t(k)""")
-    copy("budgets", f"""SELECT client_id, 3000 + 100 * CAST(hash(i, 17) % 40 AS INTEGER) AS frame_eur, cat AS category,
+    copy("budgets", f"""SELECT client_id, 3000 + 100 * CAST(hash(xor(hash(i), 17::UBIGINT)) % 40 AS INTEGER) AS frame_eur, cat AS category,
         CASE WHEN cell >= 2 THEN 0.3 END AS told_share, 900.0 AS proposed_eur, 900.0 AS confirmed_eur,
-        enrolled_on + 7 AS proposed_on, enrolled_on + 14 AS confirmed_on, CAST(hash(i, 18) % 3 AS INTEGER) AS revisions
+        enrolled_on + 7 AS proposed_on, enrolled_on + 14 AS confirmed_on, CAST(hash(xor(hash(i), 18::UBIGINT)) % 3 AS INTEGER) AS revisions
         FROM fam, (SELECT unnest(['childcare', 'home_services', 'hobbies']) AS cat) WHERE grp = 'pilot' ORDER BY i, cat""")
-    copy("budget_spending", f"""SELECT client_id, enrolled_on + 20 + CAST(hash(i, j, 19) % 300 AS INTEGER) AS date,
-        'childcare' AS category, 'Y' || CAST(hash(i, j, 20) % 50 AS VARCHAR) AS provider_id,
+    copy("budget_spending", f"""SELECT client_id, enrolled_on + 20 + CAST(hash(xor(hash(i, j), 19::UBIGINT)) % 300 AS INTEGER) AS date,
+        'childcare' AS category, 'Y' || CAST(hash(xor(hash(i, j), 20::UBIGINT)) % 50 AS VARCHAR) AS provider_id,
         round(20 + 200 * {_u('i, j', 21)}, 2) AS amount_eur
         FROM fam, range(10) r(j) WHERE grp = 'pilot' ORDER BY i, j""")
-    copy("income_support", f"""SELECT client_id, enrolled_on - 300 + CAST(hash(i, j, 22) % 600 AS INTEGER) AS date,
+    copy("income_support", f"""SELECT client_id, enrolled_on - 300 + CAST(hash(xor(hash(i, j), 22::UBIGINT)) % 600 AS INTEGER) AS date,
         'basic' AS kind, round(200 + 600 * {_u('i, j', 23)}, 2) AS amount_eur
         FROM fam, range(2) r(j) WHERE i % 5 = 0 ORDER BY i, j""")
-    copy("worker_time", f"""SELECT client_id, enrolled_on + CAST(hash(i, j, 24) % 300 AS INTEGER) AS date,
+    copy("worker_time", f"""SELECT client_id, enrolled_on + CAST(hash(xor(hash(i, j), 24::UBIGINT)) % 300 AS INTEGER) AS date,
         CASE WHEN grp = 'pilot' THEN 'hb_worker' ELSE 'social_worker' END AS role, 'meeting' AS activity,
-        15 + 15 * CAST(hash(i, j, 25) % 6 AS INTEGER) AS minutes
+        15 + 15 * CAST(hash(xor(hash(i, j), 25::UBIGINT)) % 6 AS INTEGER) AS minutes
         FROM fam, range(2) r(j) WHERE grp = 'pilot' OR i % 10 = 0 ORDER BY i, j""")
     copy("teaming_meetings", f"""SELECT client_id, enrolled_on + CAST(5 + 100 * j AS INTEGER) AS date,
         (['before_start', 'after_start', 'evaluation'])[1 + CAST(j AS INTEGER)] AS phase,
-        3 AS providers_invited, 1 + CAST(hash(i, j, 26) % 3 AS INTEGER) AS providers_present, 60 AS minutes
+        3 AS providers_invited, 1 + CAST(hash(xor(hash(i, j), 26::UBIGINT)) % 3 AS INTEGER) AS providers_present, 60 AS minutes
         FROM fam, range(3) r(j) WHERE grp = 'pilot' AND cell % 2 = 1 ORDER BY i, j""")
-    copy("child_welfare", f"""SELECT client_id, enrolled_on + CAST(hash(i, 27) % 300 AS INTEGER) AS date, 'notification' AS event
-        FROM fam WHERE hash(i, 28) % 20 = 0 ORDER BY i""")
+    copy("child_welfare", f"""SELECT client_id, enrolled_on + CAST(hash(xor(hash(i), 27::UBIGINT)) % 300 AS INTEGER) AS date, 'notification' AS event
+        FROM fam WHERE hash(xor(hash(i), 28::UBIGINT)) % 20 = 0 ORDER BY i""")
     con.close()
     return rows
 
