@@ -212,24 +212,32 @@ def block_draws(n: int, n_draws: int, block_sizes: Sequence[int], rng: np.random
     -------
     ``int8`` array of shape ``(n_draws, n)``.
     """
-    sizes = _check_block_sizes(block_sizes)
+    sizes = np.asarray(_check_block_sizes(block_sizes), dtype=np.int16)
+    out = np.empty((n, n_draws), dtype=np.int8)
     if n == 0:
-        return np.empty((n_draws, 0), dtype=np.int8)
-    bmax = max(sizes)
-    n_blocks = -(-n // min(sizes))
-    choice = rng.integers(len(sizes), size=(n_draws, n_blocks))
-    blocks = np.full((n_draws, n_blocks, bmax), -1, dtype=np.int8)
-    for j, b in enumerate(sizes):
-        pattern = np.full(bmax, -1, dtype=np.int8)
-        pattern[:b] = np.repeat(np.arange(N_CELLS, dtype=np.int8), b // N_CELLS)
-        perm = np.broadcast_to(pattern, (n_draws, n_blocks, bmax)).copy()
-        perm[..., :b] = rng.permuted(perm[..., :b], axis=-1)
-        sel = choice == j
-        blocks[sel] = perm[sel]
-    flat = blocks.reshape(n_draws, n_blocks * bmax)
-    # keep the valid entries in order: a stable sort of "is padding" moves them to the front
-    order = np.argsort(flat < 0, axis=1, kind="stable")[:, :n]
-    return np.take_along_axis(flat, order, axis=1)
+        return out.T.copy()
+    # sequential urn sampling without replacement from each balanced block, vectorised over
+    # draws: the same law as a uniform permutation of the block's pattern
+    rows = np.arange(n_draws)
+    rem = np.zeros((N_CELLS, n_draws), dtype=np.int16)  # cells left in the current block
+    left = np.zeros(n_draws, dtype=np.int16)
+    u = rng.random((n, n_draws))
+    pick = rng.integers(len(sizes), size=(n, n_draws))
+    for i in range(n):
+        new = left == 0
+        if new.any():
+            q = sizes[pick[i, new]] // N_CELLS
+            rem[:, new] = q
+            left[new] = q * N_CELLS
+        t = u[i] * left
+        c0 = rem[0]
+        c1 = c0 + rem[1]
+        c2 = c1 + rem[2]
+        c = (t >= c0).view(np.int8) + (t >= c1).view(np.int8) + (t >= c2).view(np.int8)
+        out[i] = c
+        rem[c, rows] -= 1
+        left -= 1
+    return np.ascontiguousarray(out.T)
 
 
 def blocked_draws(stratum: np.ndarray | pd.Series, n_draws: int, block_sizes: Sequence[int],
