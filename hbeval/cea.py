@@ -484,9 +484,27 @@ def cea_data(study: Study) -> pd.DataFrame:
 
 
 def cea_analysis_of(study: Study) -> CEAResult:
+    """The :class:`CEAResult` of a study (for :func:`plot_ce_plane`); computed once per
+    study store and configuration, so ``cea_results`` and the figures share it."""
+    from pathlib import Path
+
     cfg = study.config
-    return cea_analysis(cea_data(study), cfg.wtp_eur, cfg.wtp_reference_eur, max(cfg.bootstrap_reps, 5000), cfg.seed,
-                        outcome=cfg.primary, min_cell=cfg.min_cell)
+    store = getattr(study, "store", None)
+    key = None
+    if store is not None and Path(store).exists():
+        st = Path(store).stat()
+        key = (str(Path(store).resolve()), st.st_mtime_ns, st.st_size, repr(cfg.to_dict()))
+        if key in _CEA_CACHE:
+            return _CEA_CACHE[key]
+    res = cea_analysis(cea_data(study), cfg.wtp_eur, cfg.wtp_reference_eur, max(cfg.bootstrap_reps, 5000), cfg.seed,
+                       outcome=cfg.primary, min_cell=cfg.min_cell)
+    if key is not None:
+        _CEA_CACHE.clear()
+        _CEA_CACHE[key] = res
+    return res
+
+
+_CEA_CACHE: dict[tuple, CEAResult] = {}
 
 
 def cea_results(study: Study) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -638,7 +638,10 @@ def difference_table(fc: pd.DataFrame, n_reps: int = 5000, seed: int = 0, min_ce
     -------
     DataFrame ``contrast, category, period, n_a, n_b, mean_a_eur, mean_b_eur,
     difference_eur, ci_low, ci_high, ci_method, glm_ratio, glm_ci_low, glm_ci_high,
-    glm_p_value, glm_note`` (``a`` is the first-named level, ``b`` its reference).
+    glm_p_value, glm_note`` (``a`` is the first-named level, ``b`` its reference; for the
+    interaction ``a`` counts the cells entering with +1, ``frame_only/no_teaming`` and
+    ``frame_shares/teaming``, and the means are left empty). The GLM columns are filled on
+    the ``total`` rows.
 
     Notes
     -----

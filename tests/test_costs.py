@@ -308,3 +308,21 @@ def test_study_costs_match_the_tables_they_were_written_from(small_demo_dir, tmp
     assert c1.equals(costs_results(study))
     assert not c1["n"].astype(str).str.len().eq(0).any()
     assert "client_id" not in c1.columns
+
+
+def test_plot_costs_in_both_languages():
+    import matplotlib.figure
+
+    from hbeval.costs import plot_costs
+
+    _, fc = _demo_costs()
+    s = summarise_costs(fc, n_reps=100, seed=1, min_cell=5)
+    for lang in ("en", "fi"):
+        fig = plot_costs(s, lang=lang)
+        assert isinstance(fig, matplotlib.figure.Figure)
+        labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+        assert len(labels) == 6 and all("n=" in x for x in labels)  # pilot, its 4 cells, comparison
+    # small counts are suppressed in the figure's labels too
+    fig = plot_costs(summarise_costs(fc, n_reps=100, seed=1, min_cell=15))
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert any("n=<15" in x for x in labels) and not any("n=14" in x for x in labels)
