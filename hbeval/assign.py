@@ -83,8 +83,19 @@ def _read_plain_clients(study_dir: Path) -> pd.DataFrame | None:
         return None
     if not {"client_id", "group"} <= set(df.columns) or {"hetu", "henkilotunnus", "henkilötunnus"} & set(df.columns):
         return None
-    if not df["group"].isin(GROUPS).all() or (df["client_id"].str.strip() == "").any() or df["client_id"].duplicated().any():
+    df = df.apply(lambda c: c.str.strip())
+    if not df["group"].isin(GROUPS).all() or (df["client_id"] == "").any() or df["client_id"].duplicated().any():
         return None
+    # any value ingestion would translate (a Finnish enum value, say) sends the file through it,
+    # so that strata are labelled exactly as the Study sees them
+    try:
+        from hbeval.schema import tables
+
+        for f in tables()["clients"].fields:
+            if f.enum and f.name in df.columns and not df[f.name].isin([*f.enum, ""]).all():
+                return None
+    except Exception:  # noqa: BLE001 - no schema: keep the plain reading
+        pass
     return df.replace({"": None})
 
 
@@ -365,6 +376,7 @@ def run(study_dir: str | Path, *, all: bool = False, client: str | None = None, 
             counts = new.groupby(["frame_arm", "teaming_arm"]).size()
             print(f"assigned {len(new)} pilot families within {new['stratum'].nunique()} strata "
                   f"({total} in the registry); wrote {ASSIGNMENTS}")
+            print(f"  registry head: {_head(study_dir)} (note it outside the study folder: it pins the registry)")
             for (f, t), n in counts.items():
                 print(f"  {f}/{t}: {n}")
         return 0
@@ -375,11 +387,19 @@ def run(study_dir: str | Path, *, all: bool = False, client: str | None = None, 
     res = assign_one(study_dir, client, now=now)
     if res["new"]:
         print(f"family {res['client_id']}: {res['frame_arm']} / {res['teaming_arm']} (stratum {res['stratum']}, "
-              f"assigned on {res['assigned_on']})")
+              f"assigned on {res['assigned_on']}); registry head {_head(study_dir)}")
     else:
         print(f"family {res['client_id']} was already assigned on {res['assigned_on']}: {res['frame_arm']} / "
               f"{res['teaming_arm']} (stratum {res['stratum']}); not re-drawn")
     return 0
+
+
+def _head(study_dir: Path) -> str:
+    conn = registry.connect(study_dir / registry.REGISTRY_NAME, create=False)
+    try:
+        return registry.head(conn)[1][:16]
+    finally:
+        conn.close()
 
 
 # ---------------------------------------------------------------------- procedure and redraws

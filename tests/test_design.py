@@ -275,3 +275,23 @@ def test_minimisation_draws_balance_the_margins():
         worst.append(w)
     assert np.mean(worst) <= 3
     assert _chi2_uniform_pvalues(d[:, :1]).min() > 0.001  # first family: uniform
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.integers(min_value=1, max_value=30), min_size=1, max_size=5),
+    block_sizes=st.sampled_from([(4,), (8,), (4, 8), (4, 8, 12)]),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_property_blocked_draws_are_blocks_within_strata(sizes, block_sizes, seed):
+    rng = np.random.default_rng(seed)
+    lab = rng.permutation(np.repeat([f"s{i}" for i in range(len(sizes))], sizes))  # enrolment order
+    d = blocked_draws(lab, 20, block_sizes, seed)
+    assert d.shape == (20, len(lab)) and d.dtype == np.int8
+    for row in d:
+        for s_ in np.unique(lab):
+            assert _parses_into_blocks(row[lab == s_], block_sizes)
+    # the keyed sequence obeys the same rule
+    for s_ in np.unique(lab):
+        assert _parses_into_blocks(block_sequence(seed.to_bytes(8, "little") + b"k", s_, int((lab == s_).sum()), block_sizes),
+                                   block_sizes)
