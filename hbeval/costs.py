@@ -34,7 +34,10 @@ Public entry points
   cost_eur`` (``cell`` is ``<frame_arm>/<teaming_arm>`` or missing for families without an
   assignment). :func:`wide_costs` turns it into one row per family with a column per
   ``<period>_<category>`` and ``<period>_total``.
-* :func:`costs_results` → ``results/costs.csv``.
+* :func:`costs_results` → ``results/costs.csv``: the categories above, then a ``total``
+  row; after ``income_support`` come its parts ``income_support:basic``,
+  ``income_support:supplementary``, ``income_support:preventive`` (a breakdown, not added
+  again into ``total``).
 * :func:`cost_differences` → ``results/cost_differences.csv`` (differences per contrast,
   bootstrap CIs, gamma-log GLM check).
 * :func:`plot_costs`.
@@ -58,6 +61,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CATEGORIES = ("usual_services", "purchased_services", "budget_spending", "income_support", "staff_time", "teaming")
 PERIODS = ("follow_up", "pre")
+#: income support by kind: breakdown rows ``income_support:<kind>`` of ``costs.csv`` (not
+#: added again into ``total``)
+INCOME_KINDS = ("basic", "supplementary", "preventive")
 CONTRASTS_RANDOMISED = (
     "frame_shares",
     "teaming",
@@ -162,7 +168,8 @@ def family_costs_sql(
     price_index: pd.DataFrame,
     price_year: int,
     follow_up_days: int,
-) -> pd.DataFrame:
+    detail: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Per-family costs by period and category, aggregated in DuckDB.
 
     Parameters
@@ -181,7 +188,9 @@ def family_costs_sql(
     -------
     DataFrame ``client_id, period, category, cost_eur`` with a row for every family,
     period (``follow_up``, ``pre``) and category of :data:`CATEGORIES` (zero when the
-    family has none), in euros of ``price_year``, sorted.
+    family has none), in euros of ``price_year``, sorted. With ``detail=True`` a pair: that table and the
+    income-support breakdown (same columns, ``category`` ``income_support:<kind>``, a row
+    for every family, period and kind of :data:`INCOME_KINDS` plus any other kind seen).
 
     Notes
     -----
@@ -267,6 +276,7 @@ def family_costs_sql(
             priced AS (
                 SELECT a.client_id, a.period,
                        CASE WHEN a.direct THEN 'purchased_services' ELSE 'usual_services' END AS category,
+                       NULL::VARCHAR AS sub,
                        CASE WHEN a.direct THEN a.amount * tgt.t / pe.idx
                             ELSE a.qty * u.unit_cost_eur * tgt.t / pu.idx END AS cost
                 FROM _hb_ev a CROSS JOIN tgt
@@ -275,6 +285,7 @@ def family_costs_sql(
                 LEFT JOIN _hb_pi pu ON pu.year = u.price_year
                 UNION ALL
                 SELECT o.client_id, o.period, o.category,
+                       CASE WHEN o.category = 'income_support' THEN coalesce(o.key, '(missing)') END,
                        CASE o.category
                          WHEN 'staff_time' THEN o.v1 * s.per_hour / 60
                          WHEN 'teaming' THEN (o.v2 * sp.per_hour + o.v1 * sh.per_hour) / 60
@@ -285,7 +296,7 @@ def family_costs_sql(
                 LEFT JOIN staff sp ON sp.role = 'provider'
                 LEFT JOIN staff sh ON sh.role = 'hb_worker'
             )
-            SELECT client_id, period, category, sum(cost) AS cost_eur FROM priced GROUP BY ALL
+            SELECT client_id, period, category, sub, sum(cost) AS cost_eur FROM priced GROUP BY ALL
             """
         ).df()
     finally:
@@ -293,11 +304,22 @@ def family_costs_sql(
             con.execute(f"DROP TABLE IF EXISTS {t}")
         for v in ("_hb_fam_df", "_hb_uc_df", "_hb_pi_df"):
             con.unregister(v)
-    grid = pd.MultiIndex.from_product([sorted(fam["client_id"]), PERIODS, CATEGORIES], names=["client_id", "period", "category"])
     res["client_id"] = res["client_id"].astype(str)
-    out = res.set_index(["client_id", "period", "category"])["cost_eur"].reindex(grid).fillna(0.0).reset_index()
+    ids = sorted(fam["client_id"])
+    main = res.groupby(["client_id", "period", "category"])["cost_eur"].sum()
+    grid = pd.MultiIndex.from_product([ids, PERIODS, CATEGORIES], names=["client_id", "period", "category"])
+    out = main.reindex(grid).fillna(0.0).reset_index()
     out["cost_eur"] = out["cost_eur"].astype(float)
-    return out
+    if not detail:
+        return out
+    sub = res[res["sub"].notna()].copy()
+    sub["category"] = "income_support:" + sub["sub"].astype(str)
+    kinds = [f"income_support:{k}" for k in INCOME_KINDS]
+    kinds += sorted(set(sub["category"]) - set(kinds))
+    g2 = pd.MultiIndex.from_product([ids, PERIODS, kinds], names=["client_id", "period", "category"])
+    det = sub.groupby(["client_id", "period", "category"])["cost_eur"].sum().reindex(g2).fillna(0.0).reset_index()
+    det["cost_eur"] = det["cost_eur"].astype(float)
+    return out, det
 
 
 def _check_prices(con: duckdb.DuckDBPyConnection, price_year: int) -> None:
@@ -440,15 +462,17 @@ def _attach(costs: pd.DataFrame, fam: pd.DataFrame) -> pd.DataFrame:
 
 def family_costs_from_tables(tables: dict[str, pd.DataFrame], unit_costs: pd.DataFrame, price_index: pd.DataFrame,
                              price_year: int = 2024, follow_up_days: int = 365,
-                             strata: tuple[str, ...] = ("site", "service_line")) -> pd.DataFrame:
-    """:func:`family_costs` for in-memory canonical tables (e.g. ``hbeval.demo.generate().tables``)."""
+                             strata: tuple[str, ...] = ("site", "service_line"),
+                             detail: bool = False) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`family_costs` for in-memory canonical tables (e.g. ``hbeval.demo.generate().tables``);
+    with ``detail=True`` also the income-support breakdown (see :func:`family_costs_sql`)."""
     fam = families_frame(tables["clients"], tables.get("assignments"), strata)
     con = connect_tables(tables)
     try:
-        c = family_costs_sql(con, fam, unit_costs, price_index, price_year, follow_up_days)
+        c, det = family_costs_sql(con, fam, unit_costs, price_index, price_year, follow_up_days, detail=True)
     finally:
         con.close()
-    return _attach(c, fam)
+    return (_attach(c, fam), _attach(det, fam)) if detail else _attach(c, fam)
 
 
 def family_costs(study: Study) -> pd.DataFrame:
@@ -461,6 +485,15 @@ def family_costs(study: Study) -> pd.DataFrame:
     (:data:`CATEGORIES`), in euros of ``study.config.price_year``. Use :func:`wide_costs`
     for one row per family (e.g. ``pre_total`` as a covariate).
     """
+    return _family_costs_both(study)[0].copy()
+
+
+def income_support_by_kind(study: Study) -> pd.DataFrame:
+    """Per-family income support by kind (internal), categories ``income_support:<kind>``."""
+    return _family_costs_both(study)[1].copy()
+
+
+def _family_costs_both(study: Study) -> tuple[pd.DataFrame, pd.DataFrame]:
     cfg = study.config
     store = getattr(study, "store", None)
     key = None
@@ -468,21 +501,22 @@ def family_costs(study: Study) -> pd.DataFrame:
         st = Path(store).stat()
         key = (str(Path(store).resolve()), st.st_mtime_ns, st.st_size, cfg.price_year, cfg.follow_up_days, tuple(cfg.strata))
         if key in _FC_CACHE:
-            return _FC_CACHE[key].copy()
+            return _FC_CACHE[key]
     fam = _study_families(study)
     con = study.connect()
     try:
-        c = family_costs_sql(con, fam, study.unit_costs(), study.price_index(), cfg.price_year, cfg.follow_up_days)
+        c, det = family_costs_sql(con, fam, study.unit_costs(), study.price_index(), cfg.price_year,
+                                  cfg.follow_up_days, detail=True)
     finally:
         con.close()
-    out = _attach(c, fam)
+    out = (_attach(c, fam), _attach(det, fam))
     if key is not None:
         _FC_CACHE.clear()  # keep one study's costs: costs, cea and rosi of one analyze run share them
         _FC_CACHE[key] = out
-    return out.copy()
+    return out
 
 
-_FC_CACHE: dict[tuple, pd.DataFrame] = {}
+_FC_CACHE: dict[tuple, tuple[pd.DataFrame, pd.DataFrame]] = {}
 
 
 def wide_costs(fc: pd.DataFrame) -> pd.DataFrame:
@@ -548,13 +582,16 @@ def percentile_ci(reps: np.ndarray, level: float = 0.95, axis: int = 0) -> tuple
 
 # --------------------------------------------------------------------------- costs.csv
 def summarise_costs(fc: pd.DataFrame, n_reps: int = 5000, seed: int = 0, min_cell: int = 5,
-                    level: float = 0.95) -> pd.DataFrame:
+                    level: float = 0.95, detail: pd.DataFrame | None = None) -> pd.DataFrame:
     """``costs.csv``: per group, cell, category (+ ``total``) and period.
 
     Parameters
     ----------
     fc : long per-family costs (:func:`family_costs`).
     n_reps : bootstrap replicates for the CI of the mean (percentile, resampling families).
+    detail : optional income-support breakdown (:func:`income_support_by_kind`); its
+        ``income_support:<kind>`` rows follow ``income_support`` and are parts of it, not
+        added again into ``total``.
 
     Returns
     -------
@@ -563,9 +600,20 @@ def summarise_costs(fc: pd.DataFrame, n_reps: int = 5000, seed: int = 0, min_cel
     only); rows of groups smaller than ``min_cell`` are blanked and ``n`` shown as ``<k``.
     """
     w = wide_costs(fc)
+    cats: tuple[str, ...] = (*CATEGORIES, "total")
+    if detail is not None and len(detail):
+        kinds = list(dict.fromkeys(detail["category"]))
+        dw = detail.pivot_table(index="client_id", columns=["period", "category"], values="cost_eur", aggfunc="sum")
+        dw.columns = [f"{p}_{c}" for p, c in dw.columns]
+        w = w.merge(dw, left_on="client_id", right_index=True, how="left")
+        for p in PERIODS:
+            for k in kinds:
+                col = f"{p}_{k}"
+                w[col] = w[col].fillna(0.0) if col in w.columns else 0.0
+        i = CATEGORIES.index("income_support") + 1
+        cats = (*CATEGORIES[:i], *kinds, *CATEGORIES[i:], "total")
     w = w[w["group"].isin(["pilot", "comparison"])]
     rng = np.random.default_rng([seed, SEED_COSTS])
-    cats = (*CATEGORIES, "total")
     units: list[tuple[str, str, pd.DataFrame]] = []
     for g in ("pilot", "comparison"):
         sub = w[w["group"] == g]
@@ -753,7 +801,8 @@ def _gamma_glm(y: np.ndarray, arm: np.ndarray, contrast: str) -> dict[str, Any]:
 def costs_results(study: Study) -> pd.DataFrame:
     """``results/costs.csv`` of a study (bootstrap seeded from ``config.seed``)."""
     cfg = study.config
-    return summarise_costs(family_costs(study), cfg.bootstrap_reps, cfg.seed, cfg.min_cell)
+    fc, det = _family_costs_both(study)
+    return summarise_costs(fc, cfg.bootstrap_reps, cfg.seed, cfg.min_cell, detail=det)
 
 
 def cost_differences(study: Study) -> pd.DataFrame:

@@ -326,3 +326,19 @@ def test_plot_costs_in_both_languages():
     fig = plot_costs(summarise_costs(fc, n_reps=100, seed=1, min_cell=15))
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert any("n=<15" in x for x in labels) and not any("n=14" in x for x in labels)
+
+
+def test_income_support_by_kind_is_a_breakdown_not_added_twice():
+    fc, det = family_costs_from_tables(_fixture(), _catalogue(), _index(), price_year=2024, follow_up_days=365,
+                                       detail=True)
+    d = det[det["client_id"] == "F1"].set_index(["period", "category"])["cost_eur"]
+    assert d[("follow_up", "income_support:preventive")] == pytest.approx(50.0)
+    assert d[("pre", "income_support:basic")] == pytest.approx(200.0)
+    assert d[("pre", "income_support:supplementary")] == 0.0
+    s = summarise_costs(fc, n_reps=50, seed=1, min_cell=1, detail=det)
+    pil = s[(s["group"] == "pilot") & (s["cell"] == "all") & (s["period"] == "pre")].set_index("category")
+    cats = list(pil.index)
+    assert cats.index("income_support:basic") == cats.index("income_support") + 1
+    assert pil.loc["total", "total_eur"] == pytest.approx(700.0)
+    assert pil.loc["income_support", "total_eur"] == pytest.approx(
+        pil.loc[[c for c in cats if c.startswith("income_support:")], "total_eur"].sum())
