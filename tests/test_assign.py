@@ -271,17 +271,17 @@ def test_folder_does_not_reveal_the_next_allocation(tmp_path, key):
     assert max(matches) < 0.6 and np.mean(matches) < 0.35  # chance agreement is 1/4
     # 3. the next allocation under the true key vs under look-alike keys: not determined by the folder
     true_next = block_sequence(key, "A|home_help", 41)[40]
-    others = np.array([block_sequence(f"{KEY}-{i}".encode(), "A|home_help", 41)[40] for i in range(400)])
-    assert 60 < (others == true_next).sum() < 140  # about 1/4 of other keys agree
+    others = np.array([block_sequence(f"{KEY}-{i}".encode(), "A|home_help", 41)[40] for i in range(300)])
+    assert 40 < (others == true_next).sum() < 110  # about 1/4 of other keys agree (75 ± 7.5)
 
 
 def test_past_allocations_give_only_the_design_s_inherent_guessing_edge():
     """With random block sizes the best simple guesser (fewest so far) stays near 0.48, far from
     the certainty a revealed sequence would give; with the key, prediction is exact."""
-    seqs = [block_sequence(f"k{i}".encode(), "s", 40) for i in range(250)]
+    seqs = [block_sequence(f"k{i}".encode(), "s", 40) for i in range(150)]
     acc = _min_count_guess_accuracy(seqs)
     assert 0.40 < acc < 0.52
-    fixed4 = _min_count_guess_accuracy([block_sequence(f"k{i}".encode(), "s", 40, (4,)) for i in range(250)])
+    fixed4 = _min_count_guess_accuracy([block_sequence(f"k{i}".encode(), "s", 40, (4,)) for i in range(150)])
     assert acc < fixed4  # random sizes make block ends harder to guess than fixed blocks of 4
 
 
