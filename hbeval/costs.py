@@ -747,10 +747,13 @@ def difference_table(fc: pd.DataFrame, n_reps: int = 5000, seed: int = 0, min_ce
                 if glm and c == "total":
                     row.update(_gamma_glm(x[:, j], arm, con))
                 rows.append(row)
+    cols = ["contrast", "category", "period", "n_a", "n_b", "mean_a_eur", "mean_b_eur", "difference_eur", "ci_low",
+            "ci_high", "ci_method", "glm_ratio", "glm_ci_low", "glm_ci_high", "glm_p_value", "glm_note"]
     out = pd.DataFrame(rows)
-    for c in ("glm_ratio", "glm_ci_low", "glm_ci_high", "glm_p_value", "glm_note"):
+    for c in cols:
         if c not in out.columns:
             out[c] = np.nan
+    out = out[cols]
     num = ["mean_a_eur", "mean_b_eur", "difference_eur", "ci_low", "ci_high"]
     out[num] = out[num].round(2)
     out[["glm_ratio", "glm_ci_low", "glm_ci_high"]] = out[["glm_ratio", "glm_ci_low", "glm_ci_high"]].round(4)

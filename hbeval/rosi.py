@@ -202,7 +202,11 @@ def rosi_table(inp: RosiInputs, params: RosiParams, price_year: int, perspective
         if small:
             for c in ("intervention_cost_eur", "avoided_cost_eur", "rosi", "ci_low", "ci_high", "gross_avoided_year1_eur"):
                 rows[-1][c] = math.nan
-    df = pd.DataFrame(rows)
+    cols = ["comparison", "intervention_cost_eur", "avoided_cost_eur", "rosi", "ci_low", "ci_high", "horizon_years",
+            "discount_rate", "deadweight", "attribution", "drop_off", "price_year", "displacement",
+            "gross_avoided_year1_eur", "perspective", "intervention_categories", "avoided_categories", "avoided_method",
+            "unit", "rosi_note", "n_a", "n_b", "n_reps"]
+    df = pd.DataFrame(rows, columns=cols)
     for c in ("n_a", "n_b"):
         df[c] = [f"<{min_cell}" if 0 < v < min_cell else str(int(v)) for v in df[c]]
     for c in ("intervention_cost_eur", "avoided_cost_eur", "gross_avoided_year1_eur"):
@@ -252,7 +256,8 @@ def rosi_sensitivity(inp: RosiInputs, params: RosiParams,
             rows.append({"comparison": name, "parameter": p, "base_value": getattr(params, p), "low_value": lo,
                          "high_value": hi, "rosi_base": base, "rosi_at_low": vals[0], "rosi_at_high": vals[1],
                          "swing": abs(vals[1] - vals[0]) if all(np.isfinite(vals)) else math.nan})
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows, columns=["comparison", "parameter", "base_value", "low_value", "high_value", "rosi_base",
+                                     "rosi_at_low", "rosi_at_high", "swing"])
     if len(df):
         df["_o"] = df["comparison"].map({c: k for k, c in enumerate(COMPARISONS)})
         df = df.sort_values(["_o", "swing", "parameter"], ascending=[True, False, True], kind="mergesort").drop(columns="_o")

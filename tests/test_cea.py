@@ -253,3 +253,13 @@ def test_small_groups_are_suppressed():
     t = res.to_frame()
     r = t[t["contrast"] == "frame_shares"]
     assert (r["n"] == "<20").all() and r["delta_cost_eur"].isna().all()
+
+
+def test_missing_groups_or_outcomes_give_empty_tables_not_errors():
+    d = _data(seed=16)
+    pilot_only = cea_analysis(d[d["group"] == "pilot"], n_reps=100, seed=1).to_frame()
+    assert "pilot_vs_comparison" not in set(pilot_only["contrast"]) and len(pilot_only) == 6 * 3
+    d2 = d.copy()
+    d2["end"] = np.nan
+    res = cea_analysis(d2, n_reps=100, seed=1)
+    assert len(res.to_frame()) == 0 and "icer" in res.to_frame().columns and len(res.ceac_frame()) == 0

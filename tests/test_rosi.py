@@ -158,3 +158,14 @@ def test_rosi_results_on_a_study(small_demo_dir, tmp_path):
     assert "client_id" not in r.columns
     s = rosi_sensitivity_results(study)
     assert set(s["comparison"]) <= set(COMPARISONS)
+
+
+def test_without_a_comparison_group_only_the_factor_contrasts_remain():
+    arms = {k: v for k, v in ARMS.items() if k != "comparison"}
+    inp = rosi_inputs(_wide(arms), ("budget_spending",), 100, 1)
+    assert rosi_table(inp, RosiParams(), 2024)["comparison"].tolist() == ["frame_shares vs frame_only",
+                                                                          "teaming vs no_teaming"]
+    only = rosi_inputs(_wide({"comparison": ARMS["comparison"]}), ("budget_spending",), 100, 1)
+    t = rosi_table(only, RosiParams(), 2024)
+    assert len(t) == 0 and "rosi" in t.columns
+    assert len(rosi_sensitivity(only, RosiParams())) == 0
