@@ -259,15 +259,21 @@ def assign_one(study_dir: str | Path, client_id: str, now: dt.datetime | None = 
     _check_strata(clients, cfg)
     fam = _family(clients, client_id)
     _refuse_supplied(study_dir)
+    client_id = str(fam["client_id"])
+    reg = study_dir / registry.REGISTRY_NAME
+    if reg.exists():  # an assigned family gets its arm back, key or no key
+        conn = registry.connect(reg, create=False)
+        try:
+            prev = _existing(conn, client_id) if registry._has_tables(conn) else None
+        finally:
+            conn.close()
+        if prev is not None:
+            return prev
     key = _key(cfg, study_dir)
     now = _now(now)
-    client_id = str(fam["client_id"])
     stratum = "|".join("(missing)" if pd.isna(fam[s]) else str(fam[s]) for s in cfg.strata) or "all"
     conn = registry.connect(study_dir / registry.REGISTRY_NAME)
     try:
-        prev = _existing(conn, client_id)  # a re-enrolment needs no write lock
-        if prev is not None:
-            return prev
         registry.begin(conn)
         try:
             prev = _existing(conn, client_id)
@@ -376,9 +382,9 @@ def run(study_dir: str | Path, *, all: bool = False, client: str | None = None, 
             counts = new.groupby(["frame_arm", "teaming_arm"]).size()
             print(f"assigned {len(new)} pilot families within {new['stratum'].nunique()} strata "
                   f"({total} in the registry); wrote {ASSIGNMENTS}")
-            print(f"  registry head: {_head(study_dir)} (note it outside the study folder: it pins the registry)")
             for (f, t), n in counts.items():
                 print(f"  {f}/{t}: {n}")
+            print(f"registry head: {_head(study_dir)} (note it outside the study folder: it pins the registry)")
         return 0
     cfg = load_config(study_dir)
     if _key_inside(cfg, study_dir):

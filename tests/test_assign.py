@@ -170,7 +170,7 @@ def test_no_key_no_sequential_assignment(tmp_path, monkeypatch):
     assert not (st / "assignments.csv").exists()
 
 
-def test_already_assigned_family_gets_its_arm_back(tmp_path, key, capsys):
+def test_already_assigned_family_gets_its_arm_back(tmp_path, key, capsys, monkeypatch):
     cl = _clients()
     st = _study(tmp_path / "s", cl)
     pid = cl.loc[cl["group"] == "pilot", "client_id"].iloc[0]
@@ -180,6 +180,8 @@ def test_already_assigned_family_gets_its_arm_back(tmp_path, key, capsys):
     assert (again["frame_arm"], again["teaming_arm"], again["assigned_on"]) == (first["frame_arm"], first["teaming_arm"], "2025-03-01")
     assert assign.run(st, client=pid, now=NOW) == 0
     assert "already assigned" in capsys.readouterr().out
+    monkeypatch.delenv("HBEVAL_ALLOCATION_KEY")  # giving an existing arm back needs no key
+    assert assign.assign_one(st, pid)["frame_arm"] == first["frame_arm"]
     assert len(registry.read(st / "allocation.sqlite")) == 1
 
 
