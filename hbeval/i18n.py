@@ -280,7 +280,9 @@ def _idx(lang: str) -> int:
 def t(key: str, lang: str = "en", **fields: Any) -> str:
     """The string ``key`` in ``lang``, with ``fields`` filled in (raises ``KeyError`` on an unknown key)."""
     s = STRINGS[key][_idx(lang)]
-    return s.format(**fields) if fields else s
+    if not fields:
+        return s
+    return s.format(**fields).replace("= <", "< ")  # "p = <0.001" reads "p < 0.001"
 
 
 def col(name: str, lang: str = "en") -> str:
@@ -379,12 +381,18 @@ STRINGS.update({
                       "Tekijöiden yhdysvaikutus on {est} pistettä (95 %:n lv. {ci}; p = {p}): {clear}."),
     "n_interaction_small": ("The main effects at the margins can be read as the effect of each factor averaged over the other.",
                             "Reunojen päävaikutukset voi lukea kunkin tekijän vaikutukseksi keskiarvona toisen tekijän yli."),
-    "n_interaction_large": ("Because the interaction is not negligible, read the inside-the-table cell contrasts rather than the margins.",
-                            "Koska yhdysvaikutus ei ole merkityksetön, solukohtaiset vertailut ovat reunoja luotettavampia."),
-    "n_comparison": ("Against the non-randomised comparison group, pilot families' {outcome} was {est} points higher "
-                     "(95 % CI {ci}; doubly robust ATT, not randomised).",
-                     "Ei-satunnaistettuun vertailuryhmään nähden kokeiluperheiden {outcome} oli {est} pistettä korkeampi "
-                     "(95 %:n lv. {ci}; kaksinkertaisesti robusti ATT, ei satunnaistettu)."),
+    "n_interaction_large": ("The interaction is clearly non-zero: the effect of one factor depends on the other, so read the "
+                            "inside-the-table cell contrasts rather than the margins.",
+                            "Yhdysvaikutus poikkeaa selvästi nollasta: toisen tekijän vaikutus riippuu toisesta, joten "
+                            "solukohtaiset vertailut ovat reunoja luotettavampia."),
+    "n_interaction_uncertain": ("The interval is wide: an interaction as large as the smaller main effect cannot be ruled out, "
+                                "so read the inside-the-table cell contrasts beside the margins.",
+                                "Väli on leveä: pienemmän päävaikutuksen suuruista yhdysvaikutusta ei voi sulkea pois, joten "
+                                "solukohtaisia vertailuja on syytä lukea reunojen rinnalla."),
+    "n_comparison": ("Against the non-randomised comparison group, the difference in {outcome} of pilot families was "
+                     "{est} points (95 % CI {ci}; doubly robust ATT, not randomised).",
+                     "Ei-satunnaistettuun vertailuryhmään nähden kokeiluperheiden ero tulosmuuttujassa {outcome} oli "
+                     "{est} pistettä (95 %:n lv. {ci}; kaksinkertaisesti robusti ATT, ei satunnaistettu)."),
     "n_placebo": ("The placebo test on pre-period costs gives {est} € (95 % CI {ci}; p = {p}); {verdict}.",
                   "Esijakson kustannuksilla tehty plasebotesti antaa {est} € (95 %:n lv. {ci}; p = {p}); {verdict}."),
     "n_placebo_ok": ("no sign of residual selection on this outcome", "merkkejä jäännösvalikoitumisesta ei tässä muuttujassa näy"),

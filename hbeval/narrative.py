@@ -136,11 +136,15 @@ def interaction_sentences(effects: pd.DataFrame, outcome: str, lang: str) -> lis
     clear = i18n.t("n_clear" if (lo > 0 or hi < 0) else "n_unclear", lang)
     s = [i18n.t("n_interaction", lang, est=i18n.num(r["estimate"], lang, 2, sign=True), ci=i18n.interval(lo, hi, lang),
                 p=i18n.pval(r["p_value"], lang), clear=clear)]
-    # compare the interaction with the smaller main effect: if it could be as large, say so
+    # compare the interval with the smaller main effect: could the interaction be as large?
     mains = [effect_row(effects, outcome, c) for c in ("frame_shares", "teaming")]
-    sizes = [abs(_f(m["estimate"])) for m in mains if m is not None]
-    large = (lo > 0 or hi < 0) or (sizes and abs(_f(r["estimate"])) >= 0.5 * min(sizes))
-    s.append(i18n.t("n_interaction_large" if large else "n_interaction_small", lang))
+    sizes = [abs(_f(m["estimate"])) for m in mains if m is not None and not np.isnan(_f(m["estimate"]))]
+    if lo > 0 or hi < 0:
+        s.append(i18n.t("n_interaction_large", lang))
+    elif sizes and max(abs(lo), abs(hi)) >= min(sizes):
+        s.append(i18n.t("n_interaction_uncertain", lang))
+    else:
+        s.append(i18n.t("n_interaction_small", lang))
     return s
 
 

@@ -30,8 +30,8 @@ import dataclasses
 import datetime as dt
 import hashlib
 import html
-import io
 import json
+import os
 import re
 import shutil
 import sys
@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from hbeval import __version__, i18n
-from hbeval.errors import CheckFailed, HbevalError, InputError, UsageError
+from hbeval.errors import HbevalError, InputError, UsageError
 
 #: Sections of the report, in reading order (notebooks may emit them in any order).
 SECTIONS: tuple[str, ...] = ("summary", "flow", "baseline", "outcomes", "interaction", "attrition", "comparison",
@@ -329,9 +329,10 @@ def display_primary_effects(effects: pd.DataFrame, outcome: str, lang: str) -> p
 
 
 def display_effects_matrix(effects: pd.DataFrame, outcomes: Sequence[str], contrasts: Sequence[str], lang: str,
-                           adjusted: bool = True) -> pd.DataFrame:
-    """One row per outcome, one column per contrast: ``estimate (CI)`` and the adjusted p."""
-    d = _primary_rows(effects)
+                           adjusted: bool = True, primary_only: bool = True) -> pd.DataFrame:
+    """One row per outcome, one column per contrast: ``estimate (CI)`` and the adjusted p
+    (rows of the primary specification unless ``primary_only=False``)."""
+    d = _primary_rows(effects) if primary_only else effects.drop_duplicates(["outcome", "contrast"])
     rows = []
     for o in outcomes:
         s = d[d["outcome"] == o]
@@ -631,30 +632,58 @@ def render_pdf(html_text: str, pdf_path: Path) -> Path:
     return pdf_path
 
 
-def execute_notebooks(study_path: Path, out: Path, lang: str, seed: int, progress: bool = True) -> list[Path]:
-    """Run every numbered notebook with papermill into ``out/notebooks`` (executed copies)."""
+def _jobs() -> int:
+    env = os.environ.get("HBEVAL_REPORT_JOBS")
+    if env:
+        return max(1, int(env))
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def execute_notebooks(study_path: Path, out: Path, lang: str, seed: int, progress: bool = True,
+                      jobs: int | None = None) -> list[Path]:
+    """Run every numbered notebook with papermill into ``out/notebooks`` (executed copies).
+
+    The notebooks only read ``out/results`` and write their own figures, so they are
+    independent: with ``jobs > 1`` (default: 2 on a machine with two or more cores;
+    ``HBEVAL_REPORT_JOBS`` overrides) they run in parallel kernels. Progress is one line per
+    notebook started and finished (papermill's cell progress bar when ``jobs == 1``).
+    """
     import papermill as pm
 
     nbs = notebook_paths()
     if not nbs:
         raise HbevalError(f"no notebooks in {notebooks_dir()}")
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
-    done = []
-    for i, src in enumerate(nbs, 1):
+    jobs = jobs or _jobs()
+    params = {"study": str(study_path), "out": str(out), "lang": lang, "seed": seed}
+
+    def one(i: int, src: Path) -> Path:
         dst = out / "notebooks" / src.name
         if progress:
-            print(f"[notebook {i}/{len(nbs)}] {src.name}", file=sys.stderr, flush=True)
+            print(f"[notebook {i}/{len(nbs)}] {src.name} ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         try:
-            pm.execute_notebook(str(src), str(dst), parameters={"study": str(study_path), "out": str(out), "lang": lang,
-                                                                "seed": seed},
-                                progress_bar=progress, kernel_name="python3", cwd=str(src.parent), log_output=False)
+            pm.execute_notebook(str(src), str(dst), parameters=params, progress_bar=progress and jobs == 1,
+                                kernel_name="python3", cwd=str(out), log_output=False,
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"])
         except pm.PapermillExecutionError as e:
             raise HbevalError(f"notebook {src.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from e
         if progress:
-            print(f"      done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-        done.append(dst)
-    return done
+            print(f"      {src.name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        return dst
+
+    if jobs == 1:
+        return [one(i, src) for i, src in enumerate(nbs, 1)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(one, i, src) for i, src in enumerate(nbs, 1)]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
 
 
 def run(study_dir: str | Path, out: str | Path | None = None, lang: str = "en", progress: bool = True) -> int:
@@ -677,6 +706,7 @@ def run(study_dir: str | Path, out: str | Path | None = None, lang: str = "en", 
     try:
         if progress:
             print(f"hbeval report: analysing {study_path}", file=sys.stderr, flush=True)
+        os.chmod(tmp, 0o777 & ~_umask())
         compute_results(study, tmp, command, progress=progress)
         nbs = execute_notebooks(study_path, tmp, lang, study.config.seed, progress=progress)
         if progress:
@@ -695,6 +725,12 @@ def run(study_dir: str | Path, out: str | Path | None = None, lang: str = "en", 
     print(f"report written to {out_p} ({time.perf_counter() - t_start:.0f} s): report.html, report.pdf, "
           f"figures/, results/, notebooks/, manifest.json")
     return 0
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
 
 
 # ================================================================= verify and golden
@@ -893,4 +929,4 @@ def compare_golden(out_dir: str | Path, golden_manifest_path: str | Path) -> int
 
 __all__ = ["SECTIONS", "Report", "build_html", "collect_blocks", "compare_golden", "compute_results", "default_out",
            "diff_tables", "execute_notebooks", "notebook_paths", "render_pdf", "results_are_current", "run", "slug",
-           "table_html", "verify", "CheckFailed", "io"]
+           "table_html", "verify"]
