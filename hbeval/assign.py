@@ -207,7 +207,7 @@ def assign_all(study_dir: str | Path, now: dt.datetime | None = None) -> pd.Data
                 }
                 for r in arms.itertuples(index=False)
             ]
-            written = registry.append(conn, rows)
+            written = registry.append(conn, rows)  # public seed, no key: not sealed (bytes independent of env)
             registry.write_export(conn, study_dir / ASSIGNMENTS)
             conn.execute("COMMIT")
         except BaseException:
@@ -293,7 +293,8 @@ def assign_one(study_dir: str | Path, client_id: str, now: dt.datetime | None = 
             row.update({"client_id": client_id, "frame_arm": str(frame[0]), "teaming_arm": str(team[0]),
                         "stratum": stratum, "batch": None, "seed": None, "key_id": StudyConfig.key_id(key),
                         "assigned_on": now.date().isoformat(), "recorded_at": now.isoformat(timespec="seconds")})
-            registry.append(conn, [row])
+            written = registry.append(conn, [row])
+            registry.seal(conn, key, StudyConfig.key_id(key), written)
             registry.write_export(conn, study_dir / ASSIGNMENTS)
             conn.execute("COMMIT")
         except BaseException:
@@ -358,7 +359,15 @@ def verify(study_dir: str | Path) -> tuple[bool, str]:
             return False, ("no allocation.sqlite: this study supplied its own assignments.csv, so there is no "
                            "registry to verify")
         return False, "no allocation.sqlite: nothing has been assigned with hbeval assign"
-    return registry.verify(reg, study_dir / ASSIGNMENTS)
+    cfg = load_config(study_dir)
+    try:
+        key = cfg.allocation_key(study_dir)
+    except InputError:
+        key = None
+    ok, msg = registry.verify(reg, study_dir / ASSIGNMENTS, key=key, key_id=StudyConfig.key_id(key) if key else None)
+    if ok and not key:
+        msg += " (no allocation key at hand: seals not checked)"
+    return ok, msg
 
 
 def run(study_dir: str | Path, *, all: bool = False, client: str | None = None, verify: bool = False,

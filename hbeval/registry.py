@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -57,6 +58,7 @@ FIELDS: tuple[str, ...] = (
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS seals (seq INTEGER PRIMARY KEY, key_id TEXT NOT NULL, mac TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS allocations (
     seq INTEGER PRIMARY KEY,
     client_id TEXT NOT NULL UNIQUE,
@@ -156,7 +158,24 @@ def begin(conn: sqlite3.Connection, timeout: float = 120.0) -> None:
 
 def _has_tables(conn: sqlite3.Connection) -> bool:
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    return {"meta", "allocations"} <= names
+    return {"meta", "allocations", "seals"} <= names
+
+
+def seal_mac(key: bytes, seq: int, row_hash_: str) -> str:
+    """``HMAC-SHA-256(key, "hbeval-seal/1:<seq>:<row_hash>")`` (hex)."""
+    return hmac.new(key, f"hbeval-seal/1:{int(seq)}:{row_hash_}".encode(), hashlib.sha256).hexdigest()
+
+
+def seal(conn: sqlite3.Connection, key: bytes, key_id: str, rows: list[dict[str, Any]]) -> None:
+    """Seal the last of ``rows`` (the new head) with a keyed MAC; same transaction as the rows.
+
+    The hash chain shows any change to a row unless someone rewrites every hash after it; a
+    seal cannot be rewritten without the allocation key, so a rewritten chain fails at the
+    first seal after the change (checked by :func:`verify` when the key is at hand).
+    """
+    if rows:
+        last = rows[-1]
+        conn.execute("INSERT INTO seals VALUES (?, ?, ?)", (last["seq"], key_id, seal_mac(key, last["seq"], last["row_hash"])))
 
 
 def head(conn: sqlite3.Connection) -> tuple[int, str]:
@@ -238,13 +257,17 @@ def write_export(conn: sqlite3.Connection, csv_path: str | Path) -> Path:
     return csv_path
 
 
-def verify(path: str | Path, assignments_csv: str | Path | None = None) -> tuple[bool, str]:
+def verify(path: str | Path, assignments_csv: str | Path | None = None,
+           key: bytes | None = None, key_id: str | None = None) -> tuple[bool, str]:
     """Check the hash chain; name the first bad row.
 
     Checks, in order: every row's ``seq`` is its position (1, 2, ...), its ``prev_hash`` is the
     previous row's hash, its ``row_hash`` is the hash of its fields; ``meta`` agrees on the
     number of rows and the head hash (a row cut off the end); no family appears twice; and,
-    when given, ``assignments.csv`` holds exactly the registry's assignments.
+    when given, ``assignments.csv`` holds exactly the registry's assignments; and, when the
+    allocation ``key`` is given, every seal made with it matches its row and every row drawn
+    with that key (``key_id``) is sealed (so a chain rewritten from some row on is caught at
+    the first keyed row after it).
 
     Returns
     -------
@@ -259,6 +282,8 @@ def verify(path: str | Path, assignments_csv: str | Path | None = None) -> tuple
         try:
             rows = conn.execute(f"SELECT {', '.join(FIELDS)}, row_hash FROM allocations ORDER BY seq").fetchall()
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            has_seals = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'seals'").fetchone()[0]
+            seals = conn.execute("SELECT seq, key_id, mac FROM seals ORDER BY seq").fetchall() if has_seals else []
         finally:
             conn.close()
     except sqlite3.DatabaseError as e:
@@ -289,6 +314,19 @@ def verify(path: str | Path, assignments_csv: str | Path | None = None) -> tuple
         if meta_n > n:
             return False, f"{path.name}: row {n + 1}: missing (the registry recorded {meta_n} rows; rows were cut off the end)"
         return False, f"{path.name}: row {min(n, max(meta_n, 0)) + 1}: not recorded in the registry head (rows added or changed outside hbeval)"
+    sealed = ""
+    if key is not None and key_id is not None:
+        by_seq = {r[0]: r for r in rows}
+        mine = {s_[0]: s_ for s_ in seals if s_[1] == key_id}
+        for sq, s_ in sorted(mine.items()):
+            r = by_seq.get(sq)
+            if r is None or not hmac.compare_digest(s_[2], seal_mac(key, sq, r[-1])):
+                return False, (f"{path.name}: row {sq}: its seal does not match (the hash chain was rewritten at or "
+                               "before this row)")
+        unsealed = [r[0] for r in rows if r[FIELDS.index("key_id")] == key_id and r[0] not in mine]
+        if unsealed:
+            return False, f"{path.name}: row {unsealed[0]}: drawn with the key but not sealed (added or rewritten outside hbeval)"
+        sealed = f", {len(mine)} seals verified with the key"
     if assignments_csv is not None and Path(assignments_csv).exists():
         try:
             got = pd.read_csv(assignments_csv, dtype=str, keep_default_na=False, encoding="utf-8")
@@ -303,7 +341,7 @@ def verify(path: str | Path, assignments_csv: str | Path | None = None) -> tuple
         if len(got) != len(want) or not (got.to_numpy() == want.to_numpy()).all():
             bad = _first_difference(got, want)
             return False, f"{Path(assignments_csv).name} differs from {path.name} ({bad}); re-export with hbeval assign"
-    return True, f"{path.name}: {n} allocations, hash chain intact (head {prev[:12]})"
+    return True, f"{path.name}: {n} allocations, hash chain intact (head {prev[:12]}){sealed}"
 
 
 def _first_difference(got: pd.DataFrame, want: pd.DataFrame) -> str:

@@ -228,7 +228,7 @@ def test_concurrent_coordinators(tmp_path, key):
     rows = registry.read(st / "allocation.sqlite")
     assert len(rows) == n and rows["client_id"].is_unique and set(rows["client_id"]) == set(ids)
     ok, msg = assign.verify(st)
-    assert ok, msg
+    assert ok and "200 seals verified" in msg, msg
     for lab, g in rows.groupby("stratum"):
         # each stratum's allocations, in registry order, are exactly its keyed block sequence
         assert (g["cell"].to_numpy() == block_sequence(key, lab, len(g))).all(), lab

@@ -155,3 +155,51 @@ def test_export_is_the_sorted_contract_columns(reg):
     want = registry.export_frame(registry.read(reg)).to_csv(index=False, lineterminator="\n").encode("utf-8")
     assert csv == want
     assert csv.startswith(b"client_id,frame_arm,teaming_arm,stratum,assigned_on\n")
+
+
+def _sealed_registry(tmp_path, key=b"seal-key"):
+    path = tmp_path / "sealed.sqlite"
+    conn = registry.connect(path)
+    for i in range(1, 9):
+        conn.execute("BEGIN IMMEDIATE")
+        w = registry.append(conn, [_row(i)])
+        registry.seal(conn, key, "abc", w)
+        conn.execute("COMMIT")
+    conn.close()
+    return path
+
+
+def _rewrite_chain_from(path, seq):
+    """What an informed forger does: edit a row, recompute every hash after it and the head."""
+    df = registry.read(path)
+    df.loc[df["seq"] == seq, "cell"] = (df.loc[df["seq"] == seq, "cell"] + 1) % 4
+    c = sqlite3.connect(path)
+    prev = registry.GENESIS
+    for _, r in df.iterrows():
+        row = {f: (None if pd.isna(r[f]) else r[f]) for f in registry.FIELDS}
+        row["prev_hash"] = prev
+        h = registry.row_hash(row)
+        c.execute("UPDATE allocations SET cell = ?, prev_hash = ?, row_hash = ? WHERE seq = ?",
+                  (int(row["cell"]), prev, h, int(row["seq"])))
+        prev = h
+    c.execute("UPDATE meta SET value = ? WHERE key = 'head_hash'", (prev,))
+    c.commit()
+    c.close()
+
+
+def test_seals_catch_a_rewritten_chain(tmp_path):
+    path = _sealed_registry(tmp_path)
+    ok, msg = registry.verify(path, key=b"seal-key", key_id="abc")
+    assert ok and "8 seals verified" in msg
+    _rewrite_chain_from(path, 5)
+    assert registry.verify(path)[0]  # the bare chain cannot see a full rewrite ...
+    ok, msg = registry.verify(path, key=b"seal-key", key_id="abc")
+    assert not ok and "row 5" in msg  # ... the keyed seals can
+    assert not registry.verify(path, key=b"wrong-key", key_id="abc")[0]
+
+
+def test_unsealed_keyed_row_detected(tmp_path):
+    path = _sealed_registry(tmp_path)
+    _exec(path, "DELETE FROM seals WHERE seq = 6")
+    ok, msg = registry.verify(path, key=b"seal-key", key_id="abc")
+    assert not ok and "row 6" in msg and "not sealed" in msg
