@@ -240,6 +240,28 @@ def block_draws(n: int, n_draws: int, block_sizes: Sequence[int], rng: np.random
     return np.ascontiguousarray(out.T)
 
 
+def is_block_sequence(seq: np.ndarray, block_sizes: Sequence[int] = (4, 8)) -> bool:
+    """Whether ``seq`` can be cut into balanced blocks of the given sizes, the last one
+    possibly incomplete but never holding more than ``size / 4`` of a cell (a check for
+    permuted-block allocations; dynamic programming over block boundaries)."""
+    sizes = _check_block_sizes(block_sizes)
+    seq = np.asarray(seq)
+    n = len(seq)
+    ok = np.zeros(n + 1, bool)
+    ok[0] = True
+    for i in range(n):
+        if not ok[i]:
+            continue
+        for b in sizes:
+            blk = seq[i:i + b]
+            c = np.bincount(blk, minlength=N_CELLS)
+            if len(blk) == b and (c == b // N_CELLS).all():
+                ok[i + b] = True
+            elif len(blk) < b and i + len(blk) == n and c.max() <= b // N_CELLS:
+                return True
+    return bool(ok[n])
+
+
 def blocked_draws(stratum: np.ndarray | pd.Series, n_draws: int, block_sizes: Sequence[int],
                   seed: int | Sequence[int] | np.random.Generator) -> np.ndarray:
     """Redraws under stratified permuted blocks; families given in enrolment order.

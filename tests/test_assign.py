@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from hbeval import assign, registry
-from hbeval.design import block_sequence, draw_batch
+from hbeval.design import block_sequence, draw_batch, is_block_sequence
 from hbeval.errors import InputError, UsageError
 
 NOW = dt.datetime(2025, 3, 1, 9, 30, tzinfo=dt.timezone.utc)
@@ -339,7 +339,5 @@ def test_redraw_blocks_in_enrolment_order(tmp_path, key):
     for cid in order:
         assign.assign_one(st, cid, now=NOW)
     d = assign.redraw(st, order, 500, 3)  # columns in enrolment order
-    from tests.test_design import _parses_into_blocks
-
-    assert all(_parses_into_blocks(r) for r in d)
-    assert not all(_parses_into_blocks(r) for r in assign.redraw(st, sorted(order), 200, 3))
+    assert all(is_block_sequence(r) for r in d)
+    assert not all(is_block_sequence(r) for r in assign.redraw(st, sorted(order), 200, 3))

@@ -19,6 +19,7 @@ from hbeval.design import (
     blocked_draws,
     cell_code,
     draw_batch,
+    is_block_sequence,
     keyed_rng,
     minimisation_draws,
     minimisation_scores,
@@ -160,22 +161,7 @@ def _blocks_balanced(seq: np.ndarray, block_sizes=(4, 8)) -> bool:
 
 
 def _parses_into_blocks(seq: np.ndarray, sizes=(4, 8)) -> bool:
-    """Can ``seq`` be cut into balanced blocks of the given sizes, the last one incomplete
-    but never holding more than size/4 of a cell?"""
-    n = len(seq)
-    ok = np.zeros(n + 1, bool)
-    ok[0] = True
-    for i in range(n):
-        if not ok[i]:
-            continue
-        for b in sizes:
-            blk = seq[i:i + b]
-            c = np.bincount(blk, minlength=4)
-            if len(blk) == b and (c == b // 4).all():
-                ok[i + b] = True
-            elif len(blk) < b and i + len(blk) == n and c.max() <= b // 4:
-                return True
-    return bool(ok[n])
+    return is_block_sequence(seq, sizes)
 
 
 def test_block_sequence_is_made_of_balanced_blocks():
@@ -295,3 +281,10 @@ def test_property_blocked_draws_are_blocks_within_strata(sizes, block_sizes, see
     for s_ in np.unique(lab):
         assert _parses_into_blocks(block_sequence(seed.to_bytes(8, "little") + b"k", s_, int((lab == s_).sum()), block_sizes),
                                    block_sizes)
+
+
+def test_is_block_sequence():
+    assert is_block_sequence(np.array([0, 1, 2, 3, 3, 2, 1, 0, 0, 1], dtype=np.int8))
+    assert is_block_sequence(np.array([0, 0, 1, 1, 2, 2, 3, 3], dtype=np.int8))  # one block of 8
+    assert not is_block_sequence(np.array([0, 0, 1, 1, 2, 2, 3, 3], dtype=np.int8), (4,))
+    assert not is_block_sequence(np.array([0, 0, 0], dtype=np.int8))
