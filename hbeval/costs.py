@@ -309,7 +309,9 @@ def family_costs_sql(
     main = res.groupby(["client_id", "period", "category"])["cost_eur"].sum()
     grid = pd.MultiIndex.from_product([ids, PERIODS, CATEGORIES], names=["client_id", "period", "category"])
     out = main.reindex(grid).fillna(0.0).reset_index()
-    out["cost_eur"] = out["cost_eur"].astype(float)
+    # DuckDB adds in parallel, so the last bit of a sum can depend on thread timing: round
+    # to a millionth of a euro so that the same inputs give byte-identical results
+    out["cost_eur"] = out["cost_eur"].astype(float).round(6)
     if not detail:
         return out
     sub = res[res["sub"].notna()].copy()
@@ -318,7 +320,7 @@ def family_costs_sql(
     kinds += sorted(set(sub["category"]) - set(kinds))
     g2 = pd.MultiIndex.from_product([ids, PERIODS, kinds], names=["client_id", "period", "category"])
     det = sub.groupby(["client_id", "period", "category"])["cost_eur"].sum().reindex(g2).fillna(0.0).reset_index()
-    det["cost_eur"] = det["cost_eur"].astype(float)
+    det["cost_eur"] = det["cost_eur"].astype(float).round(6)
     return out, det
 
 
