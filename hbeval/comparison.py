@@ -247,7 +247,9 @@ def pre_costs(study) -> pd.Series | None:
             fc = family_costs_from_tables(study.tables, study.unit_costs(), study.price_index(), cfg.price_year, cfg.follow_up_days,
                                           tuple(cfg.strata))
         w = wide_costs(fc)
-        return w.set_index(w["client_id"].astype(str))["pre_total"].astype(float)
+        # rounded to the cent: the database sums in parallel, so the last bits of a float
+        # sum can differ between runs; cents make the covariate (and every result) stable
+        return w.set_index(w["client_id"].astype(str))["pre_total"].astype(float).round(2)
     except Exception:  # noqa: BLE001 - the covariate is optional by design
         return None
 

@@ -500,18 +500,21 @@ def _sort_effects(df: pd.DataFrame, families: dict[str, list[str]]) -> pd.DataFr
     return df.loc[idx].reset_index(drop=True)
 
 
-def effects_results(study, include_comparison: bool = True) -> pd.DataFrame:
+def effects_results(study, include_comparison: bool = False) -> pd.DataFrame:
     """``results/effects.csv``: every contrast of every declared outcome.
 
     Randomised contrasts (primary specification and the Lin check) for the assigned pilot
     families, with ``p_value_ri`` from ``config.ri_draws`` re-randomisations under the
     assignment procedure actually used (seeded from ``[config.seed, 4001]``), ``p_value_adj``
     Westfall–Young step-down within each outcome family and contrast (``p_value_holm``
-    beside it), Hedges' g and the estimate in baseline-SD units; then the
-    ``pilot_vs_comparison`` rows of :func:`hbeval.comparison.comparison_results` (not
-    randomised). ``n`` is a count of families, shown as ``"<k"`` below ``config.min_cell``.
+    beside it), Hedges' g and the estimate in baseline-SD units. With
+    ``include_comparison=True`` the ``pilot_vs_comparison`` rows of
+    :func:`hbeval.comparison.comparison_results` (not randomised) are added and sorted in;
+    by default they are not, because ``hbeval.analyze`` appends the second frame of
+    ``comparison_results`` itself. ``n`` is a count of families, shown as ``"<k"`` below
+    ``config.min_cell``.
     """
-    from hbeval.inference import RI_SEED_CONSTANT, redraw
+    from hbeval.inference import RI_SEED_CONSTANT, procedure_label, redraw
     from hbeval.outcomes import outcome_frame
     from hbeval.privacy import suppress_count
 
@@ -519,7 +522,7 @@ def effects_results(study, include_comparison: bool = True) -> pd.DataFrame:
     frame = outcome_frame(study)
     assigned = frame.loc[frame["cell"].notna(), "client_id"].astype(str).sort_values(kind="mergesort").to_numpy()
     draws = redraw(study, assigned, cfg.ri_draws, np.random.default_rng([cfg.seed, RI_SEED_CONSTANT])) if len(assigned) else None
-    tab, _ = randomised_effects(frame, cfg.families, draws, assigned, assignment=cfg.assignment_method)
+    tab, _ = randomised_effects(frame, cfg.families, draws, assigned, assignment=procedure_label(study))
     if include_comparison:
         from hbeval.comparison import comparison_effect_rows
 

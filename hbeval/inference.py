@@ -27,7 +27,7 @@ import pandas as pd
 from hbeval.effects import CELL_CONTRASTS, CONTRAST_INTERACTION, CONTRASTS, FactorialData, _covariates
 
 RI_SEED_CONSTANT = 4001
-_CHUNK = 2000
+_CHUNK = 512
 
 
 def blas_single_thread():
@@ -67,6 +67,18 @@ def redraw(study, client_ids: Sequence[str], n_draws: int, seed) -> np.ndarray:
 
     fam = study.families().set_index("client_id")
     return batch_draws(fam.loc[list(client_ids), "stratum"].astype(str).to_numpy(), n_draws, _rng(seed))
+
+
+def procedure_label(study) -> str:
+    """Short name of the assignment procedure the re-draws follow (for ``method``)."""
+    if getattr(study, "path", None) is not None:
+        try:
+            from hbeval.assign import procedure
+
+            return str(procedure(study)["method"])
+        except Exception:  # noqa: BLE001 - a label only
+            pass
+    return "batch"
 
 
 def _rng(seed) -> np.random.Generator:

@@ -28,7 +28,7 @@ def study():
 
 @pytest.fixture(scope="module")
 def effects(study):
-    return effects_results(study)
+    return effects_results(study, include_comparison=True)
 
 
 def test_contract_columns_and_every_outcome(study, effects):
@@ -102,8 +102,14 @@ def test_no_identifiers_and_no_per_person_rows(study, effects):
 
 
 def test_deterministic(study, effects):
-    again = effects_results(study)
+    again = effects_results(study, include_comparison=True)
     assert again.to_csv(index=False) == effects.to_csv(index=False)
+
+
+def test_default_leaves_comparison_rows_to_analyze(study, effects):
+    plain = effects_results(study)
+    assert "pilot_vs_comparison" not in set(plain["contrast"])
+    assert len(plain) == (effects["contrast"] != "pilot_vs_comparison").sum()
 
 
 def test_process_table(study):
