@@ -25,6 +25,7 @@ import datetime as dt
 import io
 import json
 import re
+import shutil
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ ENROL_DAYS = 547  # 18 months
 FOLLOW_UP_DAYS = 365
 DEMO_SEED = 20261122
 DEMO_KEY = "demo-only-pseudonym-key-replace-in-a-real-study"
+DEMO_ASSIGNED_AT = dt.datetime(2025, 7, 1, 9, 0, 0)
 RHO = 0.85
 
 # register products by service line: (code, visit_content, annual visits in the
@@ -489,6 +491,12 @@ def generate(n_pilot: int = 400, n_comparison: int = 600, seed: int = DEMO_SEED,
     from hbeval.pseudonym import check_hetu
 
     ids = [pseudonym(check_hetu(h), key) for h in hetus]
+    # the i-th simulated family gets the i-th smallest pseudonym, so that families sort the
+    # same way under both ids and `hbeval assign --all` on the written study draws exactly
+    # the arms simulated here
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    ids = [ids[k] for k in order]
+    hetus = [hetus[k] for k in order]
     id_map = dict(zip(fam["client_id"], ids))
     fam["client_id"] = ids
     cw = _child_welfare(fam, eff, rng)
@@ -592,7 +600,6 @@ def write_demo(out: str | Path, n_pilot: int = 400, n_comparison: int = 600, see
                                                                            rng.integers(0, len(SURNAMES), len(cl)))])
     cl = cl.drop(columns=["client_id"])
     files["clients.csv"] = _csv_bytes(cl)
-    files["assignments.csv"] = _csv_bytes(t["assignments"])
     files["measurements.csv"] = _csv_bytes(t["measurements"])
     # service events: Finnish Excel's CSV (semicolons, decimal commas, CP1252, D.M.YYYY)
     ev = t["service_events"].copy()
@@ -617,4 +624,15 @@ def write_demo(out: str | Path, n_pilot: int = 400, n_comparison: int = 600, see
     files["truth.json"] = (json.dumps(demo.truth, indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
     for name, data in files.items():
         (out / name).write_bytes(data)
+    # randomise as a pilot coordinator would: `hbeval assign --all` writes the allocation
+    # registry and assignments.csv, at a fixed time so the folder stays byte-identical
+    from hbeval.assign import assign_all
+
+    drawn = assign_all(out, now=DEMO_ASSIGNED_AT)
+    shutil.rmtree(out / ".hbeval", ignore_errors=True)  # the ingestion cache assign_all made
+    want = t["assignments"].set_index("client_id")[["frame_arm", "teaming_arm"]].sort_index()
+    got = drawn.set_index("client_id")[["frame_arm", "teaming_arm"]].sort_index()
+    if not want.equals(got):  # pragma: no cover - a broken invariant, not bad input
+        raise RuntimeError("hbeval assign --all did not reproduce the demo's simulated arms")
+    demo.tables["assignments"] = pd.read_csv(out / "assignments.csv", dtype=str)
     return demo

@@ -22,7 +22,9 @@ NOW = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo") / "study"
     write_demo(root, n_pilot=60, n_comparison=30, seed=17)
-    (root / "assignments.csv").unlink()  # randomise with hbeval instead of the demo's file
+    # the demo already ran `assign --all`; start again from an unassigned study
+    (root / "assignments.csv").unlink()
+    (root / "allocation.sqlite").unlink()
     new = assign.assign_all(root, now=NOW)
     return root, new
 
