@@ -735,23 +735,26 @@ def _umask() -> int:
 
 # ================================================================= verify and golden
 def _key_columns(old: pd.DataFrame, new: pd.DataFrame) -> list[str]:
-    """Columns that identify a row: the text columns shared by both versions whose
-    combination is unique in each (counts such as ``n`` can be text too, so they are tried
-    last and dropped when not needed)."""
+    """Columns that identify a row: the text columns shared by both versions (counts such
+    as ``n`` can be text too, since suppressed counts read ``<5``; they are left out), with
+    columns not needed for uniqueness dropped. Rows that the key does not tell apart are
+    told apart by their order of occurrence (see :func:`diff_tables`)."""
     shared = [c for c in old.columns if c in new.columns]
     text = [c for c in shared if not pd.api.types.is_numeric_dtype(old[c]) and not pd.api.types.is_numeric_dtype(new[c])
             and not pd.api.types.is_bool_dtype(old[c])]
-    likely = [c for c in text if c not in ("n", "n_a", "n_b", "missing", "n_trimmed", "count")]
-    for cols in (likely, text):
-        if cols and not old.duplicated(cols).any() and not new.duplicated(cols).any():
-            # drop trailing descriptive columns that are not needed for uniqueness
-            keep = list(cols)
-            for c in reversed(cols):
-                trial = [k for k in keep if k != c]
-                if trial and not old.duplicated(trial).any() and not new.duplicated(trial).any():
-                    keep = trial
-            return keep
-    return []
+    keys = [c for c in text if c not in ("n", "n_a", "n_b", "missing", "n_trimmed", "count")]
+    if not keys:
+        return []
+
+    def dup(cols: list[str]) -> int:
+        return int(old.duplicated(cols).sum() + new.duplicated(cols).sum())
+
+    best = dup(keys)
+    for c in reversed(list(keys)):
+        trial = [k for k in keys if k != c]
+        if trial and dup(trial) <= best:
+            keys = trial
+    return keys
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -774,14 +777,17 @@ def diff_tables(old: pd.DataFrame, new: pd.DataFrame, max_lines: int = 20) -> li
     keys = _key_columns(old, new)
     cols = [c for c in old.columns if c in new.columns and c not in keys]
     if keys:
-        o = old.set_index(keys)
-        n = new.set_index(keys)
+        o, n = old.copy(), new.copy()
+        o["#"] = o.groupby(keys, dropna=False, sort=False).cumcount() + 1
+        n["#"] = n.groupby(keys, dropna=False, sort=False).cumcount() + 1
+        kk = keys + ["#"]
+        o, n = o.set_index(kk), n.set_index(kk)
         for k in o.index.difference(n.index, sort=False):
-            lines.append(f"row {_fmt_key(keys, k)} removed")
+            lines.append(f"row {_fmt_key(kk, k)} removed")
         for k in n.index.difference(o.index, sort=False):
-            lines.append(f"row {_fmt_key(keys, k)} added")
+            lines.append(f"row {_fmt_key(kk, k)} added")
         common = [k for k in o.index if k in n.index]
-        pairs = ((_fmt_key(keys, k), o.loc[k], n.loc[k]) for k in common)
+        pairs = ((_fmt_key(kk, k), o.loc[k], n.loc[k]) for k in common)
     else:
         if len(old) != len(new):
             lines.append(f"{len(old)} rows → {len(new)} rows")
@@ -803,7 +809,14 @@ def diff_tables(old: pd.DataFrame, new: pd.DataFrame, max_lines: int = 20) -> li
 
 def _fmt_key(keys: list[str], k: Any) -> str:
     vals = k if isinstance(k, tuple) else (k,)
-    return ", ".join(f"{c}={v}" for c, v in zip(keys, vals) if not pd.isna(v))
+    parts = []
+    for c, v in zip(keys, vals):
+        if c == "#":
+            if v > 1:
+                parts.append(f"(occurrence {v})")
+        elif not pd.isna(v):
+            parts.append(f"{c}={v}")
+    return ", ".join(parts)
 
 
 def verify(out_dir: str | Path, progress: bool = True) -> int:

@@ -246,6 +246,12 @@ def test_diff_tables_names_rows_and_columns():
     assert len(lines) == 2
 
 
+def test_diff_tables_tells_repeated_keys_apart_by_occurrence():
+    old = pd.DataFrame({"k": ["a", "a", "b"], "v": [1.0, 2.0, 3.0]})
+    new = pd.DataFrame({"k": ["a", "a", "b"], "v": [1.0, 2.5, 3.0]})
+    assert report.diff_tables(old, new) == ["k=a, (occurrence 2) · v: 2.0 → 2.5"]
+
+
 def test_diff_tables_added_and_removed_rows():
     old = pd.DataFrame({"k": ["a", "b"], "v": [1.0, 2.0]})
     new = pd.DataFrame({"k": ["a", "c"], "v": [1.0, 2.0], "w": [0, 0]})
