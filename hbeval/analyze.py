@@ -21,11 +21,11 @@ from hbeval.study import Study
 
 #: ``results/*.csv`` of the contract, in the order they are computed.
 RESULT_TABLES = ("data_quality", "consort", "baseline", "balance", "effects", "process", "attrition", "comparison",
-                 "costs", "cost_differences", "cea", "ceac", "rosi")
+                 "costs", "cost_differences", "cea", "ceac", "rosi", "rosi_sensitivity", "cheers")
 
 
 def _steps() -> list[tuple[str, Callable[[Study], dict[str, pd.DataFrame]]]]:
-    from hbeval import attrition, balance, cea, comparison, consort, costs, effects, rosi
+    from hbeval import attrition, balance, cea, cheers, comparison, consort, costs, effects, rosi
 
     def quality(s: Study) -> dict[str, pd.DataFrame]:
         return {"data_quality": s.data_quality()}
@@ -42,12 +42,12 @@ def _steps() -> list[tuple[str, Callable[[Study], dict[str, pd.DataFrame]]]]:
                 "attrition": attrition.attrition_results(s)}
 
     def cost_tables(s: Study) -> dict[str, pd.DataFrame]:
-        out = costs.costs_results(s)
-        return out if isinstance(out, dict) else {"costs": out}
+        return {"costs": costs.costs_results(s), "cost_differences": costs.cost_differences(s)}
 
     def economics(s: Study) -> dict[str, pd.DataFrame]:
         cea_df, ceac_df = cea.cea_results(s)
-        return {"cea": cea_df, "ceac": ceac_df, "rosi": rosi.rosi_results(s)}
+        return {"cea": cea_df, "ceac": ceac_df, "rosi": rosi.rosi_results(s),
+                "rosi_sensitivity": rosi.rosi_sensitivity_results(s), "cheers": cheers.cheers_results(s)}
 
     return [
         ("data quality", quality),
