@@ -134,8 +134,13 @@ def ols_hc2(y: np.ndarray, X: np.ndarray, names: list[str] | None = None, weight
     beta_k = Rinv @ (Q.T @ yw)
     e = yw - Xw[:, keep] @ beta_k
     h = np.einsum("ij,ij->i", Q, Q)
+    # an observation with leverage 1 is fitted exactly by a column of its own (e.g. the only
+    # family with a missing baseline and its indicator): it carries no information on the
+    # other coefficients and its HC2 term is 0/0; its limit contribution is 0, the same as
+    # dropping it (the coefficients it alone identifies get no valid SE).
+    exact = h > 1.0 - 1e-10
     with np.errstate(divide="ignore", invalid="ignore"):
-        omega = e**2 / (1.0 - h)
+        omega = np.where(exact, 0.0, e**2 / np.where(exact, 1.0, 1.0 - h))
     # bread (X'X)^-1 = R^-1 R^-T; meat X' Ω X
     XR = Xw[:, keep] @ Rinv  # = Q
     meat = (XR * omega[:, None]).T @ XR

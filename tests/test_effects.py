@@ -176,3 +176,17 @@ def test_singleton_strata_dropped_and_rank_deficiency_handled():
     X = np.column_stack([np.ones(n), y, 2 * y])
     fit = ols_hc2(rng.normal(size=n), X)
     assert np.isnan(fit.coef).sum() == 1 and fit.df_resid == n - 2
+
+
+def test_leverage_one_observation_contributes_nothing():
+    """A family alone in its indicator (leverage 1) gives the same arm SEs as dropping it."""
+    rng = np.random.default_rng(9)
+    n = 80
+    X = np.column_stack([np.ones(n), np.arange(n) % 2, rng.normal(size=n)])
+    y = X @ [1.0, 0.5, 0.3] + rng.normal(size=n)
+    lone = np.zeros(n)
+    lone[0] = 1
+    with_lone = ols_hc2(y, np.column_stack([X, lone]))
+    dropped = ols_hc2(y[1:], X[1:])
+    np.testing.assert_allclose(with_lone.coef[:3], dropped.coef, rtol=1e-10)
+    np.testing.assert_allclose(np.sqrt(np.diag(with_lone.vcov))[:3], np.sqrt(np.diag(dropped.vcov)), rtol=1e-8)
