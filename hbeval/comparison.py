@@ -290,13 +290,23 @@ def fit_comparison(pc: pd.DataFrame, primary: str, exclude: tuple[str, ...] = ()
     return ComparisonFit(pc, X, names, ps, keep, w)
 
 
-def balance_table(fit: ComparisonFit) -> pd.DataFrame:
-    """SMD of every propensity covariate before (all units) and after weighting (kept units)."""
+def balance_table(fit: ComparisonFit, min_cell: int = 5) -> pd.DataFrame:
+    """SMD of every propensity covariate before (all units) and after weighting (kept units).
+
+    For an indicator covariate held by fewer than ``min_cell`` (but some) families of a
+    group, the group means are blanked: a share times the group size would reveal the
+    small count. The SMDs stay."""
     t = fit.frame["_t"].to_numpy().astype(bool)
     k = fit.keep
     rows = []
     for j, nm in enumerate(fit.names):
         x = fit.X[:, j]
+        binary = bool(np.isin(x, (0.0, 1.0)).all())
+        small = binary and any(0 < x[m].sum() < min_cell or 0 < (1 - x[m]).sum() < min_cell for m in (t, ~t))
+        if small:
+            rows.append({"section": "balance", "item": nm, "mean_pilot": np.nan, "mean_comparison": np.nan,
+                         "mean_comparison_weighted": np.nan, "smd_before": smd(x, t), "smd_after": smd(x[k], t[k], fit.weights[k])})
+            continue
         rows.append({
             "section": "balance", "item": nm,
             "mean_pilot": float(x[t].mean()), "mean_comparison": float(x[~t].mean()),
@@ -355,7 +365,7 @@ def estimate_outcome(fit: ComparisonFit, outcome: str) -> dict | None:
 def comparison_tables(pc: pd.DataFrame, families: dict[str, list[str]], primary: str, min_cell: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Pure core of :func:`comparison_results` on a pilot+comparison frame (``_t`` = pilot)."""
     fit = fit_comparison(pc, primary)
-    parts = [balance_table(fit), overlap_table(fit, min_cell)]
+    parts = [balance_table(fit, min_cell), overlap_table(fit, min_cell)]
     est_rows, eff_rows = [], []
     for fam, outs in families.items():
         if fam.startswith("process"):

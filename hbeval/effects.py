@@ -556,7 +556,8 @@ PROCESS_MEASURES = {
 def process_summary(frame: pd.DataFrame, min_cell: int = 5) -> pd.DataFrame:
     """Process measures summarised by cell (and all assigned families): ``measure, factor,
     cell, n, mean, sd, median, share_nonzero``; statistics of groups below ``min_cell`` are
-    blanked and their count shown as ``"<k"``."""
+    blanked and their count shown as ``"<k"``; a share whose count (of zeros or non-zeros)
+    is below ``min_cell`` is blanked too (and the mean of a 0/1 measure with it)."""
     from hbeval.design import CELLS
     from hbeval.privacy import suppress_small_groups
 
@@ -569,12 +570,16 @@ def process_summary(frame: pd.DataFrame, min_cell: int = 5) -> pd.DataFrame:
         groups = [(CELLS[k], rand[rand["cell"].astype(int) == k][col]) for k in range(4)] + [("all", rand[col])]
         for label, s in groups:
             v = pd.to_numeric(s, errors="coerce").dropna().to_numpy(float)
+            nz = int((v != 0).sum())
+            # a share (or the mean of a 0/1 measure) would reveal a count below min_cell
+            hide_share = 0 < nz < min_cell or 0 < len(v) - nz < min_cell
+            binary = bool(np.isin(v, (0.0, 1.0)).all())
             rows.append({
                 "measure": m, "factor": factor, "cell": label, "n": len(v),
-                "mean": v.mean() if len(v) else np.nan,
-                "sd": v.std(ddof=1) if len(v) > 1 else np.nan,
-                "median": float(np.median(v)) if len(v) else np.nan,
-                "share_nonzero": float((v != 0).mean()) if len(v) else np.nan,
+                "mean": np.nan if (binary and hide_share) or not len(v) else v.mean(),
+                "sd": np.nan if (binary and hide_share) or len(v) < 2 else v.std(ddof=1),
+                "median": float(np.median(v)) if len(v) and not (binary and hide_share) else np.nan,
+                "share_nonzero": np.nan if hide_share or not len(v) else float(nz / len(v)),
             })
     out = pd.DataFrame(rows, columns=["measure", "factor", "cell", "n", "mean", "sd", "median", "share_nonzero"])
     return suppress_small_groups(out, "n", ["mean", "sd", "median", "share_nonzero"], min_cell)

@@ -190,3 +190,15 @@ def test_leverage_one_observation_contributes_nothing():
     dropped = ols_hc2(y[1:], X[1:])
     np.testing.assert_allclose(with_lone.coef[:3], dropped.coef, rtol=1e-10)
     np.testing.assert_allclose(np.sqrt(np.diag(with_lone.vcov))[:3], np.sqrt(np.diag(dropped.vcov)), rtol=1e-8)
+
+
+def test_share_revealing_a_small_count_is_blanked():
+    from hbeval.effects import process_summary
+
+    n = 40
+    frame = pd.DataFrame({"client_id": [f"c{i:02d}" for i in range(n)], "cell": pd.array(np.arange(n) % 4, dtype="Int8"),
+                          "budget_accepted_unchanged_end": (np.arange(n) < 3).astype(float)})  # 3 families accepted
+    p = process_summary(frame, min_cell=5)
+    allrow = p[(p["cell"] == "all") & (p["measure"] == "budget_accepted_unchanged")].iloc[0]
+    assert allrow["n"] == "40"
+    assert pd.isna(allrow["mean"]) and pd.isna(allrow["share_nonzero"])
