@@ -75,6 +75,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     "cap_process_eff": ("Effects on process and prevention outcomes.", "Vaikutukset prosessi- ja ennaltaehkäisytuloksiin."),
     "cap_costs": ("Mean cost per family by category (follow-up; results/costs.csv).",
                   "Keskimääräinen kustannus perhettä kohden kustannuslajeittain (seuranta; results/costs.csv)."),
+    "cap_cost_diff": ("Differences in mean cost per family by contrast and category, with bootstrap intervals (results/cost_differences.csv).",
+                      "Keskimääräisten kustannusten erot perhettä kohden vertailuittain ja kustannuslajeittain bootstrap-väleineen (results/cost_differences.csv)."),
+    "glm_ratio": ("Ratio of mean totals (gamma-log GLM)", "Kokonaiskustannusten keskiarvojen suhde (gamma-log-GLM)"),
     "cap_costs_fig": ("Mean cost per family by category.", "Keskimääräinen kustannus perhettä kohden kustannuslajeittain."),
     "cap_cea": ("Incremental costs, effects and ICERs with their intervals (results/cea.csv).",
                 "Lisäkustannukset, -vaikutukset ja ICER-suhteet väleineen (results/cea.csv)."),
@@ -252,6 +255,7 @@ VALUES: dict[str, tuple[str, str]] = {
     "usual_services": ("Usual services", "Tavanomaiset palvelut"), "purchased_services": ("Purchased services", "Ostopalvelut"),
     "budget_spending": ("Budget spending", "Budjetin käyttö"), "income_support": ("Income support", "Toimeentulotuki"),
     "staff_time": ("Staff time", "Työaika"), "total": ("Total", "Yhteensä"),
+    "cost:teaming": ("Teaming meetings", "Tiimikokoukset"),
     "follow_up": ("Follow-up", "Seuranta"), "pre": ("Pre-period", "Esijakso"),
     # families
     "primary": ("Primary", "Ensisijainen"), "secondary": ("Secondary", "Toissijainen"),

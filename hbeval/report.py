@@ -477,7 +477,7 @@ def display_costs(costs: pd.DataFrame, lang: str, period: str = "follow_up") -> 
     units = list(dict.fromkeys(zip(d["group"], d["cell"])))
     rows = []
     for cat, s in d.groupby("category", sort=False):
-        row = {"category": i18n.value(cat, lang)}
+        row = {"category": i18n.value("cost:teaming" if cat == "teaming" else cat, lang)}
         for g, c in units:
             r = s[(s["group"] == g) & (s["cell"] == c)]
             lab = i18n.value(g, lang) if c == "all" else i18n.value(c, lang)
@@ -489,6 +489,33 @@ def display_costs(costs: pd.DataFrame, lang: str, period: str = "follow_up") -> 
         r = d[(d["group"] == g) & (d["cell"] == c)]
         nrow[i18n.value(g, lang) if c == "all" else i18n.value(c, lang)] = str(r.iloc[0]["n"]) if len(r) else ""
     rows.append(nrow)
+    return pd.DataFrame(rows)
+
+
+def display_cost_differences(diff: pd.DataFrame, lang: str, period: str = "follow_up") -> pd.DataFrame:
+    """Categories down, contrasts across: ``difference (CI)`` in euros per family; a last row
+    gives the gamma-log GLM ratio of mean totals (a check on the skewed costs)."""
+    if not len(diff):
+        return diff
+    d = diff[diff["period"] == period] if "period" in diff else diff
+    contrasts = list(dict.fromkeys(d["contrast"]))
+    rows = []
+    for cat, s in d.groupby("category", sort=False):
+        row = {"category": i18n.value("cost:teaming" if cat == "teaming" else cat, lang)}
+        for c in contrasts:
+            r = s[s["contrast"] == c]
+            row[i18n.value(c, lang)] = ("–" if not len(r) else
+                                        est_ci(r.iloc[0]["difference_eur"], r.iloc[0]["ci_low"], r.iloc[0]["ci_high"], lang, 0))
+        rows.append(row)
+    tot = d[d["category"] == "total"]
+    if "glm_ratio" in d and len(tot):
+        row = {"category": i18n.t("glm_ratio", lang)}
+        for c in contrasts:
+            r = tot[tot["contrast"] == c]
+            row[i18n.value(c, lang)] = ("–" if not len(r) or np.isnan(_f(r.iloc[0]["glm_ratio"])) else
+                                        f"{i18n.num(r.iloc[0]['glm_ratio'], lang, 2)} "
+                                        f"({i18n.interval(r.iloc[0]['glm_ci_low'], r.iloc[0]['glm_ci_high'], lang)})")
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
