@@ -35,7 +35,7 @@ def test_ri_draws_match_refitting_each_draw():
     y, cell, strat, start = _data(1)
     d = factorial_data(y, cell, strat, start)
     draws = batch_draws(strat.astype(str), 7, 5)[:, d.mask]
-    null = ri_factorial(d, draws, chunk=3)  # chunking must not matter
+    null = ri_factorial(d, draws, chunk=3, precision="float64")  # chunking must not matter
     for b in range(7):
         db = factorial_data(d.y, draws[b], d.stratum, d.start)
         m, i = fit_main(db), fit_interaction(db)
@@ -44,6 +44,20 @@ def test_ri_draws_match_refitting_each_draw():
         assert null["frame_shares:teaming"][b] == pytest.approx(i.row("frame_shares:teaming")["estimate"], rel=1e-9)
         assert null["cell:frame_shares/teaming"][b] == pytest.approx(
             i.contrast({"frame_shares": 1, "teaming": 1, "frame_shares:teaming": 1})["estimate"], rel=1e-9)
+
+
+def test_single_precision_products_agree():
+    y, cell, strat, start = _data(6, n=500)
+    d = factorial_data(y, cell, strat, start)
+    draws = batch_draws(strat.astype(str), 300, 2)[:, d.mask]
+    f64 = ri_factorial(d, draws, precision="float64")
+    f32 = ri_factorial(d, draws, precision="float32")
+    for c in f64:
+        scale = f64[c].std()
+        assert np.max(np.abs(f32[c] - f64[c])) < 1e-4 * scale, c
+    obs32 = ri_observed(d, precision="float32")
+    obs = ri_observed(d)
+    assert all(abs(obs32[c] - obs[c]) < 1e-4 * f64[c].std() for c in obs)
 
 
 def test_ri_without_baseline():
