@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,35 +199,62 @@ _SPEC: dict[str, dict[str, tuple[str, type | tuple[type, ...]]]] = {
 _TUPLE_FIELDS = {"strata", "block_sizes", "wtp_eur", "intervention_categories"}
 
 
-def parse_config(data: dict[str, Any], source: str = "study.toml") -> StudyConfig:
-    """Build a :class:`StudyConfig` from parsed TOML, checking every key."""
+def key_line(text: str | None, dotted: str) -> int | None:
+    """Line (1-based) of ``section.key`` in the TOML ``text``: the key's own line, else its
+    section header; ``None`` when neither is found."""
+    if not text:
+        return None
+    section, _, rest = dotted.partition(".")
+    key = rest.split(".")[0]
+    current = None
+    header_line = None
+    for i, line in enumerate(text.splitlines(), 1):
+        st = line.strip()
+        m = re.match(r"^\[\s*([^\]]+?)\s*\]", st)
+        if m:
+            current = m.group(1).strip().strip('"')
+            if current == section and header_line is None:
+                header_line = i
+            continue
+        if current == section and key and re.match(rf'^"?{re.escape(key)}"?\s*=', st):
+            return i
+    return header_line
+
+
+def parse_config(data: dict[str, Any], source: str = "study.toml", text: str | None = None) -> StudyConfig:
+    """Build a :class:`StudyConfig` from parsed TOML, checking every key.
+
+    ``text`` (the file's text) lets errors name the row of the offending key.
+    """
     kwargs: dict[str, Any] = {}
     for section, body in data.items():
         if section not in _SPEC:
-            raise InputError(f"unknown section [{section}]", file=source, column=section)
+            raise InputError(f"unknown section [{section}]", file=source, row=key_line(text, section) or 1, column=section)
         if not isinstance(body, dict):
-            raise InputError(f"[{section}] must be a table", file=source, column=section)
+            raise InputError(f"[{section}] must be a table", file=source, row=key_line(text, section) or 1, column=section)
         for key, value in body.items():
             if key not in _SPEC[section]:
-                raise InputError(f"unknown key {section}.{key}", file=source, column=f"{section}.{key}")
+                raise InputError(f"unknown key {section}.{key}", file=source,
+                                 row=key_line(text, f"{section}.{key}") or 1, column=f"{section}.{key}")
             fname, types = _SPEC[section][key]
             if isinstance(value, bool) or not isinstance(value, types):
                 raise InputError(
                     f"{section}.{key} has the wrong type ({type(value).__name__}: {value!r})",
                     file=source,
+                    row=key_line(text, f"{section}.{key}") or 1,
                     column=f"{section}.{key}",
                 )
             if fname in _TUPLE_FIELDS:
                 value = tuple(value)
             kwargs[fname] = value
     cfg = StudyConfig(source=source, **kwargs)
-    _check(cfg, source)
+    _check(cfg, source, text)
     return cfg
 
 
-def _check(cfg: StudyConfig, source: str) -> None:
+def _check(cfg: StudyConfig, source: str, text: str | None = None) -> None:
     def bad(key: str, msg: str) -> None:
-        raise InputError(f"{key}: {msg}", file=source, column=key)
+        raise InputError(f"{key}: {msg}", file=source, row=key_line(text, key) or 1, column=key)
 
     if not cfg.name.strip():
         bad("study.name", "must not be empty")
@@ -281,16 +309,27 @@ def load_config(study_dir: str | Path) -> StudyConfig:
     p = Path(study_dir) / "study.toml"
     if not p.exists():
         raise InputError("study.toml is missing: every study folder needs one (at least [study] name)", file=str(p))
+    data_bytes = p.read_bytes()
     try:
-        raw = p.read_bytes().decode("utf-8-sig")
-        data = tomllib.loads(raw)
+        raw = data_bytes.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise InputError(f"not UTF-8 ({e})", file="study.toml") from e
+        start = data_bytes.rfind(b"\n", 0, e.start) + 1
+        raise InputError(f"not UTF-8 text (byte 0x{data_bytes[e.start]:02X}); save study.toml as UTF-8", file="study.toml",
+                         row=data_bytes.count(b"\n", 0, e.start) + 1, column=str(e.start - start + 1)) from e
+    try:
+        data = tomllib.loads(raw)
     except tomllib.TOMLDecodeError as e:
-        raise InputError(f"not valid TOML: {e}", file="study.toml") from e
+        m = re.search(r"line (\d+), column (\d+)", str(e))
+        row, col = (int(m.group(1)), m.group(2)) if m else (1, "1")
+        lines = raw.splitlines()
+        k = re.match(r"^\s*([A-Za-z0-9_\-\.\"]+)\s*=", lines[row - 1]) if 0 < row <= len(lines) else None
+        raise InputError(f"not valid TOML: {e}", file="study.toml", row=row, column=k.group(1).strip('"') if k else col) from e
     if "study" not in data or "name" not in data.get("study", {}):
-        raise InputError("[study] name is required", file="study.toml", column="study.name")
+        raise InputError("[study] name is required", file="study.toml", row=key_line(raw, "study.name") or 1,
+                         column="study.name")
     privacy = data.get("privacy", {})
     if isinstance(privacy, dict) and "key_env" in privacy and "key_file" in privacy:
-        raise InputError("give privacy.key_env or privacy.key_file, not both", file="study.toml", column="privacy")
-    return parse_config(data, source="study.toml")
+        later = max(("key_env", "key_file"), key=lambda k: key_line(raw, f"privacy.{k}") or 0)
+        raise InputError("give privacy.key_env or privacy.key_file, not both", file="study.toml",
+                         row=key_line(raw, f"privacy.{later}") or 1, column=f"privacy.{later}")
+    return parse_config(data, source="study.toml", text=raw)

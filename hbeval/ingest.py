@@ -112,7 +112,7 @@ def _workbook(path: Path):
     try:
         return CalamineWorkbook.from_path(str(path))
     except Exception as e:
-        raise InputError(f"not a readable .xlsx workbook ({type(e).__name__}: {e})", file=path.name) from e
+        raise InputError(f"not a readable .xlsx workbook ({type(e).__name__}: {e})", file=path.name, row=1, column="A") from e
 
 
 def _sheet_names(path: Path) -> list[str]:
@@ -128,27 +128,96 @@ def file_sha256(path: Path) -> str:
 
 
 # ------------------------------------------------------------------ raw reading
-def _detect_encoding(path: Path) -> str:
-    """``utf-8`` (BOM or not) when the whole file decodes, else ``cp1252``."""
+@dataclass(frozen=True)
+class _BadByte:
+    offset: int
+    problem: str
+
+
+def _scan_bytes(path: Path) -> tuple[str, _BadByte | None]:
+    """One pass over the raw bytes: the encoding (``utf-8`` or ``cp1252``) and the first
+    byte that makes the file unreadable (a NUL, a byte that is neither UTF-8 nor
+    Windows-1252, or a Windows-1252 row in an otherwise UTF-8 file)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "utf-16", _BadByte(0, "UTF-16 text (a byte-order mark FF FE); save the file as UTF-8 CSV")
     dec = codecs.getincrementaldecoder("utf-8")()
-    try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(_CHUNK), b""):
-                dec.decode(chunk)
-            dec.decode(b"", final=True)
-        return "utf-8"
-    except UnicodeDecodeError:
-        pass
+    first_bad: int | None = None
+    has_multibyte = False
+    pos = 0
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
-            bad = _CP1252_UNDEFINED.intersection(chunk)
-            if bad:
-                raise InputError(
-                    f"neither UTF-8 nor Windows-1252 text (byte 0x{min(bad):02X} is undefined in Windows-1252); "
-                    "save the file as UTF-8 CSV",
-                    file=path.name,
-                )
-    return "cp1252"
+            nul = chunk.find(b"\x00")
+            if nul >= 0:
+                return "binary", _BadByte(pos + nul, "a NUL byte: binary data or UTF-16 text, not a CSV export")
+            if first_bad is None:
+                try:
+                    dec.decode(chunk)
+                except UnicodeDecodeError as e:
+                    first_bad = pos + e.start
+                    has_multibyte = has_multibyte or bool(_UTF8_MULTI.search(chunk, 0, e.start))
+                else:
+                    has_multibyte = has_multibyte or bool(_UTF8_MULTI.search(chunk))
+            if first_bad is not None:
+                bad = [chunk.find(bytes([b])) for b in _CP1252_UNDEFINED]
+                bad = [i for i in bad if i >= 0]
+                if bad:
+                    return "cp1252", _BadByte(pos + min(bad), f"byte 0x{chunk[min(bad)]:02X} is neither UTF-8 nor "
+                                                              "Windows-1252 text; save the file as UTF-8 CSV")
+            pos += len(chunk)
+    if first_bad is None:
+        try:
+            dec.decode(b"", final=True)
+            return "utf-8", None
+        except UnicodeDecodeError:
+            first_bad = pos - 1
+    if has_multibyte:
+        return "cp1252", _BadByte(first_bad, "mixed encodings: this row is Windows-1252 (Latin-1) text while earlier "
+                                             "rows are UTF-8; re-export the whole file as UTF-8 CSV")
+    return "cp1252", None
+
+
+_UTF8_MULTI = re.compile(rb"[\xc2-\xf4][\x80-\xbf]+")
+
+
+def _locate(path: Path, offset: int) -> tuple[int, bytes, bytes]:
+    """Spreadsheet row of byte ``offset`` (header = row 1), the bytes of its line before the
+    offset, and the header line."""
+    with open(path, "rb") as f:
+        header = f.readline()
+        f.seek(0)
+        row, done, prefix = 1, 0, b""
+        while done <= offset:
+            chunk = f.read(min(_CHUNK, offset - done + 1))
+            if not chunk:
+                break
+            part = chunk[: offset - done]
+            row += part.count(b"\n")
+            nl = part.rfind(b"\n")
+            prefix = part[nl + 1:] if nl >= 0 else prefix + part
+            done += len(chunk)
+    return row, prefix, header
+
+
+def _fail_at(path: Path, bad: _BadByte) -> InputError:
+    """An :class:`InputError` naming the row and column of a bad byte."""
+    row, prefix, header = _locate(path, bad.offset)
+    htext = header.decode("latin-1").lstrip("\ufeff\u00ef\u00bb\u00bf").rstrip("\r\n")
+    delim = _sniff_delimiter(htext)
+    k = prefix.count(delim.encode())
+    names = next(csv.reader([htext], delimiter=delim), []) if row > 1 else []
+    column = names[k] if k < len(names) and names[k].isascii() and names[k].strip() else _col_letter(k)
+    return InputError(bad.problem, file=path.name, row=row, column=column)
+
+
+def _detect_encoding(path: Path) -> str:
+    """``utf-8`` (BOM or not) when the whole file decodes, else ``cp1252``; raises
+    :class:`InputError` naming row and column of the first unreadable byte."""
+    enc, bad = _scan_bytes(path)
+    if bad is not None:
+        raise _fail_at(path, bad)
+    return enc
 
 
 def _header_line(path: Path, encoding: str) -> str:
@@ -177,11 +246,11 @@ def _read_csv(con: duckdb.DuckDBPyConnection, src: Source, raw: str, tmpdir: Pat
     """
     path = src.path
     if path.stat().st_size == 0:
-        raise InputError("the file is empty (not even a header row)", file=path.name, row=1)
+        raise InputError("the file is empty (not even a header row)", file=path.name, row=1, column="A")
     enc = _detect_encoding(path)
     header_text = _header_line(path, enc)
     if not header_text.strip():
-        raise InputError("the first row is empty: the header must be on row 1", file=path.name, row=1)
+        raise InputError("the first row is empty: the header must be on row 1", file=path.name, row=1, column="A")
     delim = _sniff_delimiter(header_text)
     header = next(csv.reader([header_text], delimiter=delim))
     read_path = path
@@ -198,10 +267,13 @@ def _read_csv(con: duckdb.DuckDBPyConnection, src: Source, raw: str, tmpdir: Pat
     try:
         con.execute(f"CREATE OR REPLACE TABLE {raw} AS SELECT row_number() OVER () + 1 AS _row, * FROM {rel}")
     except duckdb.Error as e:
-        raise InputError(f"cannot be read as CSV: {str(e).splitlines()[0]}", file=path.name) from e
+        first = str(e).splitlines()[0]
+        m = re.search(r"line (\d+)", str(e))
+        raise InputError(f"cannot be read as CSV: {first}", file=path.name, row=int(m.group(1)) if m else 1,
+                         column="A") from e
     rej = con.execute("SELECT DISTINCT line, error_type, csv_line FROM reject_errors ORDER BY line").fetchall()
     n_ok = con.execute(f"SELECT count(*) FROM {raw}").fetchone()[0]
-    con.execute("CREATE OR REPLACE TEMP TABLE _structural(_row BIGINT, problem VARCHAR, value VARCHAR)")
+    con.execute("CREATE OR REPLACE TEMP TABLE _structural(_row BIGINT, col VARCHAR, problem VARCHAR, value VARCHAR)")
     if rej:
         lines = np.array([r[0] for r in rej], dtype=np.int64)
         total = n_ok + len(rej)
@@ -211,12 +283,28 @@ def _read_csv(con: duckdb.DuckDBPyConnection, src: Source, raw: str, tmpdir: Pat
         con.execute(f"CREATE OR REPLACE TABLE {raw} AS SELECT o._row, r.* EXCLUDE (_row) FROM {raw} r "
                     f"JOIN _ok_lines o ON o._k = r._row - 1 ORDER BY o._row")
         con.unregister("_ok_lines")
-        con.executemany(
-            "INSERT INTO _structural VALUES (?, ?, ?)",
-            [(int(line), "row has too few fields" if "MISSING" in et else "row has too many fields (a stray separator?)", (csv_line or "")[:80])
-             for line, et, csv_line in rej],
-        )
+        con.executemany("INSERT INTO _structural VALUES (?, ?, ?, ?)",
+                        [(int(line), *_structural_fault(et, csv_line, delim, header)) for line, et, csv_line in rej])
     return header, n_ok + len(rej)
+
+
+def _structural_fault(error_type: str, csv_line: str | None, delim: str, header: list[str]) -> tuple[str, str, str]:
+    """(column, problem, value) of a row DuckDB could not split into the header's fields:
+    the first missing column, or the first column beyond the header."""
+    line = csv_line or ""
+    try:
+        n = len(next(csv.reader([line], delimiter=delim)))
+    except (csv.Error, StopIteration):
+        n = 0
+    if "MISSING" in error_type.upper():
+        col = header[n] if n < len(header) else _col_letter(n)
+        return col, f"row has too few fields ({n} of {len(header)}; truncated?)", line[-80:]
+    if "TOO MANY" in error_type.upper().replace("_", " ") or n > len(header):
+        return _col_letter(len(header)), f"row has too many fields ({n} for {len(header)} columns; a stray separator?)", line[:80]
+    q = line.find('"')
+    k = line[:q].count(delim) if q >= 0 else 0
+    col = header[k] if k < len(header) else _col_letter(k)
+    return col, f"row cannot be read as CSV ({error_type.lower()}; an unterminated quote?)", line[:80]
 
 
 def _read_xlsx(con: duckdb.DuckDBPyConnection, src: Source, raw: str) -> tuple[list[str], int]:
@@ -227,9 +315,10 @@ def _read_xlsx(con: duckdb.DuckDBPyConnection, src: Source, raw: str) -> tuple[l
     try:
         rows = wb.get_sheet_by_name(name).to_python(skip_empty_area=False)
     except Exception as e:
-        raise InputError(f"sheet {name} cannot be read ({type(e).__name__}: {e})", file=label) from e
+        raise InputError(f"sheet {name} cannot be read ({type(e).__name__}: {e})", file=label, row=1, column="A") from e
     if not rows or all(_blank(v) for v in rows[0]):
-        raise InputError("the sheet is empty or its first row is empty: the header must be on row 1", file=label, row=1)
+        raise InputError("the sheet is empty or its first row is empty: the header must be on row 1", file=label, row=1,
+                         column="A")
     header_vals = list(rows[0])
     while header_vals and _blank(header_vals[-1]):
         header_vals.pop()
@@ -256,7 +345,7 @@ def _read_xlsx(con: duckdb.DuckDBPyConnection, src: Source, raw: str) -> tuple[l
     cols = ", ".join(f"CAST(c{i} AS VARCHAR) AS c{i}" for i in range(ncol))
     con.execute(f"CREATE OR REPLACE TABLE {raw} AS SELECT CAST(_row AS BIGINT) AS _row, {cols} FROM _xlsx")
     con.unregister("_xlsx")
-    con.execute("CREATE OR REPLACE TEMP TABLE _structural(_row BIGINT, problem VARCHAR, value VARCHAR)")
+    con.execute("CREATE OR REPLACE TEMP TABLE _structural(_row BIGINT, col VARCHAR, problem VARCHAR, value VARCHAR)")
     return header, len(df)
 
 
@@ -426,6 +515,8 @@ def _field_sql(schema: TableSchema, hm: HeaderMap, today: dt.date) -> tuple[list
             checks.append(_Check(f.name, f"unknown value (allowed: {', '.join(f.enum)})", f"{present} AND {t} IS NULL", rc))
         elif f.type == "string":
             typed = rc
+            if f.name not in _NO_FREE_TEXT:
+                checks.append(_hetu_check(f.name, rc))
         elif f.type in ("number", "integer"):
             typed = _number_sql(rc)
             checks.append(_Check(f.name, "not a number", f"{present} AND {t} IS NULL", rc))
@@ -448,14 +539,28 @@ def _field_sql(schema: TableSchema, hm: HeaderMap, today: dt.date) -> tuple[list
     for raw, name in hm.extra.items():
         inner.append(f"{_clean('r.' + _ident(raw))} AS {_ident(name)}")
         outer.append(_ident(name))
+        checks.append(_hetu_check(name, _ident(name)))
     return inner, outer, checks
+
+
+#: String columns that hold codes, not free text: not scanned for identity codes.
+_NO_FREE_TEXT = {"client_id", "service_code"}
+_HETU_SQL = r"(^|[^0-9A-Za-z])[0-9]{6}[-+A-FU-Y][0-9]{3}[0-9A-Y]($|[^0-9A-Za-z])"
+
+
+def _hetu_check(name: str, col: str) -> _Check:
+    """A henkilötunnus typed into a free-text column would be kept (and could surface as a
+    category label in a results table): reject the row."""
+    return _Check(name, "an identity code (henkilötunnus) in a free-text column; remove it",
+                  f"{col} IS NOT NULL AND regexp_matches({col}, '{_HETU_SQL}')", f"'(masked)'")
 
 
 # ------------------------------------------------------------------ one table
 def _load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema, ledger: Ledger,
-                key: bytes | None, tmpdir: Path, today: dt.date) -> None:
+                key: bytes | None, tmpdir: Path, today: dt.date, strata: tuple[str, ...] = ()) -> None:
     label = src.label
     raw = f"raw_{schema.name}"
+    con.execute("CREATE OR REPLACE TEMP TABLE _errs(_row BIGINT, col VARCHAR, val VARCHAR, rule VARCHAR)")
     if src.path.suffix.lower() == ".xlsx":
         header, n_read = _read_xlsx(con, src, raw)
     else:
@@ -471,6 +576,14 @@ def _load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema
             ledger.error(label, 1, m, "", "required column missing")
         ledger.finish_file(label, rejected_rows=n_read)
         return
+    if schema.required_table and n_read == 0:
+        ledger.error(label, 2, "client_id" if not hm.hetu else "hetu", "",
+                     f"no data rows: {schema.name} needs a row per family (only the header was found)")
+    if schema.name == "clients":
+        have = set(hm.canonical.values()) | set(hm.extra.values())
+        for st in strata:
+            if normalise_name(st) not in have and st not in have:
+                ledger.error(label, 1, st, "", "design.strata in study.toml names a column that clients does not have")
     if hm.hetu and "client_id" in hm.canonical.values():
         raise InputError("both a client_id and a hetu column: give one of them", file=label, row=1, column="hetu")
     if hm.hetu:
@@ -478,7 +591,7 @@ def _load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema
             raise InputError(
                 "a hetu (henkilötunnus) column needs a pseudonym key: set the environment variable named by "
                 "privacy.key_env (default HBEVAL_PSEUDONYM_KEY) or privacy.key_file in study.toml; there is no default key",
-                file=label, column="hetu",
+                file=label, row=1, column="hetu",
             )
         hc = _clean(hm.hetu)
         vals = [v for (v,) in con.execute(f"SELECT DISTINCT {hc} FROM {raw} WHERE {hc} IS NOT NULL").fetchall()]
@@ -504,7 +617,7 @@ def _load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema
             for c in checks
         )
         con.execute(f"INSERT INTO _errs {union}")
-    con.execute("INSERT INTO _errs SELECT _row, NULL, value, problem FROM _structural")
+    con.execute("INSERT INTO _errs SELECT _row, col, value, problem FROM _structural")
     con.execute(f"DROP TABLE {raw}")
     con.execute("DROP TABLE IF EXISTS _pseud")
 
@@ -666,7 +779,7 @@ def ingest(study_dir: str | Path, *, today: dt.date | None = None, write_store: 
             if name not in sources:
                 continue
             src = sources[name]
-            _load_table(con, src, schema, ledger, key, tmpdir, today)
+            _load_table(con, src, schema, ledger, key, tmpdir, today, strata=tuple(config.strata))
             labels[name] = src.label
             con.execute(f"INSERT INTO _errs_all SELECT {_q(src.label)}, _row, col, val, rule FROM _errs")
         _catalogue(con, "unit_costs" in labels, "price_index" in labels)

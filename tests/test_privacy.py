@@ -1,0 +1,213 @@
+"""Privacy of welfare records (issue 7): plant identity codes and names in the inputs, run
+every command, and scan every file any command wrote.
+
+The demo's ``clients.csv`` holds ``henkilotunnus`` and ``nimi`` and ``income_support.csv``
+``henkilötunnus``; we also plant a name and an identity code in free-text columns that
+ingestion keeps. None of them, and not the pseudonym key, may appear in the study store,
+the outputs of validate/analyze/report, the registry export or the console logs; no
+results table has a row per person, a ``client_id`` column or a pseudonym value; small
+counts are suppressed in every results table.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import shutil
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from hbeval.cli import main
+
+HETU_RE = re.compile(r"\b\d{6}[-+A-FU-Y]\d{3}[0-9A-Y]\b")
+PLANTED_NAME = "Maija-Liisa Virtanen-Testaaja"
+PLANTED_HETU = "131052-308T"  # a syntactically valid code (check character T)
+
+
+def _rows(p: Path) -> list[list[str]]:
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252")
+    delim = ";" if text.splitlines()[0].count(";") > text.splitlines()[0].count(",") else ","
+    return list(csv.reader(io.StringIO(text, newline=""), delimiter=delim))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Demo study with planted identifiers; every command run once; their console output."""
+    from hbeval.demo import DEMO_KEY, write_demo
+
+    root = tmp_path_factory.mktemp("privacy")
+    s = root / "study"
+    write_demo(s, n_pilot=60, n_comparison=60, seed=9)
+    # plant: a name and an identity code in free-text columns that ingestion keeps
+    cl = _rows(s / "clients.csv")
+    h = cl[0]
+    cl[2][h.index("area")] = PLANTED_NAME  # (an identity code in free text is rejected: tests/test_bad_input.py)
+    with open(s / "clients.csv", "w", encoding="utf-8", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(cl)
+    hetus = {r[0] for r in cl[1:]} | {r[0] for r in _rows(s / "income_support.csv")[1:]}
+    names = {r[1] for r in cl[1:]} | {PLANTED_NAME}
+    before = {p for p in root.rglob("*")}
+    logs = []
+    outs = {}
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HBEVAL_ALLOCATION_KEY", "privacy-test-allocation-key")
+    try:
+        for cmd in (["validate", str(s), "--out", str(root / "out_validate")],
+                    ["analyze", str(s), "--out", str(root / "out_analyze")],
+                    ["report", str(s), "--out", str(root / "out_report")],
+                    ["assign", str(s), "--verify"]):
+            from contextlib import redirect_stderr, redirect_stdout
+
+            o, e = io.StringIO(), io.StringIO()
+            with redirect_stdout(o), redirect_stderr(e):
+                code = main(cmd)
+            outs[cmd[0]] = code
+            logs.append(o.getvalue() + e.getvalue())
+    finally:
+        mp.undo()
+    written = sorted(p for p in root.rglob("*") if p.is_file() and (p not in before or ".hbeval" in p.parts)
+                     and p.parent != s)  # the study's own input files are not outputs
+    written += [p for p in s.glob("*.csv") if p.name == "assignments.csv"]  # registry export
+    return {"study": s, "root": root, "hetus": hetus, "names": names, "key": DEMO_KEY, "codes": outs,
+            "logs": "\n".join(logs), "written": written}
+
+
+def test_every_command_succeeded(run):
+    assert run["codes"] == {"validate": 0, "analyze": 0, "report": 0, "assign": 0}, run["logs"][-3000:]
+
+
+def test_files_were_written_by_every_command(run):
+    rel = {str(p.relative_to(run["root"])) for p in run["written"]}
+    assert any(r.startswith("study/.hbeval/") for r in rel)
+    assert any(r.startswith("out_validate/results/") for r in rel)
+    assert any(r.startswith("out_analyze/results/") for r in rel)
+    assert any(r.startswith("out_report/") and r.endswith(".html") for r in rel)
+
+
+def _texts(p: Path) -> list[str]:
+    """Text views of a written file: its bytes decoded, and for a DuckDB store every
+    string value of every table (stored strings may be compressed on disk)."""
+    raw = p.read_bytes()
+    out = [raw.decode("utf-8", errors="ignore"), raw.decode("latin-1")]
+    if p.suffix == ".duckdb":
+        with duckdb.connect(str(p), read_only=True) as con:
+            for (t,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall():
+                df = con.execute(f'SELECT * FROM "{t}"').df()
+                out.append(df.astype(str).to_csv(index=False))
+                out.append(" ".join(df.columns))
+    return out
+
+
+def test_no_identity_code_name_or_key_in_any_written_file(run):
+    key = run["key"]
+    found = []
+    for p in run["written"]:
+        for text in _texts(p):
+            for h in run["hetus"]:
+                if h in text:
+                    found.append((p.name, "hetu", h[:2] + "****"))
+            for n in run["names"]:
+                if n in text:
+                    found.append((p.name, "name", n))
+            if key in text:
+                found.append((p.name, "pseudonym key", ""))
+            if HETU_RE.search(text):
+                found.append((p.name, "hetu-shaped value", HETU_RE.search(text).group(0)[:2] + "****"))
+    assert not found, sorted(set(found))[:20]
+
+
+def test_console_logs_hold_no_identifiers(run):
+    text = run["logs"]
+    assert not HETU_RE.search(text)
+    assert not [n for n in run["names"] if n in text]
+    assert run["key"] not in text
+
+
+def test_no_results_table_has_a_row_per_person(run):
+    s = run["study"]
+    from hbeval.study import open_study
+
+    st = open_study(s)
+    fam = st.families()
+    n_fam = len(fam)
+    ids = set(fam["client_id"].astype(str))
+    tables = [p for p in run["written"] if p.suffix == ".csv" and "results" in p.parts]
+    assert len(tables) >= 10
+    for p in tables:
+        df = pd.read_csv(p, dtype=str, keep_default_na=False)
+        assert not {"client_id", "hetu", "henkilotunnus", "nimi", "name"} & {c.lower() for c in df.columns}, p.name
+        assert len(df) < n_fam, f"{p.name} has {len(df)} rows for {n_fam} families"
+        cells = set(df.to_numpy().ravel().tolist())
+        assert not cells & ids, f"{p.name} holds pseudonyms"
+
+
+def test_no_pseudonym_in_report_or_notebooks(run):
+    from hbeval.study import open_study
+
+    ids = set(open_study(run["study"]).families()["client_id"].astype(str))
+    pat = re.compile("|".join(re.escape(i) for i in sorted(ids)))
+    for p in run["written"]:
+        if ".hbeval" in p.parts:
+            continue  # the store holds pseudonyms by design (it is inside the study folder)
+        text = p.read_bytes().decode("utf-8", errors="ignore")
+        m = pat.search(text)
+        assert m is None, f"{p.relative_to(run['root'])} holds a pseudonym"
+
+
+COUNT_COLUMNS = re.compile(r"^(n|n_[a-z_]+|count|n_families|rows_.*)$")
+
+
+def test_small_counts_are_suppressed_in_every_results_table(run):
+    """Every count of families in a results table is 0, at least min_cell, or shown as '<k'."""
+    from hbeval.config import load_config
+
+    k = load_config(run["study"]).min_cell
+    bad = []
+    for p in run["written"]:
+        if p.suffix != ".csv" or "results" not in p.parts or p.name == "data_quality.csv":
+            continue  # data_quality counts records of the input files, not families
+        df = pd.read_csv(p, dtype=str, keep_default_na=False)
+        for c in df.columns:
+            if not COUNT_COLUMNS.match(c) or c in ("n_draws", "n_reps", "n_boot"):
+                continue
+            for v in df[c]:
+                if v in ("", f"<{k}"):
+                    continue
+                try:
+                    x = float(v)
+                except ValueError:
+                    continue
+                if 0 < x < k:
+                    bad.append((p.name, c, v))
+    assert not bad, bad[:20]
+
+
+def test_small_counts_suppressed_in_report_text_and_figure_labels(run):
+    """Labels like 'n = 3' in the rendered report (figure labels are drawn from the same
+    suppressed tables; the report's text and the notebooks' outputs are what we can read)."""
+    from hbeval.config import load_config
+
+    k = load_config(run["study"]).min_cell
+    pat = re.compile(r"\bn\s*=\s*([0-9]+)\b")
+    bad = []
+    for p in run["written"]:
+        if p.suffix not in (".html", ".ipynb", ".md"):
+            continue
+        text = p.read_bytes().decode("utf-8", errors="ignore")
+        text = re.sub(r"data:image/[a-z]+;base64,[A-Za-z0-9+/=]+", "", text)
+        bad += [(p.name, m.group(0)) for m in pat.finditer(text) if 0 < int(m.group(1)) < k]
+    assert not bad, bad[:20]
+
+
+def test_the_key_file_is_only_in_the_study_folder(run):
+    """The pseudonym key is an input; no command copies it anywhere."""
+    copies = [p for p in run["root"].rglob("*") if p.is_file() and p.name == "pseudonym.key" and p.parent != run["study"]]
+    assert not copies
