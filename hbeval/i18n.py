@@ -251,6 +251,10 @@ VALUES: dict[str, tuple[str, str]] = {
     "lost_to_follow_up": ("Lost to follow-up (no end score)", "Menetetty seurannassa (ei loppumittausta)"),
     "analysed": ("Analysed (start and end score)", "Analysoitu (alku- ja loppumittaus)"),
     "not yet allocated": ("Not yet allocated", "Ei vielä satunnaistettu"), "all reasons": ("All reasons", "Kaikki syyt"),
+    # exclusion reasons of the demo and common ones
+    "declined": ("declined", "kieltäytyi"), "moved away": ("moved away", "muutti pois"),
+    "not eligible": ("not eligible", "ei soveltuva"), "service need ended": ("service need ended", "palvelutarve päättyi"),
+    "(no reason given)": ("(no reason given)", "(syytä ei kirjattu)"),
     # cost categories and periods
     "usual_services": ("Usual services", "Tavanomaiset palvelut"), "purchased_services": ("Purchased services", "Ostopalvelut"),
     "budget_spending": ("Budget spending", "Budjetin käyttö"), "income_support": ("Income support", "Toimeentulotuki"),
