@@ -16,8 +16,8 @@ Stated tolerances:
   0.1–0.4 points; the SE of one estimate is ≈ 0.1);
 * coverage of the 95 % t interval (HC2) within [0.93, 0.97] for each contrast;
 * RI p-values under the sharp null: Kolmogorov–Smirnov against U(0, 1), p > 0.01. Inside the
-  simulation RI uses 500 draws per replication (not the 10,000 of a real analysis), so
-  p-values move in steps of 1/501.
+  simulation RI uses 250 draws per replication (not the 10,000 of a real analysis), so
+  p-values move in steps of 1/251.
 """
 
 from __future__ import annotations
@@ -84,36 +84,39 @@ def effect_run():
     return pd.DataFrame(rows), eff.margins(), idx.shape[1], (end, start, cell, stratum, idx)
 
 
-def test_replications_are_the_size_of_a_pilot(effect_run):
-    res, _, n_r, _ = effect_run
+def test_effect_run_bias_coverage_and_se(effect_run):
+    """One test (not parametrised), so that under pytest-xdist the 500 replications run in
+    one worker only. Every check is evaluated and all failures reported together."""
+    res, truth, n_r, data = effect_run
     assert 360 <= n_r <= 400
     assert res["rep"].nunique() == R
-
-
-@pytest.mark.parametrize("contrast", ["frame_shares", "teaming", "frame_shares:teaming"])
-def test_bias_is_negligible(effect_run, contrast):
-    res, truth, _, _ = effect_run
-    est = res.loc[res["contrast"] == contrast, "estimate"].to_numpy()
-    bias = est.mean() - truth[contrast]
-    mcse = est.std(ddof=1) / np.sqrt(len(est))
-    assert abs(bias) < 3 * mcse, (contrast, bias, mcse)
-    assert abs(bias) < 0.03
-
-
-@pytest.mark.parametrize("contrast", ["frame_shares", "teaming", "frame_shares:teaming"])
-def test_ci_coverage_is_nominal(effect_run, contrast):
-    res, truth, _, _ = effect_run
-    sub = res[res["contrast"] == contrast]
-    cover = ((sub["ci_low"] <= truth[contrast]) & (truth[contrast] <= sub["ci_high"])).mean()
-    assert 0.93 <= cover <= 0.97, (contrast, cover)
-
-
-def test_hc2_se_tracks_the_sampling_sd(effect_run):
-    res, _, _, _ = effect_run
-    for c in ("frame_shares", "teaming"):
-        sub = res[res["contrast"] == c]
-        ratio = sub["std_error"].mean() / sub["estimate"].std(ddof=1)
-        assert 0.9 < ratio < 1.15, (c, ratio)
+    problems = []
+    for contrast in ("frame_shares", "teaming", "frame_shares:teaming"):
+        sub = res[res["contrast"] == contrast]
+        est = sub["estimate"].to_numpy()
+        bias = est.mean() - truth[contrast]
+        mcse = est.std(ddof=1) / np.sqrt(len(est))
+        if not (abs(bias) < 3 * mcse and abs(bias) < 0.03):
+            problems.append(f"{contrast}: bias {bias:+.4f} (MCSE {mcse:.4f})")
+        cover = ((sub["ci_low"] <= truth[contrast]) & (truth[contrast] <= sub["ci_high"])).mean()
+        if not 0.93 <= cover <= 0.97:
+            problems.append(f"{contrast}: coverage {cover:.3f}")
+        ratio = sub["std_error"].mean() / est.std(ddof=1)
+        if not 0.9 < ratio < 1.15:
+            problems.append(f"{contrast}: mean SE / SD {ratio:.3f}")
+    assert not problems, problems
+    # RI has power: with the default effects it rejects for teaming in almost every
+    # replication (the null test below could otherwise pass with a statistic that ignores
+    # the data)
+    end, start, cell, stratum, idx = data
+    rej = 0
+    n = 40
+    for r in range(n):
+        i = idx[r]
+        d = factorial_data(end[i], cell[i], stratum[i], start[i])
+        null = ri_factorial(d, batch_draws(stratum[i], 200, np.random.default_rng([303, r]))[:, d.mask])
+        rej += ri_pvalue(fit_main(d).row("teaming")["estimate"], null["teaming"]) <= 0.05
+    assert rej / n > 0.8
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +128,7 @@ def null_run():
         i = idx[r]
         d = factorial_data(end[i], cell[i], stratum[i], start[i])
         # the design of a replication: complete randomisation within strata of all its families
-        draws = batch_draws(stratum[i], 500, np.random.default_rng([202, r]))[:, d.mask]
+        draws = batch_draws(stratum[i], 250, np.random.default_rng([202, r]))[:, d.mask]
         null = ri_factorial(d, draws)
         m = fit_main(d)
         it = fit_interaction(d)
@@ -136,29 +139,18 @@ def null_run():
     return p_ri, p_t
 
 
-@pytest.mark.parametrize("contrast", ["frame_shares", "teaming", "frame_shares:teaming"])
-def test_ri_pvalues_uniform_under_null(null_run, contrast):
-    p_ri, _ = null_run
-    p = np.asarray(p_ri[contrast])
-    assert stats.kstest(p, "uniform").pvalue > 0.01
-    assert 0.02 <= (p <= 0.05).mean() <= 0.08  # size of a 5 % test
-
-
-def test_analytic_pvalues_uniform_under_null(null_run):
-    _, p_t = null_run
-    for c, p in p_t.items():
-        assert stats.kstest(np.asarray(p), "uniform").pvalue > 0.01, c
-
-
-def test_ri_detects_a_real_effect(effect_run):
-    """The uniformity test above could pass with a broken statistic that ignores the data:
-    with the default effects, RI rejects for teaming in almost every replication."""
-    end, start, cell, stratum, idx = effect_run[3]
-    rej = 0
-    n = 40
-    for r in range(n):
-        i = idx[r]
-        d = factorial_data(end[i], cell[i], stratum[i], start[i])
-        null = ri_factorial(d, batch_draws(stratum[i], 200, np.random.default_rng([303, r]))[:, d.mask])
-        rej += ri_pvalue(fit_main(d).row("teaming")["estimate"], null["teaming"]) <= 0.05
-    assert rej / n > 0.8
+def test_ri_and_analytic_pvalues_uniform_under_null(null_run):
+    """RI p-values (250 draws each) and HC2 t-test p-values over 500 null replications:
+    Kolmogorov–Smirnov against U(0, 1), and the size of a 5 % test."""
+    p_ri, p_t = null_run
+    problems = []
+    for c in p_ri:
+        p = np.asarray(p_ri[c])
+        ks = stats.kstest(p, "uniform").pvalue
+        size = (p <= 0.05).mean()
+        if not (ks > 0.01 and 0.02 <= size <= 0.08):
+            problems.append(f"RI {c}: KS p {ks:.3f}, size {size:.3f}")
+        ks_t = stats.kstest(np.asarray(p_t[c]), "uniform").pvalue
+        if not ks_t > 0.01:
+            problems.append(f"t-test {c}: KS p {ks_t:.3f}")
+    assert not problems, problems
