@@ -259,6 +259,9 @@ VALUES: dict[str, tuple[str, str]] = {
     "usual_services": ("Usual services", "Tavanomaiset palvelut"), "purchased_services": ("Purchased services", "Ostopalvelut"),
     "budget_spending": ("Budget spending", "Budjetin käyttö"), "income_support": ("Income support", "Toimeentulotuki"),
     "staff_time": ("Staff time", "Työaika"), "total": ("Total", "Yhteensä"),
+    "income_support:basic": ("Income support: basic", "Toimeentulotuki: perus"),
+    "income_support:supplementary": ("Income support: supplementary", "Toimeentulotuki: täydentävä"),
+    "income_support:preventive": ("Income support: preventive", "Toimeentulotuki: ehkäisevä"),
     "cost:teaming": ("Teaming meetings", "Tiimikokoukset"),
     "follow_up": ("Follow-up", "Seuranta"), "pre": ("Pre-period", "Esijakso"),
     # families
@@ -421,6 +424,8 @@ STRINGS.update({
                "{verdict}",
                "ROSI, {comparison}: {rosi} (95 %:n lv. {ci}); intervention kustannukset {ic} € ja vältetyt kustannukset "
                "{ac} € perhettä kohden. {verdict}"),
+    "n_rosi_undefined": ("ROSI of {comparison} is not defined: {note}",
+                         "ROSI, {comparison}: ei määriteltävissä: {note}"),
     "n_rosi_neg": ("Over the horizon, the avoided costs do not pay back the intervention costs.",
                    "Aikahorisontilla vältetyt kustannukset eivät kata intervention kustannuksia."),
     "n_rosi_pos": ("Over the horizon, the avoided costs exceed the intervention costs.",

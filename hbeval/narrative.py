@@ -275,6 +275,10 @@ def rosi_sentences(rosi: pd.DataFrame, lang: str, comparisons: tuple[str, ...] |
         if comparisons is not None and r.comparison not in comparisons:
             continue
         v = _f(r.rosi)
+        if v is None or v != v:  # no ROSI (the extra intervention cost is not positive): say why, no verdict
+            note = getattr(r, "rosi_note", "") or ""
+            out.append(i18n.t("n_rosi_undefined", lang, comparison=i18n.value(r.comparison, lang), note=note))
+            continue
         out.append(i18n.t("n_rosi", lang, comparison=i18n.value(r.comparison, lang), rosi=i18n.num(v, lang, 0, percent=True),
                           ci=i18n.interval(r.ci_low, r.ci_high, lang, 0, percent=True),
                           ic=i18n.num(r.intervention_cost_eur, lang, 0), ac=i18n.num(r.avoided_cost_eur, lang, 0),
