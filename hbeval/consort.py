@@ -67,10 +67,26 @@ def consort_flow(families: pd.DataFrame, scores: pd.DataFrame, budgets: pd.DataF
     return out.sort_values(["_g", "_o"], kind="mergesort").drop(columns=["_o", "_g"]).reset_index(drop=True)
 
 
+SECONDARY = "suppressed"
+
+
 def consort_table(flow: pd.DataFrame, min_cell: int) -> pd.DataFrame:
-    """``results/consort.csv``: the flow with counts below ``min_cell`` shown as ``<k``."""
+    """``results/consort.csv``: the flow with counts below ``min_cell`` shown as ``<k``.
+
+    The exclusion reasons add up to the total shown above them, so when exactly one reason
+    is suppressed the smallest other reason is suppressed as well (shown as
+    ``suppressed``): otherwise the total minus the others would give the small count back.
+    """
     out = flow.copy()
-    out["n"] = [suppress_count(v, min_cell) for v in out["n"]]
+    shown = [suppress_count(v, min_cell) for v in out["n"]]
+    reasons = out.index[(out["stage"] == "excluded") & (out["reason"] != "all reasons")]
+    small = [i for i in reasons if 0 < out.at[i, "n"] < min_cell]
+    if len(small) == 1:
+        others = [i for i in reasons if i not in small and out.at[i, "n"] > 0]
+        if others:
+            j = min(others, key=lambda i: (out.at[i, "n"], i))
+            shown[out.index.get_loc(j)] = SECONDARY
+    out["n"] = shown
     return out[["stage", "group", "cell", "reason", "n"]]
 
 

@@ -619,8 +619,10 @@ def plot_forest(effects_df: pd.DataFrame, lang: str = "en", outcome: str | None 
         ax.plot([r.ci_low, r.ci_high], [y, y], color=color, lw=1.5)
         ax.plot([r.estimate], [y], "o", color=color, mfc="white" if nr else color)
     ax.axvline(0, color="black", lw=0.8)
+    from hbeval import i18n
+
     ax.set_yticks(ys)
-    ax.set_yticklabels([f"{c} ({lab['nr']})" if c == "pilot_vs_comparison" else c for c in sub["contrast"]])
+    ax.set_yticklabels([i18n.value(c, lang) for c in sub["contrast"]])
     ax.set_xlabel(lab["x"])
-    ax.set_title(f"{lab['title']}: {outcome}")
+    ax.set_title(f"{lab['title']}:\n{i18n.outcome(outcome, lang)}", fontsize=10)
     return fig

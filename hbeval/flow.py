@@ -78,6 +78,7 @@ def plot_flow(consort: pd.DataFrame, lang: str = "en"):
         ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.4,rounding_size=0.8",
                                     fc=face, ec=color, lw=1.0))
         tx = x if ha == "center" else x - w / 2 + 1.0
+        text = text.replace("= <", "<")  # a suppressed count reads "n <5"
         ax.text(tx, y, text, ha=ha, va="center", fontsize=fs, color="#111111", linespacing=1.25)
 
     def arrow(x0: float, y0: float, x1: float, y1: float) -> None:
@@ -93,7 +94,10 @@ def plot_flow(consort: pd.DataFrame, lang: str = "en"):
     arrow(41, 89, 41, 78.5)
     ax.plot([41, 61], [84, 84], color="#555555", lw=0.9)
     extra = "" if c["not_allocated"] == "–" else f"\n{L['notalloc']}: {c['not_allocated']}"
-    box(41, 75.5, 30, 5, f"{L['randomised']}{extra}", face="#eef2f6")
+    alloc = [str(c["cells"][cell]["allocated"]) for cell in CELLS]
+    known = sum(int(a) for a in alloc if a.isdigit())
+    n_rand = str(known) if all(a.isdigit() for a in alloc) else f"≥{known}"  # never undo a suppression
+    box(41, 75.5, 30, 5, f"{L['randomised']} (n = {n_rand}){extra}", face="#eef2f6")
     for x, cell in zip(xs, CELLS):
         k = c["cells"][cell]
         arrow(41, 73, x, 66.5)

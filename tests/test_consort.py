@@ -1,0 +1,37 @@
+"""CONSORT flow counts and their suppression."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from hbeval.consort import consort_flow, consort_table
+from hbeval.scoring import score
+from hbeval.study import open_study
+
+
+def test_flow_adds_up_and_suppresses(small_demo_dir):
+    s = open_study(small_demo_dir)
+    fam = s.families()
+    flow = consort_flow(fam, score(s.table("measurements")), s.table("budgets"), s.table("teaming_meetings"),
+                        s.config.primary)
+    alloc = flow[(flow["stage"] == "allocated") & (flow["group"] == "pilot")]["n"].sum()
+    assert alloc == (fam["group"] == "pilot").sum()
+    assessed = flow[(flow["stage"] == "assessed") & (flow["group"] == "pilot")]["n"].iloc[0]
+    excluded = flow[(flow["stage"] == "excluded") & (flow["reason"] == "all reasons")]["n"].iloc[0]
+    assert assessed - excluded == alloc
+    for cell in flow.loc[flow["stage"] == "allocated", "cell"]:
+        k = flow[(flow["cell"] == cell)].set_index("stage")["n"]
+        assert k["analysed"] + k["lost_to_follow_up"] <= k["allocated"]
+    t = consort_table(flow, 5)
+    assert not any(str(v).isdigit() and 0 < int(v) < 5 for v in t["n"])
+
+
+def test_a_lone_small_exclusion_reason_cannot_be_recovered_from_the_total():
+    flow = pd.DataFrame({"stage": ["excluded"] * 4, "group": "pilot", "cell": "all",
+                         "reason": ["all reasons", "declined", "moved away", "not eligible"], "n": [20, 12, 6, 2]})
+    t = consort_table(flow, 5).set_index("reason")["n"]
+    assert t["not eligible"] == "<5" and t["moved away"] == "suppressed" and t["declined"] == "12"
+    flow.loc[2, "n"] = 3
+    flow.loc[1, "n"] = 15
+    t = consort_table(flow, 5).set_index("reason")["n"]  # two small ones protect each other
+    assert list(t) == ["20", "15", "<5", "<5"]
