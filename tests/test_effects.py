@@ -138,8 +138,13 @@ def test_forest_plot(effects, lang):
     fig = plot_forest(effects, lang)
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]
-    assert any("pilot_vs_comparison" in t for t in labels)
+    from hbeval import i18n
+
+    # translated contrast labels, the non-randomised contrast marked as such
+    assert i18n.value("pilot_vs_comparison", lang) in labels
+    assert i18n.value("frame_shares", lang) in labels
     assert ("ei satunnaistettu" in " ".join(labels)) == (lang == "fi")
+    assert ("not randomised" in " ".join(labels)) == (lang == "en")
 
 
 def test_unestimable_outcome_gives_rows_not_errors():
