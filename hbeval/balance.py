@@ -54,7 +54,23 @@ _STATS = ["mean_a", "mean_b", "sd_a", "sd_b", "difference", "std_error", "normal
 
 
 # ---------------------------------------------------------------------- covariates
-def expand_covariates(families: pd.DataFrame, covariates: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+OTHER_LEVEL = "(other)"
+
+
+def pool_rare_levels(values: pd.Series, min_cell: int) -> pd.Series:
+    """Text levels held by fewer than ``min_cell`` families become ``"(other)"``.
+
+    A level's label is itself data: a name typed into ``area`` would otherwise reach the
+    output as a row label, and a level of one family points at that family.
+    """
+    lab = values.astype(object)
+    counts = lab.value_counts(dropna=True)
+    rare = counts.index[counts < min_cell]
+    return lab.where(~lab.isin(rare), OTHER_LEVEL)
+
+
+def expand_covariates(families: pd.DataFrame, covariates: Sequence[str],
+                      min_cell: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The variables shown and the matrix of the joint test.
 
     Returns
@@ -83,7 +99,8 @@ def expand_covariates(families: pd.DataFrame, covariates: Sequence[str]) -> tupl
                 shown[f"{c} {MISSING_LEVEL}"] = miss.astype(float)
                 joint[f"{c} {MISSING_LEVEL}"] = miss.astype(float)
         else:
-            lab = s.astype(object).where(s.notna(), MISSING_LEVEL).astype(str)
+            lab = pool_rare_levels(s, min_cell)
+            lab = lab.where(s.notna(), MISSING_LEVEL).astype(str)
             levels = sorted(lab.unique())
             for j, lev in enumerate(levels):
                 d = (lab == lev).astype(float)
@@ -141,8 +158,12 @@ def joint_r2(Q: np.ndarray, Y: np.ndarray) -> np.ndarray:
 
 
 def _f_from_r2(r2: np.ndarray | float, n: int, k: int) -> np.ndarray | float:
+    """F = (R²/k) / ((1 − R²)/(n − k − 1)); infinite when R² = 1 (covariates predict the arm
+    perfectly, as with many small levels in a small pilot)."""
+    r2 = np.asarray(r2, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (r2 / k) / ((1 - r2) / (n - k - 1))
+        out = (r2 / k) / (np.maximum(1 - r2, 0.0) / (n - k - 1))
+    return out if out.ndim else float(out)
 
 
 def omnibus_statistic(X: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -239,7 +260,7 @@ def balance_table(
             draws = draws[:, keep]
         if draws.shape[1] != len(fam):
             raise ValueError(f"draws have {draws.shape[1]} columns for {len(fam)} assigned families")
-    shown, joint = expand_covariates(fam, list(covariates))
+    shown, joint = expand_covariates(fam, list(covariates), min_cell)
     X = joint.to_numpy(float)
     rows: list[dict[str, Any]] = []
     for name, ga, gb, ca, cb in COMPARISONS:

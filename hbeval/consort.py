@@ -120,7 +120,10 @@ def baseline_table(families: pd.DataFrame, scores: pd.DataFrame, outcomes: list[
             x = pd.to_numeric(data.loc[mask, var], errors="coerce")
             rows.append({"variable": var, "level": "", "group": g, "n": int(x.notna().sum()),
                          "missing": int(x.isna().sum()), "mean": x.mean(), "sd": x.std(ddof=1), "percent": np.nan})
+    from hbeval.balance import pool_rare_levels
+
     for var in BASELINE_CATEGORICAL:
+        data[var] = pool_rare_levels(data[var], min_cell)  # a rare level's label could name a family
         levels = sorted(data[var].dropna().astype(str).unique())
         for lev in levels:
             for g, mask in groups:

@@ -35,3 +35,31 @@ def test_a_lone_small_exclusion_reason_cannot_be_recovered_from_the_total():
     flow.loc[1, "n"] = 15
     t = consort_table(flow, 5).set_index("reason")["n"]  # two small ones protect each other
     assert list(t) == ["20", "15", "<5", "<5"]
+
+
+def test_rare_levels_never_reach_the_baseline_or_balance_tables(small_demo_dir):
+    from hbeval.balance import balance_table
+    from hbeval.consort import baseline_table
+
+    s = open_study(small_demo_dir)
+    fam = s.families()
+    fam.loc[fam.index[0], "area"] = "Aino Korhonen"  # free text typed into a category
+    base = baseline_table(fam, score(s.table("measurements")), [s.config.primary], 5)
+    assert not base["level"].astype(str).str.contains("Korhonen").any()
+    assert "(other)" in set(base["level"])
+    pilot = fam[fam["group"] == "pilot"].reset_index(drop=True)
+    pilot.loc[0, "area"] = "Aino Korhonen"
+    bal = balance_table(pilot, ["area", "n_children"], 5)
+    assert not bal["variable"].astype(str).str.contains("Korhonen").any()
+
+
+def test_balance_survives_covariates_that_predict_the_arm_perfectly():
+    import numpy as np
+
+    from hbeval.balance import balance_table
+
+    n = 12
+    fam = pd.DataFrame({"client_id": [f"c{i}" for i in range(n)], "cell": pd.array(np.arange(n) % 4, dtype="Int8"),
+                        "area": [f"a{i}" for i in range(n)], "x": np.arange(n, dtype=float)})
+    bal = balance_table(fam, ["area", "x"], 1)
+    assert len(bal) > 0
