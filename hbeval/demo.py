@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 
 from hbeval.design import arms_of, draw_batch
-from hbeval.pseudonym import pseudonym
+from hbeval.pseudonym import check_hetu, pseudonym
+from hbeval.scoring import score
 
 SITES = ("Hämeenlinna", "Siun sote")
 SERVICE_LINES = ("home_help", "family_work", "family_counselling", "disability_services", "child_welfare_open_care")
@@ -488,8 +489,6 @@ def generate(n_pilot: int = 400, n_comparison: int = 600, seed: int = DEMO_SEED,
     rng = np.random.default_rng([seed, 1])
     key = DEMO_KEY.encode()
     hetus = _fake_hetus(len(fam), rng)
-    from hbeval.pseudonym import check_hetu
-
     ids = [pseudonym(check_hetu(h), key) for h in hetus]
     # the i-th simulated family gets the i-th smallest pseudonym, so that families sort the
     # same way under both ids and `hbeval assign --all` on the written study draws exactly
@@ -497,7 +496,6 @@ def generate(n_pilot: int = 400, n_comparison: int = 600, seed: int = DEMO_SEED,
     order = sorted(range(len(ids)), key=ids.__getitem__)
     ids = [ids[k] for k in order]
     hetus = [hetus[k] for k in order]
-    id_map = dict(zip(fam["client_id"], ids))
     fam["client_id"] = ids
     cw = _child_welfare(fam, eff, rng)
     tables: dict[str, pd.DataFrame] = {}
@@ -514,7 +512,6 @@ def generate(n_pilot: int = 400, n_comparison: int = 600, seed: int = DEMO_SEED,
     tables["child_welfare"] = cw
     new_ch = cw[cw["event"] == "new_clienthood"]["client_id"].unique()
     fam["new_clienthood"] = fam["client_id"].isin(new_ch)
-    kyky_total_start = fam[[f"kyky_{i}_start" for i in ("osallisuus", "mieli", "arki", "taidot", "keho")]]
     truth = {
         "seed": seed,
         "n_pilot": int((fam["group"] == "pilot").sum()),
@@ -534,10 +531,9 @@ def generate(n_pilot: int = 400, n_comparison: int = 600, seed: int = DEMO_SEED,
         "attrition_rate_realised": float(1 - fam.loc[fam["group"] != "excluded", "observed_end"].mean()),
         "new_clienthood_rate": {g: float(fam.loc[fam["group"] == g, "new_clienthood"].mean()) for g in ("pilot", "comparison")},
     }
-    kt_end = fam[[f"kyky_{i}_end" for i in ("osallisuus", "mieli", "arki", "taidot", "keho")]].mean(axis=1)
-    kt_start = kyky_total_start.mean(axis=1)
-    ok = kt_end.notna() & kt_start.notna()
-    truth["start_end_correlation_kykyviisari_total"] = round(float(np.corrcoef(kt_start[ok], kt_end[ok])[0, 1]), 4)
+    # scored by the same rule the analysis uses (hbeval.scoring, the 80 % rule included)
+    kt = score(tables["measurements"])[["kykyviisari_total_start", "kykyviisari_total_end"]].dropna()
+    truth["start_end_correlation_kykyviisari_total"] = round(float(np.corrcoef(kt.iloc[:, 0], kt.iloc[:, 1])[0, 1]), 4)
     toml = DEMO_TOML.format(name=name, seed=seed, follow_up_days=FOLLOW_UP_DAYS)
     return DemoStudy(tables=tables, truth=truth, config_toml=toml, hetu=dict(zip(ids, hetus)))
 
