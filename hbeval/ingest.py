@@ -51,6 +51,8 @@ from hbeval.schema import (
 )
 
 WORK_DIR = ".hbeval"
+#: DuckDB column type of each Frictionless field type.
+SQL_TYPES = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "date": "DATE"}
 STORE_NAME = "store.duckdb"
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 #: Dates later than this many days after the run are implausible.
@@ -496,7 +498,7 @@ def _field_sql(schema: TableSchema, hm: HeaderMap, today: dt.date) -> tuple[list
             continue
         raw = by_canon.get(f.name)
         if raw is None:
-            typ = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "date": "DATE"}[f.type]
+            typ = SQL_TYPES[f.type]
             outer.append(f"CAST(NULL AS {typ}) AS {_ident(f.name)}")
             continue
         r = f"r.{_ident(raw)}"
@@ -639,8 +641,7 @@ def _finish_table(con: duckdb.DuckDBPyConnection, schema: TableSchema, label: st
 
 
 def _empty_table(con: duckdb.DuckDBPyConnection, schema: TableSchema) -> None:
-    typ = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "date": "DATE"}
-    cols = ", ".join(f"{_ident(f.name)} {typ[f.type]}" for f in schema.fields)
+    cols = ", ".join(f"{_ident(f.name)} {SQL_TYPES[f.type]}" for f in schema.fields)
     con.execute(f"CREATE OR REPLACE TABLE {schema.name} ({cols}, _source_row BIGINT)")
 
 
