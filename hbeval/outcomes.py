@@ -61,7 +61,9 @@ def budget_outcomes(budgets: pd.DataFrame) -> pd.DataFrame:
     b["proposed_on"] = _dt(b["proposed_on"])
     b["confirmed_on"] = _dt(b["confirmed_on"])
     g = b.groupby("client_id", sort=True)
-    confirmed = g["confirmed_eur"].apply(lambda s: bool(s.notna().all())) & g["confirmed_on"].apply(lambda s: bool(s.notna().any()))
+    # confirmed: every category has a confirmed amount and some confirmation date exists
+    # (count() skips missing values, so these are vectorised forms of all()/any() notna)
+    confirmed = (g["confirmed_eur"].count() == g.size()) & (g["confirmed_on"].count() > 0)
     revisions = g["revisions"].max()
     abs_change = g["abs_change"].sum(min_count=1).where(confirmed)
     days = (g["confirmed_on"].max() - g["proposed_on"].min()).dt.days.astype(float).where(confirmed)
@@ -125,6 +127,17 @@ def outcome_frame(study) -> pd.DataFrame:
     DataFrame sorted by ``client_id`` (see the module docstring for the columns). Never
     written out: it holds a row per family.
     """
+    memo = getattr(study, "_cache", None)
+    if isinstance(memo, dict) and isinstance(memo.get("_outcome_frame"), pd.DataFrame):
+        return memo["_outcome_frame"].copy()
+    out = _outcome_frame(study)
+    if isinstance(memo, dict):
+        memo["_outcome_frame"] = out  # a Study's tables do not change; effects, comparison,
+        return out.copy()             # attrition and process results share one frame
+    return out
+
+
+def _outcome_frame(study) -> pd.DataFrame:
     cfg: StudyConfig = study.config
     fam = study.families().copy()
     fam["client_id"] = fam["client_id"].astype(str)
