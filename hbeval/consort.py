@@ -123,14 +123,19 @@ def baseline_table(families: pd.DataFrame, scores: pd.DataFrame, outcomes: list[
     from hbeval.balance import pool_rare_levels
 
     for var in BASELINE_CATEGORICAL:
-        data[var] = pool_rare_levels(data[var], min_cell)  # a rare level's label could name a family
-        levels = sorted(data[var].dropna().astype(str).unique())
+        if var not in data.columns:
+            continue
+        col = pool_rare_levels(data[var], min_cell).astype(object)  # a rare level's label could name a family
+        levels = sorted(col.dropna().astype(str).unique())
+        per_group = []  # (group, counts by level, missing, size): one pass per group, not per level
+        for g, mask in groups:
+            x = col[mask.to_numpy()]
+            per_group.append((g, x.dropna().astype(str).value_counts(), int(x.isna().sum()), len(x)))
         for lev in levels:
-            for g, mask in groups:
-                x = data.loc[mask, var].astype(object)
-                k = int((x == lev).sum())
-                rows.append({"variable": var, "level": lev, "group": g, "n": k, "missing": int(x.isna().sum()),
-                             "mean": np.nan, "sd": np.nan, "percent": 100.0 * k / max(len(x), 1)})
+            for g, counts, missing, size in per_group:
+                k = int(counts.get(lev, 0))
+                rows.append({"variable": var, "level": lev, "group": g, "n": k, "missing": missing,
+                             "mean": np.nan, "sd": np.nan, "percent": 100.0 * k / max(size, 1)})
     out = pd.DataFrame(rows)
     out = suppress_small_groups(out, "n", ["mean", "sd", "percent"], min_cell)
     out["missing"] = [suppress_count(v, min_cell) for v in out["missing"]]
