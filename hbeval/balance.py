@@ -166,13 +166,29 @@ def _f_from_r2(r2: np.ndarray | float, n: int, k: int) -> np.ndarray | float:
     return out if out.ndim else float(out)
 
 
+#: Bytes of one float block of redraws (draws x families); bounds the memory of the RI
+#: statistics whatever the pilot's size (50,000 families x 2,000 draws would be 800 MB a copy).
+BLOCK_BYTES = 64 * 2**20
+
+
+def _draw_blocks(n_draws: int, n: int) -> list[slice]:
+    step = max(1, BLOCK_BYTES // (8 * max(n, 1)))
+    return [slice(s, min(s + step, n_draws)) for s in range(0, n_draws, step)]
+
+
 def omnibus_statistic(X: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """Σ_j one-way ANOVA F of column ``j`` of ``X`` across the four cells.
 
     ``codes`` is ``(n,)`` or ``(n_draws, n)``; returns one value per assignment. Vectorised:
-    cell sums are one matrix product per cell.
+    cell sums are one matrix product per cell, over blocks of draws (bounded memory).
     """
     codes = np.atleast_2d(codes)
+    if codes.shape[0] > 1:
+        return np.concatenate([_omnibus(X, codes[b]) for b in _draw_blocks(codes.shape[0], codes.shape[1])])
+    return _omnibus(X, codes)
+
+
+def _omnibus(X: np.ndarray, codes: np.ndarray) -> np.ndarray:
     n = X.shape[0]
     m = X.mean(axis=0)
     ss_tot = ((X - m) ** 2).sum(axis=0)
@@ -286,8 +302,9 @@ def balance_table(
             f = float(_f_from_r2(r2, n, k))
             r.update(statistic=f, p_value=float(stats.f.sf(f, k, n - k - 1)))
             if draws is not None and len(ca) == 2:  # margins: every family is in a or b in every draw
-                yd = np.isin(draws, cb).T.astype(float)
-                r["p_value_ri"] = _ri_p(r2, joint_r2(Q, yd))
+                r2_draws = np.concatenate([joint_r2(Q, np.isin(draws[b], cb).T.astype(float))
+                                           for b in _draw_blocks(draws.shape[0], draws.shape[1])])
+                r["p_value_ri"] = _ri_p(r2, r2_draws)
                 r["n_draws"] = int(draws.shape[0])
         r["suppressed"] = na_tot < min_cell or nb_tot < min_cell
         rows.append(r)

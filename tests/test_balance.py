@@ -105,6 +105,21 @@ def test_randomisation_inference_p_values(fam):
     assert o["p_value"] == pytest.approx((1 + np.sum(t_d >= t_obs - 1e-9 * t_obs)) / 31)
 
 
+def test_ri_statistics_do_not_depend_on_the_draw_block(fam, monkeypatch):
+    """The RI statistics run over blocks of draws (bounded memory); a block of one draw
+    and one block of all draws give the same table."""
+    import hbeval.balance as hb
+
+    rng = np.random.default_rng(1)
+    draws = np.stack([rng.permutation(fam["cell"].to_numpy()) for _ in range(40)]).astype(np.int8)
+    whole = balance_table(fam, ["x", "g"], min_cell=1, draws=draws)
+    monkeypatch.setattr(hb, "BLOCK_BYTES", 8 * len(fam))  # one draw per block
+    assert len(hb._draw_blocks(40, len(fam))) == 40
+    blocked = balance_table(fam, ["x", "g"], min_cell=1, draws=draws)
+    pd.testing.assert_frame_equal(whole, blocked, check_exact=False, rtol=1e-12)
+    assert blocked["p_value_ri"].notna().sum() >= 3
+
+
 def test_small_cells_are_suppressed(fam):
     bt = balance_table(fam, ["x", "g"], min_cell=3)
     cells = bt[bt["comparison"].str.startswith("cell:")]
