@@ -226,11 +226,12 @@ def covariate_matrix(frame: pd.DataFrame, numeric: list[str], categorical: list[
     for c in categorical:
         if c not in frame.columns:
             continue
-        lab = frame[c].astype(object).where(frame[c].notna(), "(missing)").astype(str).to_numpy()
-        levels = sorted(set(lab))
-        for lv in levels[1:]:
-            cols.append((lab == lv).astype(float))
-            names.append(f"{c}[{lv}]")
+        lab = frame[c].astype(object).where(frame[c].notna(), "(missing)").astype(str)
+        codes, uniq = pd.factorize(lab, sort=False)
+        order = sorted(range(len(uniq)), key=lambda i: uniq[i])  # levels in sorted order
+        for i in order[1:]:
+            cols.append((codes == i).astype(float))
+            names.append(f"{c}[{uniq[i]}]")
     X = np.column_stack(cols) if cols else np.empty((len(frame), 0))
     # drop constant columns (no information, break the logit)
     keep = [j for j in range(X.shape[1]) if np.ptp(X[:, j]) > 0]
