@@ -45,6 +45,7 @@ Public entry points
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,7 @@ import pandas as pd
 
 from hbeval.design import CELLS
 from hbeval.errors import InputError
+from hbeval.inference import blas_single_thread
 from hbeval.privacy import suppress_small_groups
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -521,59 +523,257 @@ def _family_costs_both(study: Study) -> tuple[pd.DataFrame, pd.DataFrame]:
 _FC_CACHE: dict[tuple, tuple[pd.DataFrame, pd.DataFrame]] = {}
 
 
+def wide_family_costs(study: Study) -> pd.DataFrame:
+    """:func:`wide_costs` of :func:`family_costs` (internal: one row per family), reshaped
+    once per study's cached costs and shared by costs, cea and rosi."""
+    fc = _family_costs_both(study)[0]
+    hit = _WIDE_CACHE.get("wide")
+    if hit is None or hit[0] is not fc:
+        hit = (fc, wide_costs(fc))
+        _WIDE_CACHE["wide"] = hit
+    return hit[1].copy()
+
+
+_WIDE_CACHE: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+
+
 def wide_costs(fc: pd.DataFrame) -> pd.DataFrame:
     """One row per family: ``client_id, group, cell, stratum`` and a column per
     ``<period>_<category>`` plus ``follow_up_total`` and ``pre_total``."""
-    w = fc.pivot_table(index="client_id", columns=["period", "category"], values="cost_eur", aggfunc="sum", sort=True)
-    w.columns = [f"{p}_{c}" for p, c in w.columns]
+    w = _wide_by_layout(fc)
+    if w is None:  # any other layout: the general (slower) pivot
+        w = fc.pivot_table(index="client_id", columns=["period", "category"], values="cost_eur", aggfunc="sum",
+                           sort=True)
+        w.columns = [f"{p}_{c}" for p, c in w.columns]
+        meta = fc.drop_duplicates("client_id").set_index("client_id")[["group", "cell", "stratum"]]
+    else:
+        w, meta = w
     for p in PERIODS:
         cols = [f"{p}_{c}" for c in CATEGORIES]
         for c in cols:
             if c not in w.columns:
                 w[c] = 0.0
         w[f"{p}_total"] = w[cols].sum(axis=1)
-    meta = fc.drop_duplicates("client_id").set_index("client_id")[["group", "cell", "stratum"]]
     out = meta.join(w, how="right").reset_index()
     order = ["client_id", "group", "cell", "stratum"] + [f"{p}_{c}" for p in PERIODS for c in (*CATEGORIES, "total")]
     return out[order].sort_values("client_id", kind="mergesort").reset_index(drop=True)
 
 
+def _wide_by_layout(fc: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """``(wide values, meta)`` indexed by ``client_id`` when ``fc`` has the layout of
+    :func:`family_costs` (each family's rows contiguous, in the same ``(period, category)``
+    order, families in increasing ``client_id``, no missing cost): a reshape instead of a
+    pivot. ``None`` for any other layout."""
+    n = len(fc)
+    if n == 0 or not {"client_id", "period", "category", "cost_eur", "group", "cell", "stratum"} <= set(fc.columns):
+        return None
+    cid = fc["client_id"].to_numpy()
+    period, cat = fc["period"].to_numpy(), fc["category"].to_numpy()
+    cost = fc["cost_eur"].to_numpy(dtype=float)
+    head = cid[: min(n, 1000)] != cid[0]
+    if not head.any() and n > len(head):
+        return None
+    k = int(np.argmax(head)) if head.any() else n
+    if k == 0:  # a missing client_id
+        return None
+    pairs = list(zip(period[:k], cat[:k]))
+    if n % k or len(set(pairs)) != k or np.isnan(cost).any():
+        return None
+    try:
+        ids = cid[::k]
+        same = all((cid[j::k] == ids).all() for j in range(1, k))
+        if not (same and (period.reshape(-1, k) == period[:k]).all() and (cat.reshape(-1, k) == cat[:k]).all()
+                and (ids[1:] > ids[:-1]).all()):
+            return None
+    except TypeError:  # client_ids that do not compare
+        return None
+    first = fc.iloc[::k]
+    index = pd.Index(first["client_id"], name="client_id")
+    vals = cost.reshape(-1, k)
+    order = sorted(range(k), key=lambda j: pairs[j])  # the pivot's column order
+    w = pd.DataFrame({f"{pairs[j][0]}_{pairs[j][1]}": vals[:, j] for j in order}, index=index)
+    meta = first[["group", "cell", "stratum"]].set_axis(index)
+    return w, meta
+
+
 # --------------------------------------------------------------------------- bootstrap
-def bootstrap_weights(arms: np.ndarray, n_reps: int, rng: np.random.Generator) -> np.ndarray:
-    """Resampling counts, drawn within arms: ``(n_reps, n)`` float array whose row ``b``
-    holds how often each unit is drawn in replicate ``b``; each arm keeps its size.
+#: replicates per random stream: the counts of replicates ``b`` of arm ``a`` come from the
+#: generator ``default_rng([base, a, b // BOOT_BLOCK])``, and every statistic is reduced
+#: block by block, so the results do not depend on how many replicates are held in memory
+BOOT_BLOCK = 16
+#: memory bound of one chunk of resampling counts (``chunk × n`` float64), in bytes: a
+#: performance parameter only (see :data:`BOOT_BLOCK`)
+BOOT_CHUNK_BYTES = 256 * 2**20
+#: arms larger than ``_BUCKET_FROM`` units draw their counts bucket by bucket of ``_BUCKET``
+#: units (multinomial bucket totals, then uniform draws inside each bucket: the same
+#: distribution, with the counting kept inside the CPU cache)
+_BUCKET = 1 << 14
+_BUCKET_FROM = 1 << 16
+
+
+def arm_members(arms: np.ndarray) -> tuple[list[Any], list[np.ndarray]]:
+    """The resampling arms of ``arms`` (one label per unit) as :func:`bootstrap_counts` uses
+    them: the labels sorted by ``str`` and, for each, the ascending row indices of its units."""
+    arms = np.asarray(arms)
+    if len(arms) == 0:
+        return [], []
+    codes, uniq = pd.factorize(arms, use_na_sentinel=False)
+    order = sorted(range(len(uniq)), key=lambda k: str(uniq[k]))
+    rank = np.empty(len(uniq), dtype=np.intp)
+    rank[order] = np.arange(len(uniq))
+    c = rank[codes]
+    rows = np.argsort(c, kind="stable")
+    bounds = np.cumsum(np.bincount(c, minlength=len(uniq)))[:-1]
+    return [uniq[k] for k in order], np.split(rows, bounds)
+
+
+def _draw_counts(gen: np.random.Generator, m: int, out: np.ndarray) -> None:
+    """Fill ``out`` ``(r, m)`` with the counts of ``m`` draws with replacement among ``m``
+    units, one replicate per row."""
+    r = len(out)
+    if m == 0:
+        return
+    if m <= _BUCKET_FROM:
+        d = gen.integers(0, m, size=(r, m))
+        if r * m <= 1 << 17:  # one bincount for the block (small arms)
+            d += (np.arange(r) * m)[:, None]
+            out[:] = np.bincount(d.ravel(), minlength=r * m).reshape(r, m)
+        else:
+            for i in range(r):
+                out[i] = np.bincount(d[i], minlength=m)
+        return
+    nb = -(-m // _BUCKET)
+    last = m - _BUCKET * (nb - 1)
+    p = np.full(nb, _BUCKET / m)
+    p[-1] = last / m
+    per_bucket = gen.multinomial(m, p, size=r)
+    for i in range(r):
+        k_last = int(per_bucket[i, -1])
+        d = gen.integers(0, _BUCKET, size=m - k_last)
+        pos = 0
+        for j in range(nb - 1):
+            k = int(per_bucket[i, j])
+            out[i, j * _BUCKET : (j + 1) * _BUCKET] = np.bincount(d[pos : pos + k], minlength=_BUCKET)
+            pos += k
+        out[i, (nb - 1) * _BUCKET :] = np.bincount(gen.integers(0, last, size=k_last), minlength=last)
+
+
+def _chunk_rows(n: int, max_bytes: float) -> int:
+    return max(BOOT_BLOCK, int(max_bytes // (8 * max(n, 1))) // BOOT_BLOCK * BOOT_BLOCK)
+
+
+def _count_chunks(members: list[np.ndarray], n_reps: int, rng: np.random.Generator,
+                  max_bytes: float) -> Iterator[tuple[int, list[np.ndarray]]]:
+    base = int(rng.integers(2**63))  # drawn now, not when the generator below first runs
+
+    def chunks() -> Iterator[tuple[int, list[np.ndarray]]]:
+        chunk = min(_chunk_rows(sum(len(i) for i in members), max_bytes), max(n_reps, 1))
+        buffers = [np.empty((chunk, len(idx))) for idx in members]  # reused: one chunk in memory
+        for start in range(0, n_reps, chunk):
+            c = min(chunk, n_reps - start)
+            parts = []
+            for a, (idx, buf) in enumerate(zip(members, buffers)):
+                cnt = buf[:c]
+                for s in range(0, c, BOOT_BLOCK):
+                    gen = np.random.default_rng([base, a, (start + s) // BOOT_BLOCK])
+                    _draw_counts(gen, len(idx), cnt[s : s + BOOT_BLOCK])
+                parts.append(cnt)
+            yield start, parts
+
+    return chunks()
+
+
+def bootstrap_counts(arms: np.ndarray, n_reps: int, rng: np.random.Generator,
+                     max_bytes: float = BOOT_CHUNK_BYTES) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """The bootstrap engine: resampling counts drawn within arms, a memory-bounded chunk of
+    replicates at a time.
+
+    Parameters
+    ----------
+    arms : one label per unit; every arm keeps its size in every replicate (stratified
+        nonparametric bootstrap, Efron & Tibshirani 1993, §6.4).
+    n_reps : replicates.
+    rng : the caller's generator; exactly one number is drawn from it (the base seed).
+    max_bytes : memory bound of one chunk (``chunk × n × 8`` bytes); it changes no result.
+
+    Yields
+    ------
+    ``(start, counts)`` for replicates ``start … start + c − 1``: ``counts[a]`` is a
+    ``(c, m_a)`` float64 array, how often each unit of arm ``a`` (in the order and with the
+    row indices of :func:`arm_members`) is drawn in each replicate. The arrays are reused for
+    the next chunk: reduce (or copy) them before asking for it.
 
     Notes
     -----
-    Equivalent to drawing ``n_g`` indices with replacement inside every arm ``g``
-    (stratified nonparametric bootstrap, Efron & Tibshirani 1993, §6.4), computed with one
-    ``bincount`` per arm, so statistics that are linear in the weights (means, cross-products
-    for OLS) become matrix products.
+    Replicates come in blocks of :data:`BOOT_BLOCK`, each arm and block with its own
+    generator ``default_rng([base, a, block])``, and a chunk is a whole number of blocks, so
+    the counts of a replicate are the same whatever ``max_bytes``; consumers reduce each
+    block of counts to their per-replicate statistic at once (:func:`block_matmul`).
+    """
+    return _count_chunks(arm_members(arms)[1], n_reps, rng, max_bytes)
+
+
+def block_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` computed :data:`BOOT_BLOCK` rows of ``a`` at a time, so that a replicate's
+    statistic is the same bits whatever the chunk it was computed in."""
+    out = np.empty((a.shape[0], b.shape[1]))
+    for s in range(0, a.shape[0], BOOT_BLOCK):
+        blk = a[s : s + BOOT_BLOCK]
+        if len(blk) == 1:  # keep it a matrix product (not a vector one): same kernel as the rest
+            out[s] = (np.vstack([blk, blk]) @ b)[0]
+        else:
+            np.matmul(blk, b, out=out[s : s + BOOT_BLOCK])
+    return out
+
+
+def bootstrap_weights(arms: np.ndarray, n_reps: int, rng: np.random.Generator,
+                      max_bytes: float = BOOT_CHUNK_BYTES) -> np.ndarray:
+    """Resampling counts, drawn within arms: ``(n_reps, n)`` float array whose row ``b``
+    holds how often each unit is drawn in replicate ``b``; each arm keeps its size.
+
+    The whole matrix, for small problems and tests: the same draws as
+    :func:`bootstrap_counts` (same ``rng`` state), which the analyses use chunk by chunk.
     """
     arms = np.asarray(arms)
-    n = len(arms)
-    w = np.zeros((n_reps, n), dtype=np.float64)
-    labels = pd.unique(arms)
-    for g in sorted(labels, key=str):
-        idx = np.flatnonzero(arms == g)
-        m = len(idx)
-        draws = rng.integers(0, m, size=(n_reps, m))
-        cnt = np.bincount((draws + (np.arange(n_reps) * m)[:, None]).ravel(), minlength=n_reps * m).reshape(n_reps, m)
-        w[:, idx] = cnt
+    members = arm_members(arms)[1]
+    w = np.zeros((n_reps, len(arms)))
+    for start, parts in _count_chunks(members, n_reps, rng, max_bytes):
+        for idx, cnt in zip(members, parts):
+            w[start : start + len(cnt), idx] = cnt
     return w
 
 
-def bootstrap_means(x: np.ndarray, n_reps: int, rng: np.random.Generator, chunk: int = 2000) -> np.ndarray:
+def bootstrap_means(x: np.ndarray, n_reps: int, rng: np.random.Generator,
+                    max_bytes: float = BOOT_CHUNK_BYTES) -> np.ndarray:
     """Bootstrap replicates of column means: ``x`` is ``(n, k)``; returns ``(n_reps, k)``."""
     x = np.asarray(x, dtype=float)
     if x.ndim == 1:
         x = x[:, None]
     n = len(x)
     out = np.empty((n_reps, x.shape[1]))
-    arms = np.zeros(n, dtype=np.int8)
-    for s in range(0, n_reps, chunk):
-        c = min(chunk, n_reps - s)
-        out[s : s + c] = bootstrap_weights(arms, c, rng) @ x / n
+    with blas_single_thread():  # skinny products: BLAS threads only add overhead
+        for start, (cnt,) in _count_chunks([np.arange(n)], n_reps, rng, max_bytes):
+            out[start : start + len(cnt)] = block_matmul(cnt, x) / n
+    return out
+
+
+def bootstrap_arm_means(x: np.ndarray, arm: np.ndarray, arms_order: tuple[Any, ...] | list[Any], n_reps: int,
+                        rng: np.random.Generator, max_bytes: float = BOOT_CHUNK_BYTES) -> np.ndarray:
+    """Bootstrap replicates of the column means of ``x`` ``(n, k)`` within each arm, resampling
+    within arms: ``(n_reps, len(arms_order), k)``, NaN for an arm without units."""
+    x = np.asarray(x, dtype=float)
+    if x.ndim == 1:
+        x = x[:, None]
+    labels, members = arm_members(arm)
+    where = {lab: g for g, lab in enumerate(labels)}
+    use = [(j, where[a]) for j, a in enumerate(arms_order) if a in where]
+    xs = {g: x[members[g]] for _, g in use}
+    out = np.full((n_reps, len(arms_order), x.shape[1]), np.nan)
+    with blas_single_thread():
+        for start, parts in _count_chunks(members, n_reps, rng, max_bytes):
+            c = len(parts[0])
+            for j, g in use:
+                out[start : start + c, j] = block_matmul(parts[g], xs[g]) / len(members[g])
     return out
 
 
@@ -601,12 +801,20 @@ def summarise_costs(fc: pd.DataFrame, n_reps: int = 5000, seed: int = 0, min_cel
     ci_high, total_eur``; ``cell`` is ``all`` or ``<frame_arm>/<teaming_arm>`` (pilot
     only); rows of groups smaller than ``min_cell`` are blanked and ``n`` shown as ``<k``.
     """
-    w = wide_costs(fc)
+    return _summarise_wide(wide_costs(fc), n_reps, seed, min_cell, level, detail)
+
+
+def _summarise_wide(w: pd.DataFrame, n_reps: int, seed: int, min_cell: int, level: float,
+                    detail: pd.DataFrame | None) -> pd.DataFrame:
     cats: tuple[str, ...] = (*CATEGORIES, "total")
     if detail is not None and len(detail):
-        kinds = list(dict.fromkeys(detail["category"]))
-        dw = detail.pivot_table(index="client_id", columns=["period", "category"], values="cost_eur", aggfunc="sum")
-        dw.columns = [f"{p}_{c}" for p, c in dw.columns]
+        kinds = list(pd.unique(detail["category"]))
+        dw = _wide_by_layout(detail)
+        if dw is None:
+            dw = detail.pivot_table(index="client_id", columns=["period", "category"], values="cost_eur", aggfunc="sum")
+            dw.columns = [f"{p}_{c}" for p, c in dw.columns]
+        else:
+            dw = dw[0]
         w = w.merge(dw, left_on="client_id", right_index=True, how="left")
         for p in PERIODS:
             for k in kinds:
@@ -624,14 +832,17 @@ def summarise_costs(fc: pd.DataFrame, n_reps: int = 5000, seed: int = 0, min_cel
             for cell in CELLS:
                 units.append((g, cell, sub[sub["cell"] == cell]))
     rows = []
+    k = len(cats)
     for g, cell, sub in units:
-        for p in PERIODS:
-            cols = [f"{p}_{c}" for c in cats]
-            x = sub[cols].to_numpy(float)
-            n = len(x)
+        # both periods of a unit from one set of draws (a family is resampled with both)
+        xx = sub[[f"{p}_{c}" for p in PERIODS for c in cats]].to_numpy(float)
+        n = len(xx)
+        if n:
+            lo2, hi2 = percentile_ci(bootstrap_means(xx, n_reps, rng), level)
+        for q, p in enumerate(PERIODS):
+            x = xx[:, q * k : (q + 1) * k]
             if n:
-                reps = bootstrap_means(x, n_reps, rng)
-                lo, hi = percentile_ci(reps, level)
+                lo, hi = lo2[q * k : (q + 1) * k], hi2[q * k : (q + 1) * k]
             for j, c in enumerate(cats):
                 rows.append(
                     {"group": g, "cell": cell, "category": c, "period": p, "n": n,
@@ -676,8 +887,11 @@ def contrast_weights(sizes: dict[str, int]) -> dict[str, dict[str, float]]:
 
 def arm_labels(w: pd.DataFrame) -> np.ndarray:
     """Resampling arm of each family: its cell (pilot) or ``comparison``."""
-    arm = np.where(w["group"].to_numpy(object) == "comparison", "comparison", w["cell"].to_numpy(object))
-    return np.array([a if isinstance(a, str) else "" for a in arm], dtype=object)
+    codes, uniq = pd.factorize(w["cell"].to_numpy(object), use_na_sentinel=False)
+    lab = np.array([a if isinstance(a, str) else "" for a in uniq], dtype=object)
+    arm = lab[codes]  # a cell label, or "" for a family without one
+    arm[w["group"].to_numpy(object) == "comparison"] = "comparison"
+    return arm
 
 
 def difference_table(fc: pd.DataFrame, n_reps: int = 5000, seed: int = 0, min_cell: int = 5,
@@ -704,28 +918,26 @@ def difference_table(fc: pd.DataFrame, n_reps: int = 5000, seed: int = 0, min_ce
     Reference: Thompson & Barber (2000) BMJ 320:1197; Barber & Thompson (2004) Stat Med
     23:1421 (GLMs for costs).
     """
-    w = wide_costs(fc)
+    return _difference_table_wide(wide_costs(fc), n_reps, seed, min_cell, level, glm)
+
+
+def _difference_table_wide(w: pd.DataFrame, n_reps: int, seed: int, min_cell: int, level: float,
+                           glm: bool) -> pd.DataFrame:
     w = w[w["group"].isin(["pilot", "comparison"])].reset_index(drop=True)
     arm = arm_labels(w)
     keep = arm != ""
     w, arm = w[keep].reset_index(drop=True), arm[keep]
     cats = (*CATEGORIES, "total")
     rng = np.random.default_rng([seed, SEED_DIFF])
-    sizes = {k: int((arm == k).sum()) for k in (*CELLS, "comparison")}
-    weights = contrast_weights(sizes)
     arms_order = [*CELLS, "comparison"]
+    masks = {k: arm == k for k in arms_order}
+    sizes = {k: int(masks[k].sum()) for k in arms_order}
+    weights = contrast_weights(sizes)
     rows = []
     for p in ("follow_up",):
         x = w[[f"{p}_{c}" for c in cats]].to_numpy(float)
-        means = np.array([x[arm == k].mean(axis=0) if sizes[k] else np.full(len(cats), np.nan) for k in arms_order])
-        # replicate arm means with one weight matrix: (B, n) @ (n, k)
-        reps = np.empty((n_reps, len(arms_order), len(cats)))
-        for s in range(0, n_reps, 2000):
-            c = min(2000, n_reps - s)
-            wt = bootstrap_weights(arm, c, rng)
-            for j, k in enumerate(arms_order):
-                m = arm == k
-                reps[s : s + c, j] = (wt[:, m] @ x[m] / sizes[k]) if sizes[k] else np.nan
+        means = np.array([x[masks[k]].mean(axis=0) if sizes[k] else np.full(len(cats), np.nan) for k in arms_order])
+        reps = bootstrap_arm_means(x, arm, arms_order, n_reps, rng)  # (B, arms, categories)
         for con, cw in weights.items():
             vec = np.array([cw.get(k, 0.0) for k in arms_order])
             if np.isnan(vec).any() or any(sizes[k] == 0 for k in cw):
@@ -735,6 +947,8 @@ def difference_table(fc: pd.DataFrame, n_reps: int = 5000, seed: int = 0, min_ce
             est = vec @ means
             d = np.einsum("a,bak->bk", vec, reps)
             lo, hi = percentile_ci(d, level)
+            ma = np.logical_or.reduce([masks[k] for k in pos])
+            mb = np.logical_or.reduce([masks[k] for k in neg])
             for j, c in enumerate(cats):
                 row = {"contrast": con, "category": c, "period": p,
                        "n_a": sum(sizes[k] for k in pos), "n_b": sum(sizes[k] for k in neg),
@@ -742,12 +956,10 @@ def difference_table(fc: pd.DataFrame, n_reps: int = 5000, seed: int = 0, min_ce
                        "difference_eur": est[j], "ci_low": lo[j], "ci_high": hi[j],
                        "ci_method": f"bootstrap percentile ({n_reps} replicates, within arms)"}
                 if con != "frame_shares:teaming":
-                    ma = np.isin(arm, pos)
-                    mb = np.isin(arm, neg)
                     row["mean_a_eur"] = x[ma, j].mean()
                     row["mean_b_eur"] = x[mb, j].mean()
                 if glm and c == "total":
-                    row.update(_gamma_glm(x[:, j], arm, con))
+                    row.update(_gamma_glm(x[:, j], masks, con))
                 rows.append(row)
     cols = ["contrast", "category", "period", "n_a", "n_b", "mean_a_eur", "mean_b_eur", "difference_eur", "ci_low",
             "ci_high", "ci_method", "glm_ratio", "glm_ci_low", "glm_ci_high", "glm_p_value", "glm_note"]
@@ -766,19 +978,20 @@ def difference_table(fc: pd.DataFrame, n_reps: int = 5000, seed: int = 0, min_ce
     return out
 
 
-def _gamma_glm(y: np.ndarray, arm: np.ndarray, contrast: str) -> dict[str, Any]:
-    """Gamma GLM with log link for one contrast: ratio of means exp(β) and its CI."""
+def _gamma_glm(y: np.ndarray, masks: dict[str, np.ndarray], contrast: str) -> dict[str, Any]:
+    """Gamma GLM with log link for one contrast: ratio of means exp(β) and its CI
+    (``masks``: the families of each cell and of ``comparison``, every family in one)."""
     import statsmodels.api as sm
 
     c0, c1, c2, c3 = CELLS
     if contrast == "pilot_vs_comparison":
         sel = np.ones(len(y), bool)
-        X = np.column_stack([np.ones(len(y)), arm != "comparison"])
+        X = np.column_stack([np.ones(len(y)), ~masks["comparison"]])
         coef = 1
     else:
-        sel = arm != "comparison"
-        fs = np.isin(arm, (c2, c3)).astype(float)
-        tm = np.isin(arm, (c1, c3)).astype(float)
+        sel = ~masks["comparison"]
+        fs = (masks[c2] | masks[c3]).astype(float)
+        tm = (masks[c1] | masks[c3]).astype(float)
         if contrast == "frame_shares":
             X, coef = np.column_stack([np.ones(len(y)), fs, tm]), 1
         elif contrast == "teaming":
@@ -787,8 +1000,8 @@ def _gamma_glm(y: np.ndarray, arm: np.ndarray, contrast: str) -> dict[str, Any]:
             X, coef = np.column_stack([np.ones(len(y)), fs, tm, fs * tm]), 3
         else:
             target = contrast.split(":", 1)[1]
-            sel = np.isin(arm, (c0, target))
-            X, coef = np.column_stack([np.ones(len(y)), arm == target]), 1
+            sel = masks[c0] | masks[target]
+            X, coef = np.column_stack([np.ones(len(y)), masks[target]]), 1
     pos = sel & (y > 0)
     n_zero = int((sel & (y <= 0)).sum())
     note = "gamma GLM, log link, HC1" + (f"; {n_zero} families with zero cost left out" if n_zero else "")
@@ -806,15 +1019,15 @@ def _gamma_glm(y: np.ndarray, arm: np.ndarray, contrast: str) -> dict[str, Any]:
 def costs_results(study: Study) -> pd.DataFrame:
     """``results/costs.csv`` of a study (bootstrap seeded from ``config.seed``)."""
     cfg = study.config
-    fc, det = _family_costs_both(study)
-    return summarise_costs(fc, cfg.bootstrap_reps, cfg.seed, cfg.min_cell, detail=det)
+    return _summarise_wide(wide_family_costs(study), cfg.bootstrap_reps, cfg.seed, cfg.min_cell, 0.95,
+                           _family_costs_both(study)[1])
 
 
 def cost_differences(study: Study) -> pd.DataFrame:
     """``results/cost_differences.csv``: follow-up cost differences per contrast and
     category with bootstrap CIs, and the gamma-log GLM check on the total."""
     cfg = study.config
-    return difference_table(family_costs(study), cfg.bootstrap_reps, cfg.seed, cfg.min_cell)
+    return _difference_table_wide(wide_family_costs(study), cfg.bootstrap_reps, cfg.seed, cfg.min_cell, 0.95, True)
 
 
 # --------------------------------------------------------------------------- figure

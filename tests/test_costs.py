@@ -342,3 +342,17 @@ def test_income_support_by_kind_is_a_breakdown_not_added_twice():
     assert pil.loc["total", "total_eur"] == pytest.approx(700.0)
     assert pil.loc["income_support", "total_eur"] == pytest.approx(
         pil.loc[[c for c in cats if c.startswith("income_support:")], "total_eur"].sum())
+
+
+def test_wide_costs_reshape_equals_the_pivot():
+    """:func:`wide_costs` reshapes the layout :func:`family_costs` returns and pivots any
+    other; both give the same table."""
+    from hbeval.costs import _wide_by_layout
+
+    _, fc = _demo_costs()
+    assert _wide_by_layout(fc) is not None
+    shuffled = fc.sample(frac=1.0, random_state=1)
+    assert _wide_by_layout(shuffled) is None
+    pd.testing.assert_frame_equal(wide_costs(fc), wide_costs(shuffled), check_exact=True)
+    # a family missing a row is not the layout either
+    assert _wide_by_layout(fc.drop(index=fc.index[5])) is None
