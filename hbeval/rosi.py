@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from hbeval.costs import CATEGORIES, arm_labels, bootstrap_weights, family_costs, wide_costs
+from hbeval.costs import CATEGORIES, arm_labels, bootstrap_arm_means, wide_family_costs
 from hbeval.design import CELLS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -149,17 +149,10 @@ def rosi_inputs(w: pd.DataFrame, intervention_categories: tuple[str, ...], n_rep
         w[[f"pre_{c}" for c in sc]].sum(axis=1).to_numpy(float) if sc else np.zeros(len(w)),
     ])
     arms = (*CELLS, "comparison")
-    sizes = {a: int((arm == a).sum()) for a in arms}
-    means = np.array([x[arm == a].mean(axis=0) if sizes[a] else np.full(3, np.nan) for a in arms])
-    rng = np.random.default_rng([seed, SEED_ROSI])
-    reps = np.full((n_reps, len(arms), 3), np.nan)
-    for s in range(0, n_reps, 2000):
-        c = min(2000, n_reps - s)
-        W = bootstrap_weights(arm, c, rng)
-        for k, a in enumerate(arms):
-            if sizes[a]:
-                m = arm == a
-                reps[s : s + c, k] = W[:, m] @ x[m] / sizes[a]
+    masks = {a: arm == a for a in arms}
+    sizes = {a: int(masks[a].sum()) for a in arms}
+    means = np.array([x[masks[a]].mean(axis=0) if sizes[a] else np.full(3, np.nan) for a in arms])
+    reps = bootstrap_arm_means(x, arm, arms, n_reps, np.random.default_rng([seed, SEED_ROSI]))
     return RosiInputs(arms, sizes, means, reps, ic, sc)
 
 
@@ -271,9 +264,10 @@ def _replace(p: RosiParams, **kw) -> RosiParams:
 
 
 # --------------------------------------------------------------------------- study glue
-def _inputs_of(study: Study) -> RosiInputs:
+def _inputs_of(study: Study, n_reps: int | None = None) -> RosiInputs:
     cfg = study.config
-    return rosi_inputs(wide_costs(family_costs(study)), tuple(cfg.intervention_categories), cfg.bootstrap_reps, cfg.seed)
+    reps = cfg.bootstrap_reps if n_reps is None else n_reps
+    return rosi_inputs(wide_family_costs(study), tuple(cfg.intervention_categories), reps, cfg.seed)
 
 
 def rosi_results(study: Study) -> pd.DataFrame:
@@ -286,7 +280,7 @@ def rosi_results(study: Study) -> pd.DataFrame:
 
 def rosi_sensitivity_results(study: Study) -> pd.DataFrame:
     """``results/rosi_sensitivity.csv`` (the tornado's data)."""
-    return rosi_sensitivity(_inputs_of(study), RosiParams.from_config(study.config))
+    return rosi_sensitivity(_inputs_of(study, n_reps=0), RosiParams.from_config(study.config))  # point values only
 
 
 # --------------------------------------------------------------------------- figure
