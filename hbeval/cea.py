@@ -18,8 +18,10 @@ families and their correlation is kept.
 
 Uncertainty. The bootstrap resamples families within arms (the four cells and the
 comparison group) ``n_reps`` times; each replicate refits every model, vectorised: the
-replicate's cross-products are ``W @ (x_i ⊗ x_i)`` for the matrix ``W`` of resampling counts,
-and the normal equations of all replicates are solved as one batch. The ICER's bootstrap
+replicate's cross-products are assembled from its resampling counts summed over the cells
+arm × stratum (and from the counts times the baselines, the outcomes and their products),
+drawn a memory-bounded chunk of replicates at a time (:func:`hbeval.costs.bootstrap_counts`),
+and the normal equations of the replicates are solved as a batch. The ICER's bootstrap
 CIs are taken on the angle ``atan2(ΔC, ΔE)`` around the point estimate (the ICER is
 ``tan`` of it, monotone on each half-plane), so a cloud that crosses ``ΔE = 0`` gives an
 interval reported as unbounded rather than a misleading number (Glick et al. 2014,
@@ -41,8 +43,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hbeval.costs import CONTRASTS, bootstrap_weights, family_costs, wide_costs
+from hbeval.costs import (
+    BOOT_CHUNK_BYTES,
+    CONTRASTS,
+    arm_members,
+    block_matmul,
+    bootstrap_counts,
+    wide_family_costs,
+)
 from hbeval.design import CELLS
+from hbeval.inference import blas_single_thread
 
 if TYPE_CHECKING:  # pragma: no cover
     from hbeval.study import Study
@@ -172,7 +182,7 @@ def _ols(X: np.ndarray, y: np.ndarray) -> _Fit:
     A = np.linalg.pinv(X.T @ X)
     b = A @ (X.T @ y)
     e = y - X @ b
-    h = np.einsum("ij,jk,ik->i", X, A, X)
+    h = ((X @ A) * X).sum(axis=1)
     return _Fit(b, e, A, h, X)
 
 
@@ -180,7 +190,7 @@ def _hc2_cov(f1: _Fit, f2: _Fit) -> np.ndarray:
     """HC2 (cross-)covariance of the coefficients of two OLS fits on the same rows."""
     s1 = f1.resid / np.sqrt(np.clip(1 - f1.h, 1e-12, None))
     s2 = f2.resid / np.sqrt(np.clip(1 - f2.h, 1e-12, None))
-    return f1.A @ (f1.X.T * (s1 * s2)) @ f2.X @ f2.A
+    return f1.A @ ((f1.X.T * (s1 * s2)) @ f2.X) @ f2.A
 
 
 def _jackknife(f: _Fit) -> np.ndarray:
@@ -191,7 +201,8 @@ def _jackknife(f: _Fit) -> np.ndarray:
 
 
 def bootstrap_ols(designs: list[np.ndarray], ys: list[np.ndarray], arms: np.ndarray, n_reps: int,
-                  rng: np.random.Generator, chunk: int = 1000) -> list[np.ndarray]:
+                  rng: np.random.Generator, groups: np.ndarray | None = None,
+                  max_bytes: float = BOOT_CHUNK_BYTES) -> list[np.ndarray]:
     """Coefficients of OLS fits refitted on ``n_reps`` within-arm bootstrap samples.
 
     Parameters
@@ -200,6 +211,10 @@ def bootstrap_ols(designs: list[np.ndarray], ys: list[np.ndarray], arms: np.ndar
         once and refits every pair on that sample (so estimates of different models keep
         their joint distribution).
     arms : resampling strata (each keeps its size).
+    groups : optional labels that split the arms further (e.g. the randomisation strata).
+        Only speed depends on it: design columns constant within every arm × group cell
+        (intercept, arm and stratum indicators) cost nothing per family.
+    max_bytes : memory bound of the resampling counts held at once (no result depends on it).
 
     Returns
     -------
@@ -207,36 +222,110 @@ def bootstrap_ols(designs: list[np.ndarray], ys: list[np.ndarray], arms: np.ndar
 
     Notes
     -----
-    With ``W`` the ``(B, n)`` resampling counts, replicate ``b`` solves
-    ``(Σ_i w_bi x_i x_iᵀ) β = Σ_i w_bi x_i y_i``: two matrix products and one batched
-    solve (pseudo-inverse when a replicate loses a stratum) per chunk of replicates.
+    Replicate ``b`` solves ``(Σ_i w_bi x_i x_iᵀ) β = Σ_i w_bi x_i y_i`` for the resampling
+    counts ``w_b`` of :func:`hbeval.costs.bootstrap_counts`. The rows are sorted into cells
+    (arm × group); a column ``d`` constant within each cell enters only through the cell's
+    resampled count ``Σ_{i∈k} w_bi``, a column ``u`` that varies through ``Σ_{i∈k} w_bi u_i``,
+    and two varying columns through ``Σ_i w_bi u_i v_i``. So each replicate needs one small
+    matrix product per cell with the columns ``[1, u…, u·v…]``, whatever the number of
+    indicator columns; the normal equations are assembled from those sums and solved as a
+    batch (pseudo-inverse for a replicate that loses a cell).
     """
+    n = len(arms)
+    members = arm_members(arms)[1]
+    gcode = (np.zeros(n, dtype=np.intp) if groups is None
+             else pd.factorize(np.asarray(groups, dtype=object), use_na_sentinel=False)[0])
+    # rows sorted into cells: within each arm (in the engine's order) by group
+    perms, segs, order = [], [], []  # per arm: local order; per cell: (arm, start, end)
+    for g, idx in enumerate(members):
+        perm = np.argsort(gcode[idx], kind="stable")
+        rows = idx[perm]
+        cut = np.flatnonzero(np.diff(gcode[rows])) + 1
+        bounds = [0, *cut.tolist(), len(rows)]
+        segs += [(g, s, e) for s, e in zip(bounds[:-1], bounds[1:])]
+        perms.append(None if (perm == np.arange(len(perm))).all() else perm)
+        order.append(rows)
+    R = np.concatenate(order) if order else np.zeros(0, dtype=np.intp)
+    offset = np.cumsum([0] + [len(i) for i in members])
+    first = np.array([R[offset[g] + s] for g, s, _ in segs], dtype=np.intp)  # a row of each cell
+    lengths = np.array([e - s for _, s, e in segs])
+    # columns: constant within every cell (entering through the cell's count) or varying
+    U: list[np.ndarray] = []  # distinct varying columns and outcomes, rows in the order R
+
+    def u_index(v: np.ndarray) -> int:
+        for j, u in enumerate(U):
+            if np.array_equal(u, v):
+                return j
+        U.append(v)
+        return len(U) - 1
+
+    plans = []
+    for X, y in zip(designs, ys):
+        XR = X[R]
+        const = np.array([np.array_equal(XR[:, j], np.repeat(X[first, j], lengths)) for j in range(X.shape[1])],
+                         dtype=bool)
+        dpos, cpos = np.flatnonzero(const), np.flatnonzero(~const)
+        plans.append((dpos, cpos, [u_index(XR[:, j]) for j in cpos], u_index(np.asarray(y, dtype=float)[R])))
+    pairs: dict[tuple[int, int], int] = {}
+    for _, _, cu, yu in plans:
+        for a in range(len(cu)):
+            for b in range(a, len(cu)):
+                pairs.setdefault((cu[a], cu[b]), len(pairs))
+            pairs.setdefault((cu[a], yu), len(pairs))
+    V = np.column_stack([np.ones(n), *U, *[U[a] * U[b] for a, b in pairs]])  # (n, J), order R
+    J = V.shape[1]
+    ones_k = np.ones((len(segs), 1))
     outs = [np.empty((n_reps, X.shape[1])) for X in designs]
-    Z = [(X[:, :, None] * X[:, None, :]).reshape(len(X), -1) for X in designs]
-    XY = [X * y[:, None] for X, y in zip(designs, ys)]
-    for s in range(0, n_reps, chunk):
-        c = min(chunk, n_reps - s)
-        W = bootstrap_weights(arms, c, rng)
-        for k, X in enumerate(designs):
-            p = X.shape[1]
-            M = (W @ Z[k]).reshape(c, p, p)
-            r = W @ XY[k]
-            try:
-                sol = np.linalg.solve(M, r[:, :, None])[:, :, 0]
-                if not np.all(np.isfinite(sol)):
-                    raise np.linalg.LinAlgError
-            except np.linalg.LinAlgError:
-                sol = (np.linalg.pinv(M) @ r[:, :, None])[:, :, 0]
-            outs[k][s : s + c] = sol
+    with blas_single_thread():  # skinny products: BLAS threads only add overhead
+        for start, parts in bootstrap_counts(arms, n_reps, rng, max_bytes):
+            c = len(parts[0])
+            cnt = [p if perm is None else np.take(p, perm, axis=1) for p, perm in zip(parts, perms)]
+            S = np.empty((J, c, len(segs)))  # S[j, b, k] = Σ_{i ∈ cell k} w_bi V_ij
+            for k, (g, s, e) in enumerate(segs):
+                S[:, :, k] = block_matmul(cnt[g][:, s:e], V[offset[g] + s : offset[g] + e]).T
+            for (dpos, cpos, cu, yu), X, out in zip(plans, designs, outs):
+                p = X.shape[1]
+                Dk = X[first][:, dpos]
+                M = np.empty((c, p, p))
+                r = np.empty((c, p))
+                M[:, dpos[:, None], dpos[None, :]] = block_matmul(
+                    S[0], (Dk[:, :, None] * Dk[:, None, :]).reshape(len(segs), -1)).reshape(c, len(dpos), len(dpos))
+                r[:, dpos] = block_matmul(S[1 + yu], Dk)
+                for a, (ja, ua) in enumerate(zip(cpos, cu)):
+                    M[:, dpos, ja] = M[:, ja, dpos] = block_matmul(S[1 + ua], Dk)
+                    for jb, ub in zip(cpos[a:], cu[a:]):
+                        M[:, ja, jb] = M[:, jb, ja] = block_matmul(S[1 + len(U) + pairs[(ua, ub)]], ones_k)[:, 0]
+                    r[:, ja] = block_matmul(S[1 + len(U) + pairs[(ua, yu)]], ones_k)[:, 0]
+                out[start : start + c] = _solve_batch(M, r)
     return outs
 
 
+def _solve_batch(M: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Solutions of ``M_b β = r_b``; a singular system (a replicate that lost a cell) by
+    pseudo-inverse, each replicate on its own so that the result does not depend on the batch."""
+    try:
+        sol = np.linalg.solve(M, r[:, :, None])[:, :, 0]
+        bad = ~np.isfinite(sol).all(axis=1)
+    except np.linalg.LinAlgError:
+        sol, bad = np.empty_like(r), np.ones(len(r), dtype=bool)
+    for b in np.flatnonzero(bad):
+        try:
+            s = np.linalg.solve(M[b : b + 1], r[b : b + 1, :, None])[0, :, 0]
+            if not np.isfinite(s).all():
+                raise np.linalg.LinAlgError
+        except np.linalg.LinAlgError:
+            s = np.linalg.pinv(M[b]) @ r[b]
+        sol[b] = s
+    return sol
+
+
 def _strata(stratum: np.ndarray) -> np.ndarray:
-    lab = pd.Series(np.asarray(stratum, dtype=object)).astype(str)
-    levels = sorted(lab.unique())
+    codes, uniq = pd.factorize(pd.Series(np.asarray(stratum, dtype=object)).astype(str))
+    levels = sorted(uniq)
     if len(levels) <= 1:
-        return np.empty((len(lab), 0))
-    return (lab.to_numpy()[:, None] == np.array(levels[1:], dtype=object)[None, :]).astype(float)
+        return np.empty((len(codes), 0))
+    rank = np.argsort(np.argsort(np.asarray(uniq, dtype=object)))  # level of each code, in sorted order
+    return (rank[codes][:, None] == np.arange(1, len(levels))[None, :]).astype(float)
 
 
 def _drop_singletons(mask: np.ndarray, stratum: np.ndarray) -> np.ndarray:
@@ -380,6 +469,12 @@ def cea_analysis(data: pd.DataFrame, wtp: tuple[float, ...] | list[float] = (0, 
     score and pre-period cost) and stratum fixed effects; the coefficient is the INB at
     ``λ``, with HC2 standard errors and a t interval.
     """
+    with blas_single_thread():  # skinny products (n × p, p ≈ 30): BLAS threads only add overhead
+        return _cea_analysis(data, wtp, wtp_reference, n_reps, seed, level, outcome, min_cell)
+
+
+def _cea_analysis(data: pd.DataFrame, wtp, wtp_reference: float, n_reps: int, seed: int, level: float, outcome: str,
+                  min_cell: int) -> CEAResult:
     rng = np.random.default_rng([seed, SEED_CEA])
     d = data.reset_index(drop=True)
     group = d["group"].astype(object).to_numpy()
@@ -432,13 +527,22 @@ def cea_analysis(data: pd.DataFrame, wtp: tuple[float, ...] | list[float] = (0, 
                 ys.append(y)
                 keys.append((mk, outc))
                 fits[(mk, outc)] = _ols(X, y)
-        boots = dict(zip(keys, bootstrap_ols(designs, ys, arm, n_reps, rng)))
+        boots = dict(zip(keys, bootstrap_ols(designs, ys, arm, n_reps, rng, groups=stratum[m])))
+        per_model: dict[str, tuple] = {}
         for cname, (mk, wv) in spec.items():
             L = np.zeros(models[mk].shape[1] + 1 + S.shape[1])
             L[: len(wv)] = wv
             fc, fe = fits[(mk, "cost")], fits[(mk, "effect")]
-            Vcc, Vee, Vce = _hc2_cov(fc, fc), _hc2_cov(fe, fe), _hc2_cov(fc, fe)
-            jc, je = _jackknife(fc) @ L, _jackknife(fe) @ L
+            if mk not in per_model:  # everything that depends on the model only, once
+                Xn = np.column_stack([models[mk], E0, C0, S])  # NMB regression: both baselines
+                fE, fC = _ols(Xn, E), _ols(Xn, C)
+                dfree = max(n - np.linalg.matrix_rank(Xn), 1)
+                per_model[mk] = (
+                    (_hc2_cov(fc, fc), _hc2_cov(fe, fe), _hc2_cov(fc, fe)), _jackknife(fc), _jackknife(fe),
+                    fE, fC, (_hc2_cov(fE, fE), _hc2_cov(fE, fC), _hc2_cov(fC, fC)), dfree,
+                )
+            (Vcc, Vee, Vce), jkc, jke, fE, fC, (Qee, Qec, Qcc), dfree = per_model[mk]
+            jc, je = jkc @ L, jke @ L
             okj = np.isfinite(jc) & np.isfinite(je)
             cc = ContrastCE(
                 contrast=cname, n=n, delta_cost=float(L @ fc.b), delta_effect=float(L @ fe.b),
@@ -446,18 +550,15 @@ def cea_analysis(data: pd.DataFrame, wtp: tuple[float, ...] | list[float] = (0, 
                 reps_cost=boots[(mk, "cost")] @ L, reps_effect=boots[(mk, "effect")] @ L,
                 jack_cost=jc[okj], jack_effect=je[okj],
             )
-            # NMB regression: both baselines in one design
-            Xn = np.column_stack([models[mk], E0, C0, S])
-            Ln = np.zeros(Xn.shape[1])
+            Ln = np.zeros(fE.X.shape[1])
             Ln[: len(wv)] = wv
-            fE, fC = _ols(Xn, E), _ols(Xn, C)
-            dfree = n - np.linalg.matrix_rank(Xn)
-            tq = stats.t.ppf(0.5 + level / 2, max(dfree, 1))
+            tq = stats.t.ppf(0.5 + level / 2, dfree)
+            qee, qec, qcc = float(Ln @ Qee @ Ln), float(Ln @ Qec @ Ln), float(Ln @ Qcc @ Ln)
             for lam in wtp:
-                f = _Fit(lam * fE.b - fC.b, lam * fE.resid - fC.resid, fE.A, fE.h, Xn)
-                est = float(Ln @ f.b)
-                se = float(np.sqrt(max(Ln @ _hc2_cov(f, f) @ Ln, 0.0)))
-                p = float(2 * stats.t.sf(abs(est) / se, max(dfree, 1))) if se > 0 else np.nan
+                # NMB_i = λE_i − C_i: coefficients λb_E − b_C; its HC2 meat is quadratic in λ
+                est = float(Ln @ (lam * fE.b - fC.b))
+                se = float(np.sqrt(max(lam * lam * qee - 2 * lam * qec + qcc, 0.0)))
+                p = float(2 * stats.t.sf(abs(est) / se, dfree)) if se > 0 else np.nan
                 cc.nmb[float(lam)] = (est, est - tq * se, est + tq * se, p)
             contrasts[cname] = cc
     order = {c: i for i, c in enumerate(CONTRASTS)}
@@ -471,7 +572,7 @@ def cea_data(study: Study) -> pd.DataFrame:
     from hbeval.scoring import score
 
     cfg = study.config
-    w = wide_costs(family_costs(study))
+    w = wide_family_costs(study)
     sc = score(study.table("measurements"))
     prim = cfg.primary
     cols = {f"{prim}_start": "start", f"{prim}_end": "end"}
