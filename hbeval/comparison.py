@@ -246,15 +246,14 @@ def pre_costs(study) -> pd.Series | None:
     """Pre-period register costs per family (``pre_total`` of :func:`hbeval.costs.wide_costs`)
     or ``None`` when they cannot be computed (the covariate is then left out)."""
     try:
-        from hbeval.costs import family_costs, family_costs_from_tables, wide_costs
+        from hbeval.costs import family_costs_from_tables, wide_costs, wide_family_costs
 
         if hasattr(study, "connect"):
-            fc = family_costs(study)
+            w = wide_family_costs(study)
         else:
             cfg = study.config
-            fc = family_costs_from_tables(study.tables, study.unit_costs(), study.price_index(), cfg.price_year, cfg.follow_up_days,
-                                          tuple(cfg.strata))
-        w = wide_costs(fc)
+            w = wide_costs(family_costs_from_tables(study.tables, study.unit_costs(), study.price_index(), cfg.price_year,
+                                                    cfg.follow_up_days, tuple(cfg.strata)))
         # rounded to the cent: the database sums in parallel, so the last bits of a float
         # sum can differ between runs; cents make the covariate (and every result) stable
         return w.set_index(w["client_id"].astype(str))["pre_total"].astype(float).round(2)

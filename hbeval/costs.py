@@ -172,7 +172,8 @@ def family_costs_sql(
     follow_up_days: int,
     detail: bool = False,
 ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-family costs by period and category, aggregated in DuckDB.
+    """Per-family costs by period and category, aggregated in DuckDB (long form of
+    :func:`family_costs_wide_sql`, whose parameters it takes).
 
     Parameters
     ----------
@@ -200,6 +201,46 @@ def family_costs_sql(
     in one scan, then priced: ``Σq · p · I_Y/I_{py}`` for catalogue rows and
     ``Σcost_eur · I_Y/I_{year}`` for direct ones, so the work on the events is one hash
     aggregation whatever the catalogue's size.
+    """
+    values, kinds = family_costs_wide_sql(con, families, unit_costs, price_index, price_year, follow_up_days)
+    out = _long(values, CATEGORIES)
+    return (out, _long(values, kinds)) if detail else out
+
+
+def _long(values: pd.DataFrame, categories: tuple[str, ...] | list[str]) -> pd.DataFrame:
+    """``client_id, period, category, cost_eur`` from :func:`family_costs_wide_sql`'s
+    columns ``<period>_<category>``: per family, the periods × categories in order."""
+    ids = values.index.to_numpy(dtype=object)
+    cats = list(categories)
+    cols = [f"{p}_{c}" for p in PERIODS for c in cats]
+    k = len(cols)
+    return pd.DataFrame({
+        "client_id": np.repeat(ids, k),
+        "period": np.tile(np.array([p for p in PERIODS for _ in cats], dtype=object), len(ids)),
+        "category": np.tile(np.array(cats * len(PERIODS), dtype=object), len(ids)),
+        "cost_eur": values[cols].to_numpy(dtype=float).reshape(-1),
+    })
+
+
+def family_costs_wide_sql(
+    con: duckdb.DuckDBPyConnection,
+    families: pd.DataFrame,
+    unit_costs: pd.DataFrame,
+    price_index: pd.DataFrame,
+    price_year: int,
+    follow_up_days: int,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Per-family costs, one row per family, computed and pivoted in DuckDB.
+
+    Returns
+    -------
+    ``(values, kinds)``: ``values`` is indexed by ``client_id`` (every family with an
+    ``enrolled_on``, sorted) with a column ``<period>_<category>`` for every period and
+    category of :data:`CATEGORIES` and ``<period>_income_support:<kind>`` for every kind
+    of ``kinds`` (:data:`INCOME_KINDS` plus any other kind seen), zero when the family has
+    none, in euros of ``price_year`` rounded to a millionth of a euro. Only this table
+    (one row per family) leaves the database: at a million families and 50 million events
+    it is ~200 MB, where a long table would be 14 million rows.
     """
     uc, pi = _check_catalogue(unit_costs, price_index)
     fam = families[["client_id", "enrolled_on"]].copy()
@@ -269,8 +310,9 @@ def family_costs_sql(
             """
         )
         _check_prices(con, price_year)
-        res = con.execute(
+        con.execute(
             f"""
+            CREATE OR REPLACE TEMP TABLE _hb_cost AS
             WITH tgt AS (SELECT idx AS t FROM _hb_pi WHERE year = {int(price_year)}),
             staff AS (SELECT substr(service_code, 7) AS role, unit_cost_eur * tgt.t / p.idx AS per_hour
                       FROM _hb_uc u CROSS JOIN tgt JOIN _hb_pi p ON p.year = u.price_year
@@ -300,30 +342,41 @@ def family_costs_sql(
             )
             SELECT client_id, period, category, sub, sum(cost) AS cost_eur FROM priced GROUP BY ALL
             """
+        )
+        seen = [r[0] for r in con.execute("SELECT DISTINCT sub FROM _hb_cost WHERE sub IS NOT NULL").fetchall()]
+        kinds = [f"income_support:{k}" for k in INCOME_KINDS]
+        kinds += sorted({f"income_support:{k}" for k in seen} - set(kinds))
+        # one row per family: a filtered sum per period and category (and income-support
+        # kind); families without any cost get NULLs, made zeros below
+        cols, sums = [], []
+        for p in PERIODS:
+            for c in CATEGORIES:
+                cols.append(f"{p}_{c}")
+                sums.append(f"sum(c.cost_eur) FILTER (WHERE c.period = '{p}' AND c.category = '{c}')")
+            for k in kinds:
+                cols.append(f"{p}_{k}")
+                sub = _sql_str(k.split(":", 1)[1])
+                sums.append(f"sum(c.cost_eur) FILTER (WHERE c.period = '{p}' AND c.sub = {sub})")
+        wide = con.execute(
+            "SELECT f.client_id, " + ", ".join(f"{e} AS c{i}" for i, e in enumerate(sums))
+            + " FROM _hb_fam f LEFT JOIN _hb_cost c ON c.client_id = f.client_id GROUP BY f.client_id"
         ).df()
     finally:
-        for t in ("_hb_fam", "_hb_uc", "_hb_pi", "_hb_ev", "_hb_other"):
+        for t in ("_hb_fam", "_hb_uc", "_hb_pi", "_hb_ev", "_hb_other", "_hb_cost"):
             con.execute(f"DROP TABLE IF EXISTS {t}")
         for v in ("_hb_fam_df", "_hb_uc_df", "_hb_pi_df"):
             con.unregister(v)
-    res["client_id"] = res["client_id"].astype(str)
-    ids = sorted(fam["client_id"])
-    main = res.groupby(["client_id", "period", "category"])["cost_eur"].sum()
-    grid = pd.MultiIndex.from_product([ids, PERIODS, CATEGORIES], names=["client_id", "period", "category"])
-    out = main.reindex(grid).fillna(0.0).reset_index()
+    ids = wide["client_id"].astype(str).to_numpy(dtype=object)
+    order = np.argsort(ids, kind="stable")  # Python's string order, as sorted() gives
     # DuckDB adds in parallel, so the last bit of a sum can depend on thread timing: round
     # to a millionth of a euro so that the same inputs give byte-identical results
-    out["cost_eur"] = out["cost_eur"].astype(float).round(6)
-    if not detail:
-        return out
-    sub = res[res["sub"].notna()].copy()
-    sub["category"] = "income_support:" + sub["sub"].astype(str)
-    kinds = [f"income_support:{k}" for k in INCOME_KINDS]
-    kinds += sorted(set(sub["category"]) - set(kinds))
-    g2 = pd.MultiIndex.from_product([ids, PERIODS, kinds], names=["client_id", "period", "category"])
-    det = sub.groupby(["client_id", "period", "category"])["cost_eur"].sum().reindex(g2).fillna(0.0).reset_index()
-    det["cost_eur"] = det["cost_eur"].astype(float).round(6)
-    return out, det
+    vals = np.round(np.nan_to_num(wide[[f"c{i}" for i in range(len(cols))]].to_numpy(dtype=float)[order], nan=0.0), 6)
+    values = pd.DataFrame(vals, columns=cols, index=pd.Index(ids[order], name="client_id"))
+    return values, kinds
+
+
+def _sql_str(v: str) -> str:
+    return "'" + str(v).replace("'", "''") + "'"
 
 
 def _check_prices(con: duckdb.DuckDBPyConnection, price_year: int) -> None:
@@ -486,18 +539,31 @@ def family_costs(study: Study) -> pd.DataFrame:
     -------
     Long DataFrame ``client_id, group, cell, stratum, period, category, cost_eur``: every
     family with an ``enrolled_on`` × ``period`` (``follow_up``, ``pre``) × ``category``
-    (:data:`CATEGORIES`), in euros of ``study.config.price_year``. Use :func:`wide_costs`
-    for one row per family (e.g. ``pre_total`` as a covariate).
+    (:data:`CATEGORIES`), in euros of ``study.config.price_year``. The analyses use
+    :func:`wide_family_costs` (one row per family) instead.
     """
-    return _family_costs_both(study)[0].copy()
+    w, _, _ = _study_costs(study)
+    return _attach(_long(w.set_index("client_id"), CATEGORIES), _meta(w))
 
 
 def income_support_by_kind(study: Study) -> pd.DataFrame:
     """Per-family income support by kind (internal), categories ``income_support:<kind>``."""
-    return _family_costs_both(study)[1].copy()
+    w, dw, kinds = _study_costs(study)
+    return _attach(_long(dw, kinds), _meta(w))
 
 
-def _family_costs_both(study: Study) -> tuple[pd.DataFrame, pd.DataFrame]:
+def wide_family_costs(study: Study) -> pd.DataFrame:
+    """:func:`wide_costs` of the study (internal: one row per family), computed once per
+    study store and shared by costs, comparison, cea and rosi."""
+    return _study_costs(study)[0].copy()
+
+
+def _meta(w: pd.DataFrame) -> pd.DataFrame:
+    return w[["client_id", "group", "cell", "stratum"]]
+
+
+def _study_costs(study: Study) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """``(wide, income-support kinds wide, kinds)`` of a study, cached by its store."""
     cfg = study.config
     store = getattr(study, "store", None)
     key = None
@@ -509,91 +575,49 @@ def _family_costs_both(study: Study) -> tuple[pd.DataFrame, pd.DataFrame]:
     fam = _study_families(study)
     con = study.connect()
     try:
-        c, det = family_costs_sql(con, fam, study.unit_costs(), study.price_index(), cfg.price_year,
-                                  cfg.follow_up_days, detail=True)
+        values, kinds = family_costs_wide_sql(con, fam, study.unit_costs(), study.price_index(), cfg.price_year,
+                                              cfg.follow_up_days)
     finally:
         con.close()
-    out = (_attach(c, fam), _attach(det, fam))
+    out = (_wide_frame(values, fam), values[[f"{p}_{k}" for p in PERIODS for k in kinds]], kinds)
     if key is not None:
         _FC_CACHE.clear()  # keep one study's costs: costs, cea and rosi of one analyze run share them
         _FC_CACHE[key] = out
     return out
 
 
-_FC_CACHE: dict[tuple, tuple[pd.DataFrame, pd.DataFrame]] = {}
+_FC_CACHE: dict[tuple, tuple[pd.DataFrame, pd.DataFrame, list[str]]] = {}
 
 
-def wide_family_costs(study: Study) -> pd.DataFrame:
-    """:func:`wide_costs` of :func:`family_costs` (internal: one row per family), reshaped
-    once per study's cached costs and shared by costs, cea and rosi."""
-    fc = _family_costs_both(study)[0]
-    hit = _WIDE_CACHE.get("wide")
-    if hit is None or hit[0] is not fc:
-        hit = (fc, wide_costs(fc))
-        _WIDE_CACHE["wide"] = hit
-    return hit[1].copy()
+def _wide_frame(values: pd.DataFrame, fam: pd.DataFrame) -> pd.DataFrame:
+    """The layout of :func:`wide_costs` from :func:`family_costs_wide_sql`'s values."""
+    w = values[[f"{p}_{c}" for p in PERIODS for c in CATEGORIES]].copy()
+    for p in PERIODS:
+        w[f"{p}_total"] = w[[f"{p}_{c}" for c in CATEGORIES]].sum(axis=1)
+    meta = fam.drop_duplicates("client_id").set_index("client_id")[["group", "cell", "stratum"]]
+    out = meta.join(w, how="right").reset_index()
+    return out[WIDE_COLUMNS]
 
 
-_WIDE_CACHE: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+#: columns of :func:`wide_costs`
+WIDE_COLUMNS = ["client_id", "group", "cell", "stratum"] + [f"{p}_{c}" for p in PERIODS for c in (*CATEGORIES, "total")]
 
 
 def wide_costs(fc: pd.DataFrame) -> pd.DataFrame:
     """One row per family: ``client_id, group, cell, stratum`` and a column per
-    ``<period>_<category>`` plus ``follow_up_total`` and ``pre_total``."""
-    w = _wide_by_layout(fc)
-    if w is None:  # any other layout: the general (slower) pivot
-        w = fc.pivot_table(index="client_id", columns=["period", "category"], values="cost_eur", aggfunc="sum",
-                           sort=True)
-        w.columns = [f"{p}_{c}" for p, c in w.columns]
-        meta = fc.drop_duplicates("client_id").set_index("client_id")[["group", "cell", "stratum"]]
-    else:
-        w, meta = w
+    ``<period>_<category>`` plus ``follow_up_total`` and ``pre_total``, from long per-family
+    costs (:func:`family_costs`)."""
+    w = fc.pivot_table(index="client_id", columns=["period", "category"], values="cost_eur", aggfunc="sum", sort=True)
+    w.columns = [f"{p}_{c}" for p, c in w.columns]
     for p in PERIODS:
         cols = [f"{p}_{c}" for c in CATEGORIES]
         for c in cols:
             if c not in w.columns:
                 w[c] = 0.0
         w[f"{p}_total"] = w[cols].sum(axis=1)
+    meta = fc.drop_duplicates("client_id").set_index("client_id")[["group", "cell", "stratum"]]
     out = meta.join(w, how="right").reset_index()
-    order = ["client_id", "group", "cell", "stratum"] + [f"{p}_{c}" for p in PERIODS for c in (*CATEGORIES, "total")]
-    return out[order].sort_values("client_id", kind="mergesort").reset_index(drop=True)
-
-
-def _wide_by_layout(fc: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """``(wide values, meta)`` indexed by ``client_id`` when ``fc`` has the layout of
-    :func:`family_costs` (each family's rows contiguous, in the same ``(period, category)``
-    order, families in increasing ``client_id``, no missing cost): a reshape instead of a
-    pivot. ``None`` for any other layout."""
-    n = len(fc)
-    if n == 0 or not {"client_id", "period", "category", "cost_eur", "group", "cell", "stratum"} <= set(fc.columns):
-        return None
-    cid = fc["client_id"].to_numpy()
-    period, cat = fc["period"].to_numpy(), fc["category"].to_numpy()
-    cost = fc["cost_eur"].to_numpy(dtype=float)
-    head = cid[: min(n, 1000)] != cid[0]
-    if not head.any() and n > len(head):
-        return None
-    k = int(np.argmax(head)) if head.any() else n
-    if k == 0:  # a missing client_id
-        return None
-    pairs = list(zip(period[:k], cat[:k]))
-    if n % k or len(set(pairs)) != k or np.isnan(cost).any():
-        return None
-    try:
-        ids = cid[::k]
-        same = all((cid[j::k] == ids).all() for j in range(1, k))
-        if not (same and (period.reshape(-1, k) == period[:k]).all() and (cat.reshape(-1, k) == cat[:k]).all()
-                and (ids[1:] > ids[:-1]).all()):
-            return None
-    except TypeError:  # client_ids that do not compare
-        return None
-    first = fc.iloc[::k]
-    index = pd.Index(first["client_id"], name="client_id")
-    vals = cost.reshape(-1, k)
-    order = sorted(range(k), key=lambda j: pairs[j])  # the pivot's column order
-    w = pd.DataFrame({f"{pairs[j][0]}_{pairs[j][1]}": vals[:, j] for j in order}, index=index)
-    meta = first[["group", "cell", "stratum"]].set_axis(index)
-    return w, meta
+    return out[WIDE_COLUMNS].sort_values("client_id", kind="mergesort").reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -801,20 +825,20 @@ def summarise_costs(fc: pd.DataFrame, n_reps: int = 5000, seed: int = 0, min_cel
     ci_high, total_eur``; ``cell`` is ``all`` or ``<frame_arm>/<teaming_arm>`` (pilot
     only); rows of groups smaller than ``min_cell`` are blanked and ``n`` shown as ``<k``.
     """
-    return _summarise_wide(wide_costs(fc), n_reps, seed, min_cell, level, detail)
+    if detail is None or not len(detail):
+        return _summarise_wide(wide_costs(fc), n_reps, seed, min_cell, level, None, [])
+    kinds = list(pd.unique(detail["category"]))
+    dw = detail.pivot_table(index="client_id", columns=["period", "category"], values="cost_eur", aggfunc="sum")
+    dw.columns = [f"{p}_{c}" for p, c in dw.columns]
+    return _summarise_wide(wide_costs(fc), n_reps, seed, min_cell, level, dw, kinds)
 
 
 def _summarise_wide(w: pd.DataFrame, n_reps: int, seed: int, min_cell: int, level: float,
-                    detail: pd.DataFrame | None) -> pd.DataFrame:
+                    dw: pd.DataFrame | None, kinds: list[str]) -> pd.DataFrame:
+    """:func:`summarise_costs` of the wide costs ``w``; ``dw`` (indexed by ``client_id``,
+    columns ``<period>_income_support:<kind>``) and ``kinds`` are the optional breakdown."""
     cats: tuple[str, ...] = (*CATEGORIES, "total")
-    if detail is not None and len(detail):
-        kinds = list(pd.unique(detail["category"]))
-        dw = _wide_by_layout(detail)
-        if dw is None:
-            dw = detail.pivot_table(index="client_id", columns=["period", "category"], values="cost_eur", aggfunc="sum")
-            dw.columns = [f"{p}_{c}" for p, c in dw.columns]
-        else:
-            dw = dw[0]
+    if dw is not None and kinds:
         w = w.merge(dw, left_on="client_id", right_index=True, how="left")
         for p in PERIODS:
             for k in kinds:
@@ -1019,8 +1043,8 @@ def _gamma_glm(y: np.ndarray, masks: dict[str, np.ndarray], contrast: str) -> di
 def costs_results(study: Study) -> pd.DataFrame:
     """``results/costs.csv`` of a study (bootstrap seeded from ``config.seed``)."""
     cfg = study.config
-    return _summarise_wide(wide_family_costs(study), cfg.bootstrap_reps, cfg.seed, cfg.min_cell, 0.95,
-                           _family_costs_both(study)[1])
+    w, dw, kinds = _study_costs(study)
+    return _summarise_wide(w.copy(), cfg.bootstrap_reps, cfg.seed, cfg.min_cell, 0.95, dw, kinds)
 
 
 def cost_differences(study: Study) -> pd.DataFrame:

@@ -344,15 +344,27 @@ def test_income_support_by_kind_is_a_breakdown_not_added_twice():
         pil.loc[[c for c in cats if c.startswith("income_support:")], "total_eur"].sum())
 
 
-def test_wide_costs_reshape_equals_the_pivot():
-    """:func:`wide_costs` reshapes the layout :func:`family_costs` returns and pivots any
-    other; both give the same table."""
-    from hbeval.costs import _wide_by_layout
+def test_wide_sql_equals_the_pivot_of_the_long_costs():
+    """The analyses read costs pivoted in DuckDB (one row per family); pivoting the long
+    table in pandas gives the same table, and the long table is the wide one melted."""
+    from hbeval.costs import _wide_frame, families_frame, family_costs_wide_sql
+    from hbeval.demo import generate
+    from hbeval.outcomes import InMemoryStudy
 
-    _, fc = _demo_costs()
-    assert _wide_by_layout(fc) is not None
-    shuffled = fc.sample(frac=1.0, random_state=1)
-    assert _wide_by_layout(shuffled) is None
-    pd.testing.assert_frame_equal(wide_costs(fc), wide_costs(shuffled), check_exact=True)
-    # a family missing a row is not the layout either
-    assert _wide_by_layout(fc.drop(index=fc.index[5])) is None
+    tables = generate(60, 80, seed=11).tables
+    uc, pi = InMemoryStudy(tables).unit_costs(), InMemoryStudy(tables).price_index()
+    fc, det = family_costs_from_tables(tables, uc, pi, detail=True)
+    w_pivot = wide_costs(fc.sample(frac=1.0, random_state=1))
+    fam = families_frame(tables["clients"], tables.get("assignments"), ("site", "service_line"))
+    con = connect_tables(tables)
+    try:
+        values, kinds = family_costs_wide_sql(con, fam, uc, pi, 2024, 365)
+    finally:
+        con.close()
+    pd.testing.assert_frame_equal(_wide_frame(values, fam), w_pivot, check_exact=True)
+    assert len(w_pivot) == fam["enrolled_on"].notna().sum() and w_pivot["follow_up_total"].gt(0).any()
+    assert kinds[:3] == ["income_support:basic", "income_support:supplementary", "income_support:preventive"]
+    d = det.pivot_table(index="client_id", columns=["period", "category"], values="cost_eur", aggfunc="sum")
+    for (p, k) in d.columns:
+        np.testing.assert_array_equal(values.loc[d.index, f"{p}_{k}"].to_numpy(), d[(p, k)].to_numpy())
+
