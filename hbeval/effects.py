@@ -376,6 +376,9 @@ def effect_sizes(table: pd.DataFrame, d: FactorialData) -> pd.DataFrame:
             resid = np.concatenate([d.y[d.cell == k] - d.y[d.cell == k].mean() for k in range(4) if (d.cell == k).sum() > 0])
             sw = np.sqrt((resid**2).sum() / max(len(resid) - 4, 1))
             J = 1 - 3 / (4 * d.n - 9) if d.n > 3 else np.nan
+            if not sw > 0:  # the outcome does not vary within cells: no SD to scale by
+                gs.append({"hedges_g": np.nan, "g_ci_low": np.nan, "g_ci_high": np.nan})
+                continue
             gs.append({"hedges_g": J * r.estimate / sw, "g_ci_low": J * r.ci_low / sw, "g_ci_high": J * r.ci_high / sw})
         else:
             gs.append(hedges_g(r.estimate, r.ci_low, r.ci_high, d.y[grp[0]], d.y[grp[1]]))

@@ -207,3 +207,21 @@ def test_share_revealing_a_small_count_is_blanked():
     allrow = p[(p["cell"] == "all") & (p["measure"] == "budget_accepted_unchanged")].iloc[0]
     assert allrow["n"] == "40"
     assert pd.isna(allrow["mean"]) and pd.isna(allrow["share_nonzero"])
+
+
+def test_effect_size_of_an_outcome_constant_within_cells_is_blank_not_infinite():
+    """An outcome that does not vary within cells (e.g. a process count that every family
+    of a cell shares) has no SD to scale by: the effect sizes are blank, with no warning."""
+    import warnings
+
+    from hbeval.effects import effect_sizes
+
+    cell = np.repeat([0, 1, 2, 3], 10)
+    d = factorial_data(np.where(cell == 3, 2.0, 1.0), cell, np.repeat("s", 40))
+    table = pd.DataFrame({"contrast": ["frame_shares:teaming", "teaming"], "estimate": [1.0, 0.5],
+                          "ci_low": [0.5, 0.2], "ci_high": [1.5, 0.8]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = effect_sizes(table, d)
+    inter = out.set_index("contrast").loc["frame_shares:teaming"]
+    assert np.isnan(inter["hedges_g"]) and np.isnan(inter["g_ci_low"]) and np.isnan(inter["g_ci_high"])
