@@ -268,22 +268,35 @@ def family_costs_wide_sql(
         )
         con.execute("CREATE OR REPLACE TEMP TABLE _hb_uc AS SELECT * FROM _hb_uc_df")
         con.execute("CREATE OR REPLACE TEMP TABLE _hb_pi AS SELECT CAST(year AS INTEGER) AS year, idx FROM _hb_pi_df")
-        # 1. one scan of the events: sums per family, period, code, year, direct/catalogue
+        # 1. one scan of the events, priced row by row against the (small) catalogue and
+        # price index, with two groupings: costs per family, period and direct/catalogue
+        # (g = 0; a few rows per family), and row counts per code, year and direct/catalogue
+        # (g = 1) for the pricing checks. Pricing before the reduction keeps the hash table
+        # at a few groups per family: grouping by code and year too made it ~30 M groups
+        # (5 GB) at 50 M events.
         con.execute(
             f"""
-            CREATE OR REPLACE TEMP TABLE _hb_ev AS
-            SELECT client_id, period, service_code, yr, direct,
-                   sum(qty) AS qty, sum(amount) AS amount, count(*) AS n_rows
+            CREATE OR REPLACE TEMP TABLE _hb_evagg AS
+            SELECT a.client_id, a.period, a.service_code, a.yr, a.direct, GROUPING(a.client_id) AS g,
+                   sum(CASE WHEN a.direct THEN a.amount * tgt.t / pe.idx
+                            ELSE a.qty * u.unit_cost_eur * tgt.t / pu.idx END) AS cost,
+                   count(*) AS n_rows
             FROM (
                 SELECT f.client_id, {_period('d')} AS period, CAST(e.service_code AS VARCHAR) AS service_code,
                        year(d) AS yr, c IS NOT NULL AS direct,
                        CASE WHEN c IS NULL THEN CAST(e.quantity AS DOUBLE) END AS qty, c AS amount
                 FROM (SELECT *, CAST(event_date AS DATE) AS d, {cost_col} AS c FROM {ev} e) e
                 JOIN _hb_fam f ON CAST(e.client_id AS VARCHAR) = f.client_id
-            ) WHERE period IS NOT NULL
-            GROUP BY ALL
+            ) a
+            LEFT JOIN (SELECT idx AS t FROM _hb_pi WHERE year = {int(price_year)}) tgt ON true
+            LEFT JOIN _hb_uc u ON u.service_code = a.service_code
+            LEFT JOIN _hb_pi pe ON pe.year = a.yr
+            LEFT JOIN _hb_pi pu ON pu.year = u.price_year
+            WHERE a.period IS NOT NULL
+            GROUP BY GROUPING SETS ((a.client_id, a.period, a.direct), (a.service_code, a.yr, a.direct))
             """
         )
+        con.execute("CREATE OR REPLACE TEMP TABLE _hb_ev AS SELECT service_code, yr, direct, n_rows FROM _hb_evagg WHERE g = 1")
         # 2. the other dated tables, reduced the same way
         con.execute(
             f"""
@@ -320,13 +333,8 @@ def family_costs_wide_sql(
             priced AS (
                 SELECT a.client_id, a.period,
                        CASE WHEN a.direct THEN 'purchased_services' ELSE 'usual_services' END AS category,
-                       NULL::VARCHAR AS sub,
-                       CASE WHEN a.direct THEN a.amount * tgt.t / pe.idx
-                            ELSE a.qty * u.unit_cost_eur * tgt.t / pu.idx END AS cost
-                FROM _hb_ev a CROSS JOIN tgt
-                LEFT JOIN _hb_uc u ON u.service_code = a.service_code
-                LEFT JOIN _hb_pi pe ON pe.year = a.yr
-                LEFT JOIN _hb_pi pu ON pu.year = u.price_year
+                       NULL::VARCHAR AS sub, a.cost
+                FROM _hb_evagg a WHERE a.g = 0
                 UNION ALL
                 SELECT o.client_id, o.period, o.category,
                        CASE WHEN o.category = 'income_support' THEN coalesce(o.key, '(missing)') END,
@@ -362,7 +370,7 @@ def family_costs_wide_sql(
             + " FROM _hb_fam f LEFT JOIN _hb_cost c ON c.client_id = f.client_id GROUP BY f.client_id"
         ).df()
     finally:
-        for t in ("_hb_fam", "_hb_uc", "_hb_pi", "_hb_ev", "_hb_other", "_hb_cost"):
+        for t in ("_hb_fam", "_hb_uc", "_hb_pi", "_hb_ev", "_hb_evagg", "_hb_other", "_hb_cost"):
             con.execute(f"DROP TABLE IF EXISTS {t}")
         for v in ("_hb_fam_df", "_hb_uc_df", "_hb_pi_df"):
             con.unregister(v)
