@@ -48,7 +48,10 @@ def logit_fit(X: np.ndarray, t: np.ndarray, ridge: float = 1e-6, max_iter: int =
     mu = X[:, 1:].mean(axis=0)
     sd = X[:, 1:].std(axis=0)
     sd[sd == 0] = 1.0
-    Z = np.column_stack([np.ones(len(X)), (X[:, 1:] - mu) / sd])
+    Z = np.empty(X.shape)  # standardised in place: one n x p copy (a national study has ~1 M rows)
+    Z[:, 0] = 1.0
+    np.subtract(X[:, 1:], mu, out=Z[:, 1:])
+    Z[:, 1:] /= sd
     p = Z.shape[1]
     pen = np.full(p, ridge)
     pen[0] = 0.0
