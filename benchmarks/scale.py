@@ -119,7 +119,9 @@ def generate(d: Path, n_fam: int, n_events: int, ri_draws: int, bootstrap_reps: 
         FROM fam WHERE grp = 'pilot' ORDER BY i""")
     copy("measurements", f"""SELECT f.client_id, 'kykyviisari' AS instrument, tp AS timepoint,
         CASE WHEN tp = 'start' THEN f.enrolled_on ELSE f.enrolled_on + 300 END AS measured_on, item,
-        round(least(10, greatest(0, 3 + 4 * {_u('f.i, item', 8)} + CASE WHEN tp = 'end' THEN 0.5 + 0.3 * (f.cell % 2) ELSE 0 END)), 1) AS score
+        round(least(10, greatest(0, 3 + 4 * {_u('f.i, item', 8)} + CASE WHEN tp = 'end'
+            THEN 0.5 + CASE WHEN f.grp = 'pilot' THEN 0.3 * (f.cell % 2) ELSE 0 END + 2 * ({_u('f.i, item', 29)} - 0.5)
+            ELSE 0 END)), 1) AS score
         FROM fam f, (SELECT unnest(['start', 'end']) AS tp), (SELECT unnest({_list(KYKY)}) AS item)
         WHERE f.i < {n_pilot + n_meas_comp} AND f.grp <> 'excluded' AND NOT (tp = 'end' AND hash(xor(hash(f.i), 9::UBIGINT)) % 10 = 0)
         ORDER BY f.i, tp DESC, item""")
