@@ -617,15 +617,10 @@ def wide_costs(fc: pd.DataFrame) -> pd.DataFrame:
     costs (:func:`family_costs`)."""
     w = fc.pivot_table(index="client_id", columns=["period", "category"], values="cost_eur", aggfunc="sum", sort=True)
     w.columns = [f"{p}_{c}" for p, c in w.columns]
-    for p in PERIODS:
-        cols = [f"{p}_{c}" for c in CATEGORIES]
-        for c in cols:
-            if c not in w.columns:
-                w[c] = 0.0
-        w[f"{p}_total"] = w[cols].sum(axis=1)
-    meta = fc.drop_duplicates("client_id").set_index("client_id")[["group", "cell", "stratum"]]
-    out = meta.join(w, how="right").reset_index()
-    return out[WIDE_COLUMNS].sort_values("client_id", kind="mergesort").reset_index(drop=True)
+    for c in (f"{p}_{c}" for p in PERIODS for c in CATEGORIES):
+        if c not in w.columns:
+            w[c] = 0.0
+    return _wide_frame(w, fc).sort_values("client_id", kind="mergesort").reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- bootstrap
