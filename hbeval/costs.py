@@ -772,16 +772,9 @@ def bootstrap_weights(arms: np.ndarray, n_reps: int, rng: np.random.Generator,
 
 def bootstrap_means(x: np.ndarray, n_reps: int, rng: np.random.Generator,
                     max_bytes: float = BOOT_CHUNK_BYTES) -> np.ndarray:
-    """Bootstrap replicates of column means: ``x`` is ``(n, k)``; returns ``(n_reps, k)``."""
-    x = np.asarray(x, dtype=float)
-    if x.ndim == 1:
-        x = x[:, None]
-    n = len(x)
-    out = np.empty((n_reps, x.shape[1]))
-    with blas_single_thread():  # skinny products: BLAS threads only add overhead
-        for start, (cnt,) in _count_chunks([np.arange(n)], n_reps, rng, max_bytes):
-            out[start : start + len(cnt)] = block_matmul(cnt, x) / n
-    return out
+    """Bootstrap replicates of column means: ``x`` is ``(n, k)``; returns ``(n_reps, k)``
+    (:func:`bootstrap_arm_means` with one arm)."""
+    return bootstrap_arm_means(x, np.zeros(len(x), dtype=np.int8), [0], n_reps, rng, max_bytes)[:, 0]
 
 
 def bootstrap_arm_means(x: np.ndarray, arm: np.ndarray, arms_order: tuple[Any, ...] | list[Any], n_reps: int,
@@ -796,7 +789,7 @@ def bootstrap_arm_means(x: np.ndarray, arm: np.ndarray, arms_order: tuple[Any, .
     use = [(j, where[a]) for j, a in enumerate(arms_order) if a in where]
     xs = {g: x[members[g]] for _, g in use}
     out = np.full((n_reps, len(arms_order), x.shape[1]), np.nan)
-    with blas_single_thread():
+    with blas_single_thread():  # skinny products: BLAS threads only add overhead
         for start, parts in _count_chunks(members, n_reps, rng, max_bytes):
             c = len(parts[0])
             for j, g in use:
