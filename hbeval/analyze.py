@@ -6,10 +6,7 @@ evaluation step; this module only orders them, shows progress, and writes the ta
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from hbeval.manifest import build_manifest, write_manifest
+from hbeval.outdir import building
 from hbeval.study import Study
 
 #: ``results/*.csv`` of the contract, in the order they are computed.
@@ -84,31 +82,12 @@ def write_results(results: dict[str, pd.DataFrame], out: Path) -> None:
         write_csv(df, out / "results" / f"{name}.csv")
 
 
-def replace_dir(tmp: Path, final: Path) -> None:
-    """Move ``tmp`` into place as ``final``; the old ``final`` survives until the swap."""
-    final = Path(final)
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)
-
-
 def run(study: Study, out: str | Path, command: list[str] | None = None, progress: bool = True) -> Path:
     """Compute every table and write ``OUT/results/*.csv`` and ``OUT/manifest.json``
-    atomically (built in a temporary folder beside ``OUT``, then moved into place)."""
-    out = Path(out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    atomically (built in a temporary folder beside ``OUT``, then moved into place; see
+    :mod:`hbeval.outdir` for what ``OUT`` may be)."""
+    with building(out, study.path) as tmp:
         results = compute(study, progress=progress)
         write_results(results, tmp)
         write_manifest(build_manifest(study, tmp, command or ["hbeval", "analyze"]), tmp)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return Path(out).resolve()

@@ -58,37 +58,50 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.n_pilot < 8 or args.n_comparison < 8:
         raise UsageError("--n-pilot and --n-comparison must be at least 8")
+    from hbeval import outdir
+
     out = Path(args.out).resolve()
-    if out.exists() and any(out.iterdir()) and not (out / "truth.json").exists():
-        raise UsageError(f"{out} exists and is not an earlier demo study; give an empty or new folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    _adopt_legacy_demo(out)
+    with outdir.building(out) as tmp:
         demo = write_demo(tmp, n_pilot=args.n_pilot, n_comparison=args.n_comparison,
                           seed=DEMO_SEED if args.seed is None else args.seed)
-        from hbeval.analyze import replace_dir
-
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     t = demo.truth
     print(f"demo study written to {out}: {t['n_pilot']} pilot, {t['n_comparison']} comparison and "
           f"{t['n_excluded']} excluded families (truth in truth.json)")
     return 0
 
 
+_DEMO_FILES = ("study.toml", "truth.json", "allocation.sqlite", ".hbeval")
+
+
+def _adopt_legacy_demo(out: Path) -> None:
+    """A demo study written before output folders were marked is taken as hbeval's own only
+    when every entry in it is one the demo writes (its tables, study.toml, truth.json, the
+    registry and the store); anything else makes ``demo`` refuse the folder."""
+    from hbeval import outdir
+
+    if not out.is_dir() or out.is_symlink() or outdir.is_output(out) or not (out / "truth.json").is_file():
+        return
+    entries = list(out.iterdir())
+    if all(e.name in _DEMO_FILES or (e.is_file() and e.suffix in (".csv", ".xlsx")) for e in entries):
+        outdir.mark(out)
+
+
 def _validate(args: argparse.Namespace) -> int:
+    from hbeval.outdir import check_out
     from hbeval.study import validate
 
+    if args.out:
+        check_out(args.out, args.study)  # refuse before the store is rebuilt
     res = validate(args.study)
     print(res.ledger.summary())
     if args.out:
         from hbeval.analyze import write_csv
+        from hbeval.outdir import updating
 
-        d = Path(args.out) / "results"
-        d.mkdir(parents=True, exist_ok=True)
-        write_csv(res.ledger.to_frame(), d / "data_quality.csv")
+        with updating(args.out, args.study) as tmp:
+            (tmp / "results").mkdir()
+            write_csv(res.ledger.to_frame(), tmp / "results" / "data_quality.csv")
     return 1 if res.ledger.has_errors() else 0
 
 

@@ -9,7 +9,7 @@
     4. assembles ``report.html`` (self-contained: no code, figures as data URIs, nothing
        fetched from the network) from the notebooks' outputs and renders ``report.pdf``
        from the same HTML with WeasyPrint;
-    5. moves the folder into place (:func:`hbeval.analyze.replace_dir`), so that a failed or
+    5. moves the folder into place (:func:`hbeval.outdir.building`), so that a failed or
        interrupted run leaves the previous report intact.
 
 ``hbeval verify OUT``
@@ -47,6 +47,7 @@ import pandas as pd
 
 from hbeval import __version__, i18n
 from hbeval.errors import HbevalError, InputError, UsageError
+from hbeval.outdir import building, check_out, updating
 
 #: Sections of the report, in reading order (notebooks may emit them in any order).
 SECTIONS: tuple[str, ...] = ("summary", "flow", "baseline", "outcomes", "interaction", "attrition", "comparison",
@@ -125,20 +126,16 @@ def _with_seed(study: Any, seed: int | None) -> Any:
 
 def compute_results(study: Any, out: Path, command: list[str], progress: bool = True) -> dict[str, pd.DataFrame]:
     """Compute every table (:func:`hbeval.analyze.compute`) and write ``out/results`` and
-    ``out/manifest.json``; ``out/results`` is swapped in whole, other files of ``out`` stay."""
-    from hbeval.analyze import compute, replace_dir, write_results
+    ``out/manifest.json``; hbeval's own files of ``out/results`` are replaced, other files of
+    ``out`` stay (:func:`hbeval.outdir.update_output`)."""
+    from hbeval.analyze import compute, write_results
     from hbeval.manifest import build_manifest, write_manifest
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_out(out, study.path)  # refuse before the work, not after
     results = compute(study, progress=progress)
-    tmp = Path(tempfile.mkdtemp(prefix=".results.tmp-", dir=out))
-    try:
+    with updating(out, study.path, "results") as tmp:
         write_results(results, tmp)
-        replace_dir(tmp / "results", out / "results")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    write_manifest(build_manifest(study, out, command), out)
+        write_manifest(build_manifest(study, tmp, command), tmp)
     return results
 
 
@@ -718,7 +715,6 @@ def run(study_dir: str | Path, out: str | Path | None = None, lang: str = "en", 
 
     Returns the exit status (0); errors are raised as :class:`hbeval.errors.HbevalError`.
     """
-    from hbeval.analyze import replace_dir
     from hbeval.study import open_study
 
     if lang not in i18n.LANGS:
@@ -727,13 +723,10 @@ def run(study_dir: str | Path, out: str | Path | None = None, lang: str = "en", 
     study_path = Path(study_dir).resolve()
     study = open_study(study_path)
     out_p = Path(out).resolve() if out else default_out(study.config.name).resolve()
-    out_p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_p.name}.tmp-", dir=out_p.parent))
     command = ["hbeval", "report", str(study_dir)] + (["--out", str(out)] if out else []) + ["--lang", lang]
-    try:
+    with building(out_p, study_path) as tmp:
         if progress:
             print(f"hbeval report: analysing {study_path}", file=sys.stderr, flush=True)
-        os.chmod(tmp, 0o777 & ~_umask())
         compute_results(study, tmp, command, progress=progress)
         nbs = execute_notebooks(study_path, tmp, lang, study.config.seed, progress=progress)
         if progress:
@@ -745,19 +738,11 @@ def run(study_dir: str | Path, out: str | Path | None = None, lang: str = "en", 
         html_text = build_html(collect_blocks(nbs), lang, meta)
         (tmp / "report.html").write_text(html_text, encoding="utf-8")
         render_pdf(html_text, tmp / "report.pdf")
-        replace_dir(tmp, out_p)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     print(f"report written to {out_p} ({time.perf_counter() - t_start:.0f} s): report.html, report.pdf, "
           f"figures/, results/, notebooks/, manifest.json")
     return 0
 
 
-def _umask() -> int:
-    m = os.umask(0)
-    os.umask(m)
-    return m
 
 
 # ================================================================= verify and golden
