@@ -10,7 +10,7 @@ HBEVAL := $(VENV)/bin/hbeval
 DEMO   ?= demo_study
 JOBS   ?= 2
 
-.PHONY: report test env sysdeps analyze clean golden
+.PHONY: report test env sysdeps analyze clean check-golden
 
 env: $(VENV)/.installed
 
@@ -41,8 +41,15 @@ analyze: env
 	$(HBEVAL) validate $(DEMO)
 	$(HBEVAL) analyze $(DEMO) --out reports/analysis
 
+# The demo's result tables against the committed golden manifest, without the notebooks
+# (about a minute): the check a refactoring must pass.
+check-golden: env
+	$(HBEVAL) demo $(DEMO)
+	$(HBEVAL) analyze $(DEMO) --out reports/analysis
+	$(PY) -c 'import sys; from hbeval.report.render import compare_golden; sys.exit(compare_golden("reports/analysis", "reports/golden/manifest.json"))'
+
 test: env sysdeps
 	$(PY) -m pytest -n $(JOBS) -q
 
 clean:
-	rm -rf $(DEMO) reports/*/ .pytest_cache
+	rm -rf $(DEMO) reports/hb-demo-study reports/analysis .pytest_cache

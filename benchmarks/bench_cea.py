@@ -1,6 +1,6 @@
-"""10,000 bootstrap replicates of the CEA at n = 2,000 families: hbeval.cea vs a naive loop.
+"""10,000 bootstrap replicates of the CEA at n = 2,000 families: hbeval.economics.cea vs a naive loop.
 
-* ``hbeval`` — :func:`hbeval.cea.cea_analysis` with ``n_reps=10_000``: every replicate
+* ``hbeval`` — :func:`hbeval.economics.cea.cea_analysis` with ``n_reps=10_000``: every replicate
   refits the three ANCOVA models (main effects, interaction, pilot vs comparison) for cost
   and effect, vectorised (within-arm resampling counts × cross-products, one batched solve);
   the timing also includes the point estimates, HC2 variances, jackknife, Fieller, BCa,
@@ -26,8 +26,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hbeval.cea import cea_analysis  # noqa: E402
-from hbeval.design import CELLS  # noqa: E402
+from hbeval.economics.cea import cea_analysis  # noqa: E402
+from hbeval.randomisation.design import CELLS  # noqa: E402
 
 N_REPS = 10_000
 
@@ -78,7 +78,7 @@ def main() -> None:
     t, c0 = time.perf_counter(), time.process_time()
     res = cea_analysis(d, n_reps=N_REPS, seed=1)
     t_vec, c_vec = time.perf_counter() - t, time.process_time() - c0
-    print(f"hbeval.cea (vectorised): {t_vec:8.2f} s wall, {c_vec:8.2f} s CPU for {N_REPS:,} replicates (3 models × cost and effect, "
+    print(f"hbeval.economics.cea (vectorised): {t_vec:8.2f} s wall, {c_vec:8.2f} s CPU for {N_REPS:,} replicates (3 models × cost and effect, "
           f"+ HC2, jackknife, Fieller, BCa, CEAC, NMB)")
     t, c0 = time.perf_counter(), time.process_time()
     reps = naive(d, n_naive)

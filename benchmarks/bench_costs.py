@@ -1,10 +1,10 @@
-"""Per-family costs of 10 million register events: DuckDB (hbeval.costs) vs pandas.
+"""Per-family costs of 10 million register events: DuckDB (hbeval.costs.engine) vs pandas.
 
 Writes a synthetic ``service_events.csv`` of N events (default 10,000,000) for 20,000
 families over three years (catalogue codes, some invoices with ``cost_eur``), then runs,
 each in its own subprocess so that its peak memory (max RSS) is its own:
 
-* ``duckdb-csv``   — :func:`hbeval.costs.family_costs_sql` on a DuckDB view of the CSV
+* ``duckdb-csv``   — :func:`hbeval.costs.engine.family_costs_sql` on a DuckDB view of the CSV
   (read, window, price and aggregate inside DuckDB);
 * ``duckdb-store`` — the same on a DuckDB store file (as after ingestion: what
   ``hbeval analyze`` does), opened read-only;
@@ -70,7 +70,7 @@ def run_duckdb(d: Path, source: str) -> dict:
     import duckdb
     import pandas as pd
 
-    from hbeval.costs import family_costs_sql
+    from hbeval.costs.engine import family_costs_sql
 
     uc = pd.read_csv(HERE.parent / "hbeval" / "data" / "unit_costs.csv")
     pi = pd.read_csv(HERE.parent / "hbeval" / "data" / "price_index.csv")

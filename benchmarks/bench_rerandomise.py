@@ -1,4 +1,4 @@
-"""Time hbeval.assign.redraw (vectorised re-randomisation) against a naive loop.
+"""Time hbeval.randomisation.allocate.redraw (vectorised re-randomisation) against a naive loop.
 
 Run: ``.venv/bin/python benchmarks/bench_rerandomise.py``. Prints draws per second and the
 speed-up of the vectorised redraws over calling the single-assignment procedure in a loop
@@ -20,8 +20,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hbeval import assign  # noqa: E402
-from hbeval.design import block_sequence, draw_batch  # noqa: E402
+from hbeval.randomisation import allocate as assign  # noqa: E402
+from hbeval.randomisation.design import block_sequence, draw_batch  # noqa: E402
 
 N_FAMILIES = 400
 N_DRAWS = 10_000

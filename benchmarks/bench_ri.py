@@ -4,8 +4,8 @@ Run: ``.venv/bin/python benchmarks/bench_ri.py [--n 2000] [--draws 10000] [--nai
 
 Compared in the same run:
 
-* **hbeval**: ``hbeval.design.batch_draws`` (the re-draws, complete randomisation within the
-  strata, misfit rule) + ``hbeval.inference.ri_factorial`` (Frisch–Waugh: residualise on
+* **hbeval**: ``hbeval.randomisation.design.batch_draws`` (the re-draws, complete randomisation within the
+  strata, misfit rule) + ``hbeval.stats.ri.ri_factorial`` (Frisch–Waugh: residualise on
   intercept, start score and stratum dummies once, then every draw's coefficients from a few
   single-precision matrix products and batched 2×2 / 3×3 solves). One pass gives **all six
   contrasts** (both main effects, the interaction and the three cell contrasts). Timed
@@ -59,9 +59,9 @@ def make_data(n: int, seed: int = 20261122) -> pd.DataFrame:
 
 
 def bench_hbeval(d: pd.DataFrame, draws: int) -> tuple[float, float, dict]:
-    from hbeval.design import batch_draws
-    from hbeval.effects import factorial_data
-    from hbeval.inference import ri_factorial
+    from hbeval.randomisation.design import batch_draws
+    from hbeval.outcomes.effects import factorial_data
+    from hbeval.stats.ri import ri_factorial
 
     fd = factorial_data(d["end"].to_numpy(), d["cell"].to_numpy(), d["stratum"].to_numpy(object), d["start"].to_numpy())
     t0 = time.perf_counter()
@@ -76,7 +76,7 @@ def bench_naive(d: pd.DataFrame, draws: int, subset: int) -> tuple[float, float]
     import statsmodels.api as sm
     import statsmodels.formula.api as smf
 
-    from hbeval.design import batch_draws
+    from hbeval.randomisation.design import batch_draws
 
     codes = batch_draws(d["stratum"].to_numpy(), subset, np.random.default_rng([1, 3]))
     S = pd.get_dummies(d["stratum"], drop_first=True).to_numpy(float)
@@ -139,7 +139,7 @@ def main() -> None:
     ap.add_argument("--naive-subset", type=int, default=200)
     ap.add_argument("--skip-pyfixest", action="store_true")
     a = ap.parse_args()
-    from hbeval.inference import blas_single_thread
+    from hbeval.stats.ri import blas_single_thread
 
     d = make_data(a.n)
     print(f"n = {len(d)} families, {d['stratum'].nunique()} strata, {a.draws} draws")

@@ -1,6 +1,6 @@
 """``hbeval analyze``: every result table of the evaluation, written atomically.
 
-Each step is a function of the :class:`~hbeval.study.Study` in the module named after the
+Each step is a function of the :class:`~hbeval.study.store.Study` in the module named after the
 evaluation step; this module only orders them, shows progress, and writes the tables.
 """
 
@@ -15,7 +15,7 @@ import pandas as pd
 
 from hbeval.manifest import build_manifest, write_manifest
 from hbeval.outdir import building
-from hbeval.study import Study
+from hbeval.study.store import Study
 
 #: ``results/*.csv`` of the contract, in the order they are computed.
 RESULT_TABLES = ("data_quality", "consort", "baseline", "balance", "effects", "process", "attrition", "comparison",
@@ -23,7 +23,15 @@ RESULT_TABLES = ("data_quality", "consort", "baseline", "balance", "effects", "p
 
 
 def _steps() -> list[tuple[str, Callable[[Study], dict[str, pd.DataFrame]]]]:
-    from hbeval import attrition, balance, cea, cheers, comparison, consort, costs, effects, rosi
+    from hbeval.outcomes import attrition
+    from hbeval.randomisation import balance
+    from hbeval.economics import cea
+    from hbeval.economics import cheers
+    from hbeval.outcomes import comparison
+    from hbeval.randomisation import consort
+    from hbeval.costs import engine as costs
+    from hbeval.outcomes import effects
+    from hbeval.economics import rosi
 
     def quality(s: Study) -> dict[str, pd.DataFrame]:
         return {"data_quality": s.data_quality()}

@@ -89,7 +89,7 @@ def _adopt_legacy_demo(out: Path) -> None:
 
 def _validate(args: argparse.Namespace) -> int:
     from hbeval.outdir import check_out
-    from hbeval.study import validate
+    from hbeval.study.store import validate
 
     if args.out:
         check_out(args.out, args.study)  # refuse before the store is rebuilt
@@ -106,14 +106,14 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _assign(args: argparse.Namespace) -> int:
-    from hbeval import assign
+    from hbeval.randomisation import allocate as assign
 
     return assign.run(args.study, all=args.all, client=args.client, verify=args.verify)
 
 
 def _analyze(args: argparse.Namespace) -> int:
     from hbeval.analyze import run
-    from hbeval.study import open_study
+    from hbeval.study.store import open_study
 
     study = open_study(args.study)
     out = run(study, args.out, command=["hbeval", "analyze", str(args.study), "--out", str(args.out)])
@@ -122,13 +122,13 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from hbeval import report
+    from hbeval.report import render as report
 
     return report.run(args.study, out=args.out, lang=args.lang)
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from hbeval import report
+    from hbeval.report import render as report
 
     return report.verify(args.out)
 

@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hbeval.design import arms_of, draw_batch
-from hbeval.pseudonym import check_hetu, pseudonym
-from hbeval.scoring import score
+from hbeval.randomisation.design import arms_of, draw_batch
+from hbeval.study.pseudonym import check_hetu, pseudonym
+from hbeval.study.scoring import score
 
 SITES = ("Hämeenlinna", "Siun sote")
 SERVICE_LINES = ("home_help", "family_work", "family_counselling", "disability_services", "child_welfare_open_care")
@@ -531,7 +531,7 @@ def generate(n_pilot: int = 400, n_comparison: int = 600, seed: int = DEMO_SEED,
         "attrition_rate_realised": float(1 - fam.loc[fam["group"] != "excluded", "observed_end"].mean()),
         "new_clienthood_rate": {g: float(fam.loc[fam["group"] == g, "new_clienthood"].mean()) for g in ("pilot", "comparison")},
     }
-    # scored by the same rule the analysis uses (hbeval.scoring, the 80 % rule included)
+    # scored by the same rule the analysis uses (hbeval.study.scoring, the 80 % rule included)
     kt = score(tables["measurements"])[["kykyviisari_total_start", "kykyviisari_total_end"]].dropna()
     truth["start_end_correlation_kykyviisari_total"] = round(float(np.corrcoef(kt.iloc[:, 0], kt.iloc[:, 1])[0, 1]), 4)
     toml = DEMO_TOML.format(name=name, seed=seed, follow_up_days=FOLLOW_UP_DAYS)
@@ -622,7 +622,7 @@ def write_demo(out: str | Path, n_pilot: int = 400, n_comparison: int = 600, see
         (out / name).write_bytes(data)
     # randomise as a pilot coordinator would: `hbeval assign --all` writes the allocation
     # registry and assignments.csv, at a fixed time so the folder stays byte-identical
-    from hbeval.assign import assign_all
+    from hbeval.randomisation.allocate import assign_all
 
     drawn = assign_all(out, now=DEMO_ASSIGNED_AT)
     shutil.rmtree(out / ".hbeval", ignore_errors=True)  # the ingestion cache assign_all made

@@ -232,7 +232,7 @@ def update_output(out: str | Path, study: str | Path | None, tmp: Path, replace:
     """Merge the files of ``tmp`` into the output folder ``out`` in place.
 
     Used where part of an existing output folder is refreshed (a notebook's
-    :meth:`hbeval.report.Report.open` recomputing ``results/``). ``out`` is checked as in
+    :meth:`hbeval.report.render.Report.open` recomputing ``results/``). ``out`` is checked as in
     :func:`check_out`. hbeval's own files under ``replace`` (a relative folder such as
     ``"results"``; None removes nothing) that ``tmp`` no longer has are removed; every file of ``tmp`` replaces
     hbeval's file of the same name. A file of someone else's is never written over: the

@@ -130,7 +130,7 @@ def test_report_and_assign_at_the_same_time(reported, tmp_path):
     registry verifies, the report is complete."""
     import csv
 
-    from hbeval.pseudonym import check_hetu
+    from hbeval.study.pseudonym import check_hetu
 
     s, out, _ = reported
     with open(s / "clients.csv", encoding="utf-8", newline="") as f:

@@ -162,7 +162,7 @@ def test_demo_refuses_foreign_folder_and_keeps_own_over_rerun(tmp_path, capsys):
 def test_report_open_refreshes_results_without_deleting(home):
     """The notebooks' ``Report.open`` recomputes ``out/results`` in place: hbeval's own
     tables are replaced, a stranger's file is never overwritten, the study is refused."""
-    from hbeval.report import Report
+    from hbeval.report.render import Report
 
     with pytest.raises(InputError, match="study folder"):
         Report.open(home / "study", out=home / "study")

@@ -135,7 +135,7 @@ def test_console_logs_hold_no_identifiers(run):
 
 def test_no_results_table_has_a_row_per_person(run):
     s = run["study"]
-    from hbeval.study import open_study
+    from hbeval.study.store import open_study
 
     st = open_study(s)
     fam = st.families()
@@ -154,7 +154,7 @@ def test_no_results_table_has_a_row_per_person(run):
 
 
 def test_no_pseudonym_in_report_or_notebooks(run):
-    from hbeval.study import open_study
+    from hbeval.study.store import open_study
 
     ids = set(open_study(run["study"]).families()["client_id"].astype(str))
     pat = re.compile("|".join(re.escape(i) for i in sorted(ids)))
@@ -171,7 +171,7 @@ COUNT_COLUMNS = re.compile(r"^(n|n_[a-z_]+|count|n_families|rows_.*)$")
 
 def test_small_counts_are_suppressed_in_every_results_table(run):
     """Every count of families in a results table is 0, at least min_cell, or shown as '<k'."""
-    from hbeval.config import load_config
+    from hbeval.study.config import load_config
 
     k = load_config(run["study"]).min_cell
     bad = []
@@ -197,7 +197,7 @@ def test_small_counts_are_suppressed_in_every_results_table(run):
 def test_small_counts_suppressed_in_report_text_and_figure_labels(run):
     """Labels like 'n = 3' in the rendered report (figure labels are drawn from the same
     suppressed tables; the report's text and the notebooks' outputs are what we can read)."""
-    from hbeval.config import load_config
+    from hbeval.study.config import load_config
 
     k = load_config(run["study"]).min_cell
     pat = re.compile(r"\bn\s*=\s*([0-9]+)\b")

@@ -1,0 +1,244 @@
+"""Attrition of the randomised families: rates, differential attrition, Lee bounds, an
+inverse-probability-weighted sensitivity estimate and McKenzie's missing-baseline dummy.
+
+A family is *observed* when its end score of the primary outcome exists. Pure statistics
+first (:func:`lee_bounds`, :func:`lee_bounds_bootstrap`), the Study glue
+(:func:`attrition_results`) last.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from hbeval.randomisation.design import CELLS
+from hbeval.outcomes.effects import FactorialData, factorial_data, fit_interaction, fit_main, strata_dummies
+
+ATTRITION_COLUMNS = ["section", "cell", "contrast", "n_assigned", "n_observed", "attrition_rate", "estimate", "std_error", "ci_low",
+                     "ci_high", "p_value", "lower_bound", "upper_bound", "bound_ci_low", "bound_ci_high", "trim_share", "n", "method"]
+
+
+# ---------------------------------------------------------------------------- Lee bounds
+def _trimmed_means(ys: np.ndarray, m: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise means of the ``m−k`` smallest and the ``m−k`` largest of the first ``m``
+    (sorted, NaN-last) values of each row of ``ys``."""
+    B = ys.shape[0]
+    cs = np.concatenate([np.zeros((B, 1)), np.cumsum(np.nan_to_num(ys), axis=1)], axis=1)
+    keep = np.maximum(m - k, 1)
+    rows = np.arange(B)
+    low = cs[rows, keep] / keep
+    high = (cs[rows, m] - cs[rows, k]) / keep
+    return low, high
+
+
+def lee_bounds(y: np.ndarray, observed: np.ndarray, treat: np.ndarray) -> dict[str, float]:
+    """Lee (2009) sharp bounds on the effect for the always-observed.
+
+    Parameters
+    ----------
+    y : outcome (NaN where not observed)
+    observed : bool, outcome observed
+    treat : bool, treated group
+
+    Returns
+    -------
+    dict with ``lower``, ``upper``, ``trim_share`` and ``trimmed`` (``"treated"`` or
+    ``"control"``: the group with the higher observation rate, whose observed outcomes are
+    trimmed).
+
+    Notes
+    -----
+    With observation rates ``p_1`` (treated) and ``p_0``, and ``p_1 ≥ p_0``, the share
+    ``q = (p_1 − p_0)/p_1`` of the treated observed outcomes is trimmed from the top (lower
+    bound) or the bottom (upper bound); ``k = round(q m_1)`` of the ``m_1`` observed values.
+    The bounds are the trimmed treated means minus the control mean (and symmetrically when
+    ``p_0 > p_1``). Assumes monotone selection (treatment moves observation one way only).
+    """
+    y = np.asarray(y, dtype=float)
+    obs = np.asarray(observed).astype(bool) & np.isfinite(y)
+    t = np.asarray(treat).astype(bool)
+    p1, p0 = obs[t].mean(), obs[~t].mean()
+    y1 = np.sort(y[t & obs])
+    y0 = np.sort(y[~t & obs])
+    if p1 >= p0:
+        q = (p1 - p0) / p1 if p1 > 0 else 0.0
+        k = int(round(q * len(y1)))
+        lo, hi = _trimmed_means(y1[None, :], np.array([len(y1)]), np.array([k]))
+        return {"lower": float(lo[0] - y0.mean()), "upper": float(hi[0] - y0.mean()), "trim_share": float(q), "trimmed": "treated"}
+    q = (p0 - p1) / p0
+    k = int(round(q * len(y0)))
+    lo, hi = _trimmed_means(y0[None, :], np.array([len(y0)]), np.array([k]))
+    return {"lower": float(y1.mean() - hi[0]), "upper": float(y1.mean() - lo[0]), "trim_share": float(q), "trimmed": "control"}
+
+
+def lee_bounds_bootstrap(y: np.ndarray, observed: np.ndarray, treat: np.ndarray, n_reps: int, rng: np.random.Generator,
+                         level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval for the identified set: the ``(1−level)/2`` quantile of
+    the lower bound and the ``(1+level)/2`` quantile of the upper bound over ``n_reps``
+    resamples drawn within the two groups (vectorised: one sort per group and replicate
+    row, trimmed means from cumulative sums). Conservative for the parameter (Horowitz &
+    Manski 2000)."""
+    y = np.asarray(y, dtype=float)
+    obs = np.asarray(observed).astype(bool) & np.isfinite(y)
+    t = np.asarray(treat).astype(bool)
+    yy = np.where(obs, y, np.nan)
+    g1, g0 = yy[t], yy[~t]
+    s1 = g1[rng.integers(0, len(g1), (n_reps, len(g1)))]
+    s0 = g0[rng.integers(0, len(g0), (n_reps, len(g0)))]
+    m1 = np.isfinite(s1).sum(axis=1)
+    m0 = np.isfinite(s0).sum(axis=1)
+    p1, p0 = m1 / len(g1), m0 / len(g0)
+    s1.sort(axis=1)
+    s0.sort(axis=1)
+    cs1 = np.nan_to_num(s1).sum(axis=1)
+    cs0 = np.nan_to_num(s0).sum(axis=1)
+    mean1 = cs1 / np.maximum(m1, 1)
+    mean0 = cs0 / np.maximum(m0, 1)
+    q1 = np.where(p1 >= p0, (p1 - p0) / np.where(p1 > 0, p1, 1), 0.0)
+    q0 = np.where(p0 > p1, (p0 - p1) / np.where(p0 > 0, p0, 1), 0.0)
+    k1 = np.round(q1 * m1).astype(int)
+    k0 = np.round(q0 * m0).astype(int)
+    lo1, hi1 = _trimmed_means(s1, m1, k1)
+    lo0, hi0 = _trimmed_means(s0, m0, k0)
+    lower = np.where(p1 >= p0, lo1 - mean0, mean1 - hi0)
+    upper = np.where(p1 >= p0, hi1 - mean0, mean1 - lo0)
+    a = (1 - level) / 2
+    return float(np.nanquantile(lower, a)), float(np.nanquantile(upper, 1 - a))
+
+
+# ---------------------------------------------------------------------------- IPW
+def observation_design(cell: np.ndarray, stratum: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Design of the observation model ``P(observed | cell, start score, stratum)`` (a
+    missing start enters as the mean plus a missing indicator); intercept first."""
+    start = np.asarray(start, dtype=float)
+    miss = ~np.isfinite(start)
+    s = np.where(miss, np.nanmean(start) if (~miss).any() else 0.0, start)
+    S, _ = strata_dummies(stratum)
+    C = np.column_stack([(np.asarray(cell) == k).astype(float) for k in (1, 2, 3)])
+    cols = [np.ones(len(s)), C, s[:, None]] + ([miss[:, None].astype(float)] if miss.any() and not miss.all() else []) + ([S] if S.shape[1] else [])
+    return np.column_stack(cols)
+
+
+def ipw_effects(end: np.ndarray, start: np.ndarray, cell: np.ndarray, stratum: np.ndarray) -> list[dict]:
+    """ANCOVA (primary specification) on the observed families weighted by the inverse of
+    their fitted probability of being observed (HC2 on the weighted fit; the weights are
+    treated as known). Rows for the two main effects and the interaction."""
+    end = np.asarray(end, dtype=float)
+    start = np.asarray(start, dtype=float)
+    from hbeval.outcomes.comparison import logit_fit
+
+    X = observation_design(cell, stratum, start)
+    obs = np.isfinite(end).astype(float)
+    beta = logit_fit(X, obs)
+    p = 1 / (1 + np.exp(-(X @ beta)))
+    d = factorial_data(end, cell, stratum, start)
+    w = 1 / p[d.mask]
+    rows = []
+    m = fit_main(d, weights=w)
+    for c in ("frame_shares", "teaming"):
+        rows.append({"contrast": c, **m.row(c), "n": d.n})
+    i = fit_interaction(d, weights=w)
+    rows.append({"contrast": "frame_shares:teaming", **i.row("frame_shares:teaming"), "n": d.n})
+    return rows
+
+
+def mckenzie_effects(end: np.ndarray, start: np.ndarray, cell: np.ndarray, stratum: np.ndarray) -> list[dict]:
+    """ANCOVA keeping families whose start score is missing: the start is set to the mean
+    of the observed starts and a missing-baseline indicator is added (McKenzie 2012)."""
+    end = np.asarray(end, dtype=float)
+    start = np.asarray(start, dtype=float)
+    miss = ~np.isfinite(start)
+    filled = np.where(miss, np.nanmean(start), start)
+    d = factorial_data(end, cell, stratum, filled)
+    if miss[d.mask].any():
+        d = FactorialData(d.y, d.frame, d.teaming, d.start, d.stratum, d.mask, extra=miss[d.mask].astype(float)[:, None],
+                          extra_names=("start_missing",))
+    rows = []
+    m = fit_main(d)
+    for c in ("frame_shares", "teaming"):
+        rows.append({"contrast": c, **m.row(c), "n": d.n, "n_missing_start": int(miss[d.mask].sum())})
+    i = fit_interaction(d)
+    rows.append({"contrast": "frame_shares:teaming", **i.row("frame_shares:teaming"), "n": d.n, "n_missing_start": int(miss[d.mask].sum())})
+    return rows
+
+
+# ---------------------------------------------------------------------------- table
+def attrition_table(frame: pd.DataFrame, outcome: str, min_cell: int = 5, n_reps: int = 2000, seed=0) -> pd.DataFrame:
+    """Pure core of :func:`attrition_results` on an outcome frame (assigned families only)."""
+    from hbeval.privacy import suppress_count
+
+    rand = frame[frame["cell"].notna()].sort_values("client_id", kind="mergesort").reset_index(drop=True)
+    cell = rand["cell"].astype(int).to_numpy()
+    stratum = rand["stratum"].astype(str).to_numpy()
+    end = pd.to_numeric(rand.get(f"{outcome}_end"), errors="coerce").to_numpy(float) if f"{outcome}_end" in rand else np.full(len(rand), np.nan)
+    start = pd.to_numeric(rand[f"{outcome}_start"], errors="coerce").to_numpy(float) if f"{outcome}_start" in rand else np.full(len(rand), np.nan)
+    obs = np.isfinite(end)
+    rows: list[dict] = []
+    # rates by cell
+    for k, lab in [*enumerate(CELLS), (None, "all")]:
+        m = np.ones(len(cell), bool) if k is None else cell == k
+        na, no = int(m.sum()), int((obs & m).sum())
+        rows.append({"section": "rate", "cell": lab, "n_assigned": na, "n_observed": no,
+                     "attrition_rate": 1 - no / na if na else np.nan, "method": f"observed = {outcome}_end present"})
+    # differential attrition: chi-square over cells, and a linear probability model
+    tab = np.array([[int((~obs & (cell == k)).sum()), int((obs & (cell == k)).sum())] for k in range(4)])
+    if (tab.sum(axis=0) > 0).all() and (tab.sum(axis=1) > 0).all():
+        chi2, p, dof, _ = stats.chi2_contingency(tab, correction=False)
+        rows.append({"section": "differential", "contrast": "cells (joint)", "estimate": chi2, "p_value": p, "n": len(cell),
+                     "method": f"pearson chi-square, {dof} df, attrition by cell"})
+    miss = (~obs).astype(float)
+    dl = factorial_data(miss, cell, stratum, None)
+    if dl.n and np.ptp(dl.y) > 0:
+        m = fit_main(dl)
+        for c in ("frame_shares", "teaming"):
+            rows.append({"section": "differential", "contrast": c, **m.row(c), "n": dl.n, "method": "lpm_hc2: attrition on arms + strata"})
+        i = fit_interaction(dl)
+        rows.append({"section": "differential", "contrast": "frame_shares:teaming", **i.row("frame_shares:teaming"), "n": dl.n,
+                     "method": "lpm_hc2: attrition on arms + strata"})
+    # Lee bounds for each margin (end score, families of both groups)
+    rng = np.random.default_rng(seed)
+    if obs.sum() > 4:
+        for c, treat in (("frame_shares", cell >= 2), ("teaming", cell % 2 == 1)):
+            b = lee_bounds(end, obs, treat)
+            lo, hi = lee_bounds_bootstrap(end, obs, treat, n_reps, rng)
+            rows.append({"section": "lee_bounds", "contrast": c, "lower_bound": b["lower"], "upper_bound": b["upper"],
+                         "bound_ci_low": lo, "bound_ci_high": hi, "trim_share": b["trim_share"], "n": int(obs.sum()),
+                         "method": f"lee_2009 on {outcome}_end, trimmed group: {b['trimmed']}; percentile bootstrap ({n_reps}) of the bounds"})
+    # complete cases, IPW and McKenzie
+    if np.isfinite(start).any() and obs.sum() > 8:
+        d = factorial_data(end, cell, stratum, start)
+        m = fit_main(d)
+        i = fit_interaction(d)
+        for c, r in (("frame_shares", m.row("frame_shares")), ("teaming", m.row("teaming")), ("frame_shares:teaming", i.row("frame_shares:teaming"))):
+            rows.append({"section": "complete_cases", "contrast": c, **r, "n": d.n, "method": "ancova_hc2 (primary specification)"})
+        for r in ipw_effects(end, start, cell, stratum):
+            rows.append({"section": "ipw", **r, "method": "ancova_hc2 weighted by 1/P(observed | cell, start, strata)"})
+        for r in mckenzie_effects(end, start, cell, stratum):
+            r = dict(r)
+            nm = r.pop("n_missing_start")
+            rows.append({"section": "missing_baseline_dummy", **r,
+                         "method": f"ancova_hc2 with missing start set to the mean + indicator (mckenzie 2012); {suppress_count(nm, min_cell)} missing starts"})
+    out = pd.DataFrame(rows)
+    for c in ATTRITION_COLUMNS:
+        if c not in out.columns:
+            out[c] = np.nan
+    out = out[ATTRITION_COLUMNS]
+    out["outcome"] = outcome
+    for c in ("n_assigned", "n_observed", "n"):
+        out[c] = [suppress_count(v, min_cell) if pd.notna(v) else "" for v in out[c]]
+    small = out["n_assigned"].astype(str).str.startswith("<") | out["n_observed"].astype(str).str.startswith("<")
+    out.loc[small, "attrition_rate"] = np.nan
+    return out
+
+
+def attrition_results(study) -> pd.DataFrame:
+    """``results/attrition.csv`` for the primary outcome: rates by cell, differential
+    attrition (chi-square over cells; LPM with HC2 per margin), Lee bounds per margin with
+    bootstrap intervals (``config.bootstrap_reps``, seeded ``[seed, 4002]``), the complete-case
+    ANCOVA, the IPW sensitivity estimate and the missing-baseline dummy estimate."""
+    from hbeval.outcomes.frame import outcome_frame
+
+    cfg = study.config
+    frame = outcome_frame(study)
+    return attrition_table(frame, cfg.primary, cfg.min_cell, cfg.bootstrap_reps, np.random.default_rng([cfg.seed, 4002]))

@@ -1,0 +1,963 @@
+"""``hbeval report`` and ``hbeval verify``: the evaluation report and the proof that it reproduces.
+
+``hbeval report STUDY [--out OUT] [--lang fi|en]``
+    1. opens (ingests and validates) the study;
+    2. computes every result table once (:func:`hbeval.analyze.compute`) into a temporary
+       folder beside ``OUT`` and writes ``manifest.json``;
+    3. executes the numbered notebooks of ``notebooks/`` in order with papermill (each
+       reads the result tables and calls the library to narrate, tabulate and plot);
+    4. assembles ``report.html`` (self-contained: no code, figures as data URIs, nothing
+       fetched from the network) from the notebooks' outputs and renders ``report.pdf``
+       from the same HTML with WeasyPrint;
+    5. moves the folder into place (:func:`hbeval.outdir.building`), so that a failed or
+       interrupted run leaves the previous report intact.
+
+``hbeval verify OUT``
+    re-runs the analysis from ``OUT/manifest.json`` (its study folder and parameters) into a
+    temporary folder and compares the SHA-256 of every ``results/*.csv``; on a difference it
+    prints which tables, rows and columns changed (old → new) and returns 1.
+
+The notebooks talk to the library through :class:`Report` (``Report.open(study, out, lang,
+seed)``): every block they display (headings, paragraphs, tables, figures) carries a
+``application/vnd.hbeval.block+json`` part that :func:`build_html` collects, so the
+report holds exactly what the notebooks showed, in the section order of :data:`SECTIONS`.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import hashlib
+import html
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import unicodedata
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hbeval import __version__
+from hbeval.report import i18n
+from hbeval.errors import HbevalError, InputError, UsageError
+from hbeval.outdir import building, check_out, updating
+
+#: Sections of the report, in reading order (notebooks may emit them in any order).
+SECTIONS: tuple[str, ...] = ("summary", "flow", "baseline", "outcomes", "interaction", "attrition", "comparison",
+                             "process", "costs", "cea", "rosi", "quality", "checklists", "repro")
+APPENDICES = ("quality", "checklists", "repro")
+BLOCK_MIME = "application/vnd.hbeval.block+json"
+PRIMARY_METHOD = "ancova_hc2;"
+LIN_METHOD = "lin_centred_interaction_hc2"
+RANDOMISED = ("frame_shares", "teaming", "frame_shares:teaming")
+CELL_CONTRASTS = ("cell:frame_only/teaming", "cell:frame_shares/no_teaming", "cell:frame_shares/teaming")
+CELLS = ("frame_only/no_teaming", "frame_only/teaming", "frame_shares/no_teaming", "frame_shares/teaming")
+
+
+# =============================================================================== paths
+def package_dir() -> Path:
+    """The installed ``hbeval`` package folder."""
+    return Path(__file__).resolve().parent.parent
+
+
+def templates_dir() -> Path:
+    return Path(__file__).resolve().parent / "templates"
+
+
+def notebooks_dir() -> Path:
+    """The numbered notebooks: ``notebooks/`` of a source checkout, else the copy packaged in the wheel."""
+    src = package_dir().parent / "notebooks"
+    if src.is_dir() and any(src.glob("[0-9]*.ipynb")):
+        return src
+    packaged = package_dir() / "_notebooks"
+    if packaged.is_dir():
+        return packaged
+    raise HbevalError(f"the report notebooks were not found (looked in {src} and {packaged})")
+
+
+def notebook_paths() -> list[Path]:
+    return sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+
+
+def slug(name: str) -> str:
+    """``Hämeenlinna HB pilot`` → ``hameenlinna-hb-pilot`` (the default report folder name)."""
+    s = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii").lower()
+    s = re.sub(r"[^a-z0-9]+", "-", s).strip("-")
+    return s or "study"
+
+
+def default_out(study_name: str, base: Path | None = None) -> Path:
+    """``reports/<study name slug>`` under ``base`` (the current directory by default)."""
+    return (base or Path.cwd()) / "reports" / slug(study_name)
+
+
+# ===================================================================== result freshness
+def _jsonable(x: Any) -> Any:
+    return json.loads(json.dumps(x, ensure_ascii=False, default=str))
+
+
+def results_are_current(study: Any, out: Path) -> bool:
+    """Whether ``out`` holds results of exactly this study: same inputs, parameters and
+    hbeval version, and every ``results/*.csv`` unchanged since its manifest was written."""
+    from hbeval.manifest import sha256_file
+
+    p = Path(out) / "manifest.json"
+    if not p.exists():
+        return False
+    try:
+        man = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    if man.get("hbeval_version") != __version__ or man.get("inputs") != dict(sorted(study.input_hashes.items())):
+        return False
+    if _jsonable(man.get("parameters")) != _jsonable(study.config.to_dict()):
+        return False
+    files = {f.name: sha256_file(f) for f in sorted((Path(out) / "results").glob("*.csv"))}
+    return bool(files) and files == man.get("results")
+
+
+def _with_seed(study: Any, seed: int | None) -> Any:
+    if seed is None or int(seed) == study.config.seed:
+        return study
+    return dataclasses.replace(study, config=dataclasses.replace(study.config, seed=int(seed)))
+
+
+def compute_results(study: Any, out: Path, command: list[str], progress: bool = True) -> dict[str, pd.DataFrame]:
+    """Compute every table (:func:`hbeval.analyze.compute`) and write ``out/results`` and
+    ``out/manifest.json``; hbeval's own files of ``out/results`` are replaced, other files of
+    ``out`` stay (:func:`hbeval.outdir.update_output`)."""
+    from hbeval.analyze import compute, write_results
+    from hbeval.manifest import build_manifest, write_manifest
+
+    check_out(out, study.path)  # refuse before the work, not after
+    results = compute(study, progress=progress)
+    with updating(out, study.path, "results") as tmp:
+        write_results(results, tmp)
+        write_manifest(build_manifest(study, tmp, command), tmp)
+    return results
+
+
+# ======================================================================= the context
+class Report:
+    """What a notebook uses to put blocks into the report.
+
+    Open it with :meth:`open`; then :meth:`section`, :meth:`text`, :meth:`note`,
+    :meth:`table` and :meth:`figure` display blocks, and :meth:`results` reads a result
+    table. Outside IPython the blocks are collected in :attr:`blocks` only.
+    """
+
+    def __init__(self, study: Any, out: Path, lang: str = "en") -> None:
+        if lang not in i18n.LANGS:
+            raise UsageError(f"--lang must be one of {', '.join(i18n.LANGS)}")
+        self.study = study
+        self.config = study.config
+        self.out = Path(out)
+        self.lang = lang
+        self.blocks: list[dict[str, Any]] = []
+        self._section: str | None = None
+        self._cache: dict[str, pd.DataFrame] = {}
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, study: str | Path, out: str | Path | None = None, lang: str = "en", seed: int | None = None,
+             progress: bool = False) -> Report:
+        """Open the study and make sure ``out/results`` holds its current result tables
+        (computing them when they are missing or stale).
+
+        ``out=None`` means ``reports/<study name slug>`` beside the study folder's parent
+        (for a notebook opened in JupyterLab, the repository's ``reports/``).
+        """
+        from hbeval.study.store import open_study
+
+        s = _with_seed(open_study(Path(study)), seed)
+        out_p = Path(out) if out else default_out(s.config.name, Path(study).resolve().parent)
+        if not results_are_current(s, out_p):
+            compute_results(s, out_p, ["hbeval.report.render.Report.open", str(study)], progress=progress)
+        return cls(s, out_p, lang)
+
+    # ------------------------------------------------------------------ data
+    def results(self, name: str) -> pd.DataFrame:
+        """``out/results/<name>.csv`` (an empty frame when the analysis did not produce it)."""
+        if name not in self._cache:
+            p = self.out / "results" / f"{name}.csv"
+            self._cache[name] = pd.read_csv(p) if p.exists() and p.stat().st_size > 1 else pd.DataFrame()
+        return self._cache[name].copy()
+
+    def manifest(self) -> dict:
+        from hbeval.manifest import read_manifest
+
+        return read_manifest(self.out)
+
+    def t(self, key: str, **fields: Any) -> str:
+        return i18n.t(key, self.lang, **fields)
+
+    # ------------------------------------------------------------------ blocks
+    def _emit(self, kind: str, html_body: str, plain: str, extra: dict | None = None,
+              bundle: dict[str, Any] | None = None) -> None:
+        if self._section is None and kind != "heading":
+            raise RuntimeError("call Report.section(...) before adding blocks")
+        block = {"kind": kind, "section": self._section, "html": html_body, **(extra or {})}
+        self.blocks.append(block)
+        data = {"text/plain": plain, BLOCK_MIME: block}
+        if bundle:
+            data.update(bundle)
+        else:
+            data["text/html"] = html_body
+        _display(data)
+
+    def section(self, key: str) -> None:
+        """Start section ``key`` (one of :data:`SECTIONS`)."""
+        if key not in SECTIONS:
+            raise ValueError(f"unknown section {key!r}; known: {SECTIONS}")
+        self._section = key
+        title = self.t(f"sec_{key if key not in ('quality', 'checklists', 'repro') else key}")
+        self._emit("heading", f'<h2 id="sec-{key}">{html.escape(title)}</h2>', title, {"title": title})
+
+    def subheading(self, text: str) -> None:
+        self._emit("subheading", f"<h3>{html.escape(text)}</h3>", text)
+
+    def text(self, *paragraphs: str) -> None:
+        """Paragraphs of narrative (plain text; ``**bold**`` is kept)."""
+        body = "".join(f"<p>{_inline(p)}</p>" for p in paragraphs if p)
+        self._emit("text", body, "\n\n".join(paragraphs))
+
+    def note(self, text: str) -> None:
+        """A highlighted caveat."""
+        self._emit("note", f'<div class="note"><p>{_inline(text)}</p></div>', text)
+
+    def bullets(self, items: Sequence[str]) -> None:
+        body = "<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>"
+        self._emit("text", body, "\n".join(f"- {i}" for i in items))
+
+    def table(self, df: pd.DataFrame, caption: str, numeric: Iterable[str] = (), small: bool = False) -> None:
+        """A table of display strings (see the ``display_*`` functions); ``numeric`` columns are right-aligned."""
+        body = table_html(df, self.lang, numeric=set(numeric), small=small)
+        cap = f'<p class="caption-nb">{html.escape(caption)}</p>'
+        self._emit("table", body, f"{caption}\n{df.to_string(index=False) if len(df) else ''}",
+                   {"caption": caption}, bundle={"text/html": cap + body})
+
+    def figure(self, name: str, fig: Any, caption: str) -> Path:
+        """Save ``fig`` as ``out/figures/<name>.png`` (deterministic bytes) and show it."""
+        from hbeval.report.figures import save
+
+        path = save(fig, self.out / "figures" / f"{name}.png")
+        b64 = base64.b64encode(path.read_bytes()).decode("ascii")
+        self._emit("figure", "", caption, {"caption": caption, "name": name},
+                   bundle={"image/png": b64})
+        return path
+
+
+def _display(data: dict[str, Any]) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:  # pragma: no cover
+        return
+    if get_ipython() is None:
+        return
+    display(data, raw=True)
+
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_CODE = re.compile(r"`([^`]+)`")
+
+
+def _inline(text: str) -> str:
+    s = html.escape(text)
+    s = _BOLD.sub(r"<strong>\1</strong>", s)
+    return _CODE.sub(r"<code>\1</code>", s)
+
+
+def table_html(df: pd.DataFrame, lang: str, numeric: set[str] | None = None, small: bool = False) -> str:
+    """An HTML table of ``df`` (headers translated with :func:`hbeval.report.i18n.col`)."""
+    numeric = numeric or set()
+    if not len(df):
+        return f'<p class="empty">{html.escape(i18n.t("no_rows", lang))}</p>'
+    cls = "data small" if small or len(df.columns) > 7 else "data"
+    head = "".join(f"<th>{html.escape(i18n.col(str(c), lang))}</th>" for c in df.columns)
+    rows = []
+    for rec in df.itertuples(index=False):
+        cells = []
+        for c, v in zip(df.columns, rec):
+            s = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+            a = ' class="num"' if c in numeric else ""
+            cells.append(f"<td{a}>{html.escape(s)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+# ================================================================ display tables
+def _f(x: Any) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _primary_rows(effects: pd.DataFrame) -> pd.DataFrame:
+    if not len(effects):
+        return effects
+    m = effects["method"].astype(str)
+    keep = m.str.startswith(PRIMARY_METHOD) | m.str.startswith("ancova_hc2_no_baseline") | m.str.startswith("risk_difference")
+    keep |= effects["contrast"].astype(str) == "pilot_vs_comparison"
+    return effects[keep].drop_duplicates(["outcome", "contrast"])
+
+
+def est_ci(est: Any, lo: Any, hi: Any, lang: str, digits: int = 2) -> str:
+    if np.isnan(_f(est)):
+        return "–"
+    return f"{i18n.num(est, lang, digits, sign=True)} ({i18n.interval(lo, hi, lang, digits)})"
+
+
+def display_primary_effects(effects: pd.DataFrame, outcome: str, lang: str) -> pd.DataFrame:
+    """Every contrast of one outcome: estimate, SE, CI, p, RI p, adjusted p, n, Hedges' g."""
+    d = _primary_rows(effects)
+    d = d[d["outcome"] == outcome]
+    rows = []
+    for r in d.itertuples(index=False):
+        rows.append({"contrast": i18n.value(r.contrast, lang), "estimate": i18n.num(r.estimate, lang, 2, sign=True),
+                     "std_error": i18n.num(r.std_error, lang, 2), "ci": i18n.interval(r.ci_low, r.ci_high, lang),
+                     "p_value": i18n.pval(r.p_value, lang), "p_value_ri": i18n.pval(getattr(r, "p_value_ri", None), lang),
+                     "p_value_adj": i18n.pval(getattr(r, "p_value_adj", None), lang), "n": str(r.n),
+                     "hedges_g": i18n.num(getattr(r, "hedges_g", None), lang, 2)})
+    return pd.DataFrame(rows)
+
+
+def display_effects_matrix(effects: pd.DataFrame, outcomes: Sequence[str], contrasts: Sequence[str], lang: str,
+                           adjusted: bool = True, primary_only: bool = True) -> pd.DataFrame:
+    """One row per outcome, one column per contrast: ``estimate (CI)`` and the adjusted p
+    (rows of the primary specification unless ``primary_only=False``)."""
+    d = _primary_rows(effects) if primary_only else effects.drop_duplicates(["outcome", "contrast"])
+    rows = []
+    for o in outcomes:
+        s = d[d["outcome"] == o]
+        if not len(s):
+            continue
+        row = {"outcome": i18n.outcome(o, lang)}
+        for c in contrasts:
+            r = s[s["contrast"] == c]
+            if not len(r):
+                row[i18n.value(c, lang)] = "–"
+                continue
+            r0 = r.iloc[0]
+            p = r0.get("p_value_adj") if adjusted and not np.isnan(_f(r0.get("p_value_adj"))) else r0.get("p_value")
+            row[i18n.value(c, lang)] = f"{est_ci(r0['estimate'], r0['ci_low'], r0['ci_high'], lang)}; p {i18n.pval(p, lang)}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def display_baseline(baseline: pd.DataFrame, lang: str) -> pd.DataFrame:
+    """Variables (and levels) down, groups across: ``mean (SD)`` or ``n (%)``."""
+    if not len(baseline):
+        return baseline
+    groups = list(dict.fromkeys(baseline["group"]))
+    rows = []
+    for (var, lev), s in baseline.groupby(["variable", "level"], sort=False, dropna=False):
+        lev_s = "" if pd.isna(lev) else str(lev)
+        name = i18n.outcome(var.removesuffix("_start"), lang) + (" (start)" if lang == "en" and var.endswith("_start") else
+                                                                  " (alku)" if var.endswith("_start") else "")
+        if var in i18n.OUTCOMES or not var.endswith("_start"):
+            name = i18n.col(var, lang) if var in i18n.COLUMNS else name
+        row = {"variable": name if not lev_s else f"{name}: {i18n.value(lev_s, lang)}"}
+        for g in groups:
+            r = s[s["group"] == g]
+            if not len(r):
+                row[i18n.value(g, lang)] = ""
+                continue
+            r0 = r.iloc[0]
+            if lev_s:
+                pct = _f(r0["percent"])
+                row[i18n.value(g, lang)] = f"{r0['n']} ({i18n.num(pct, lang, 0)} %)" if not np.isnan(pct) else str(r0["n"])
+            else:
+                m = _f(r0["mean"])
+                row[i18n.value(g, lang)] = (f"{i18n.num(m, lang, 2)} ({i18n.num(r0['sd'], lang, 2)})" if not np.isnan(m)
+                                            else f"n {r0['n']}")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def display_balance(balance: pd.DataFrame, lang: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(covariates at the two margins, joint tests)."""
+    if not len(balance):
+        return balance, balance
+    cov = balance[(balance["row_type"] == "covariate") & balance["comparison"].isin(["frame_shares", "teaming"])]
+    rows = []
+    for var, s in cov.groupby("variable", sort=False):
+        row = {"variable": var}
+        for comp in ("frame_shares", "teaming"):
+            r = s[s["comparison"] == comp]
+            lab = i18n.value(comp, lang)
+            if not len(r):
+                continue
+            r0 = r.iloc[0]
+            row[f"{lab}: {i18n.col('difference', lang)}"] = i18n.num(r0["difference"], lang, 2, sign=True)
+            row[f"{lab}: {i18n.col('normalized_difference', lang)}"] = i18n.num(r0["normalized_difference"], lang, 2, sign=True)
+            row[f"{lab}: p"] = i18n.pval(r0["p_value"], lang)
+        rows.append(row)
+    joint = balance[balance["row_type"] != "covariate"]
+    jrows = [{"comparison": i18n.value(r.comparison, lang) if r.comparison != "all_cells" else i18n.value("cells (joint)", lang),
+              "method": str(r.row_type), "statistic": i18n.num(r.statistic, lang, 2), "p_value": i18n.pval(r.p_value, lang),
+              "p_value_ri": i18n.pval(r.p_value_ri, lang), "n": f"{r.n_a} / {r.n_b}" if r.row_type != "omnibus_ri" else str(r.n_a)}
+             for r in joint.itertuples(index=False)]
+    return pd.DataFrame(rows), pd.DataFrame(jrows)
+
+
+def display_consort(consort: pd.DataFrame, lang: str) -> pd.DataFrame:
+    if not len(consort):
+        return consort
+    return pd.DataFrame({"stage": [i18n.value(v, lang) for v in consort["stage"]],
+                         "group": [i18n.value(v, lang) for v in consort["group"]],
+                         "cell": [i18n.value(v, lang) for v in consort["cell"]],
+                         "reason": [i18n.value(v, lang) for v in consort["reason"]],
+                         "n": consort["n"].astype(str).to_list()})
+
+
+def display_attrition(attr: pd.DataFrame, lang: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if not len(attr):
+        return attr, attr
+    rates = attr[attr["section"] == "rate"]
+    r1 = pd.DataFrame({"cell": [i18n.value(v, lang) for v in rates["cell"]],
+                       "n_assigned": [i18n.num(v, lang, 0) if not isinstance(v, str) else v for v in rates["n_assigned"]],
+                       "n_observed": [i18n.num(v, lang, 0) if not isinstance(v, str) else v for v in rates["n_observed"]],
+                       "attrition_rate": [i18n.num(v, lang, 1, percent=True) for v in rates["attrition_rate"]]})
+    rows = []
+    for r in attr[attr["section"] != "rate"].itertuples(index=False):
+        if r.section == "lee_bounds":
+            est = f"[{i18n.num(r.lower_bound, lang, 2, sign=True)}, {i18n.num(r.upper_bound, lang, 2, sign=True)}]"
+            ci = i18n.interval(r.bound_ci_low, r.bound_ci_high, lang)
+        else:
+            est = i18n.num(r.estimate, lang, 3 if r.section == "differential" else 2, sign=True)
+            ci = i18n.interval(r.ci_low, r.ci_high, lang, 3 if r.section == "differential" else 2) if not np.isnan(_f(r.ci_low)) else "–"
+        rows.append({"section": i18n.value(r.section, lang), "contrast": i18n.value(r.contrast, lang), "estimate": est,
+                     "ci": ci, "p_value": i18n.pval(r.p_value, lang), "n": i18n.num(r.n, lang, 0)})
+    return r1, pd.DataFrame(rows)
+
+
+def display_comparison(comp: pd.DataFrame, lang: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(estimates incl. the placebo, overlap summary)."""
+    if not len(comp):
+        return comp, comp
+    est = comp[comp["section"].isin(["estimate", "placebo"])]
+    rows = []
+    for r in est.itertuples(index=False):
+        digits = 0 if str(r.item).endswith("_eur") else 2
+        name = i18n.outcome(r.item, lang) if r.section == "estimate" else i18n.t("cap_comp_placebo", lang).rstrip(".")
+        rows.append({"outcome": name, "estimate": i18n.num(r.estimate, lang, digits, sign=True),
+                     "ci": i18n.interval(r.ci_low, r.ci_high, lang, digits), "p_value": i18n.pval(r.p_value, lang),
+                     "n": f"{i18n.num(r.n_pilot, lang, 0)} / {i18n.num(r.n_comparison, lang, 0)}"})
+    ov = comp[comp["section"] == "overlap"]
+    orows = [{"group": i18n.value(r.group, lang), "n": str(r.n), "n_trimmed": str(r.n_trimmed), "ess": i18n.num(r.ess, lang, 0),
+              "P5 / P50 / P95": f"{i18n.num(r.ps_p05, lang, 2)} / {i18n.num(r.ps_median, lang, 2)} / {i18n.num(r.ps_p95, lang, 2)}"}
+             for r in ov.itertuples(index=False)]
+    return pd.DataFrame(rows), pd.DataFrame(orows)
+
+
+def display_process(process: pd.DataFrame, lang: str) -> pd.DataFrame:
+    if not len(process):
+        return process
+    rows = []
+    for m, s in process.groupby("measure", sort=False):
+        row = {"measure": i18n.outcome(m, lang)}
+        for r in s.itertuples(index=False):
+            digits = 0 if "eur" in m or "days" in m else 2
+            row[i18n.value(r.cell, lang)] = f"{i18n.num(r.mean, lang, digits)} (n {r.n})"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def display_costs(costs: pd.DataFrame, lang: str, period: str = "follow_up") -> pd.DataFrame:
+    if not len(costs):
+        return costs
+    d = costs[costs["period"] == period]
+    units = list(dict.fromkeys(zip(d["group"], d["cell"])))
+    rows = []
+    for cat, s in d.groupby("category", sort=False):
+        row = {"category": i18n.value("cost:teaming" if cat == "teaming" else cat, lang)}
+        for g, c in units:
+            r = s[(s["group"] == g) & (s["cell"] == c)]
+            lab = i18n.value(g, lang) if c == "all" else i18n.value(c, lang)
+            row[lab] = "" if not len(r) else (f"{i18n.num(r.iloc[0]['mean_eur'], lang, 0)} "
+                                             f"({i18n.interval(r.iloc[0]['ci_low'], r.iloc[0]['ci_high'], lang, 0)})")
+        rows.append(row)
+    nrow = {"category": "n"}
+    for g, c in units:
+        r = d[(d["group"] == g) & (d["cell"] == c)]
+        nrow[i18n.value(g, lang) if c == "all" else i18n.value(c, lang)] = str(r.iloc[0]["n"]) if len(r) else ""
+    rows.append(nrow)
+    return pd.DataFrame(rows)
+
+
+def display_cost_differences(diff: pd.DataFrame, lang: str, period: str = "follow_up") -> pd.DataFrame:
+    """Categories down, contrasts across: ``difference (CI)`` in euros per family; a last row
+    gives the gamma-log GLM ratio of mean totals (a check on the skewed costs)."""
+    if not len(diff):
+        return diff
+    d = diff[diff["period"] == period] if "period" in diff else diff
+    contrasts = list(dict.fromkeys(d["contrast"]))
+    rows = []
+    for cat, s in d.groupby("category", sort=False):
+        row = {"category": i18n.value("cost:teaming" if cat == "teaming" else cat, lang)}
+        for c in contrasts:
+            r = s[s["contrast"] == c]
+            row[i18n.value(c, lang)] = ("–" if not len(r) else
+                                        est_ci(r.iloc[0]["difference_eur"], r.iloc[0]["ci_low"], r.iloc[0]["ci_high"], lang, 0))
+        rows.append(row)
+    tot = d[d["category"] == "total"]
+    if "glm_ratio" in d and len(tot):
+        row = {"category": i18n.t("glm_ratio", lang)}
+        for c in contrasts:
+            r = tot[tot["contrast"] == c]
+            row[i18n.value(c, lang)] = ("–" if not len(r) or np.isnan(_f(r.iloc[0]["glm_ratio"])) else
+                                        f"{i18n.num(r.iloc[0]['glm_ratio'], lang, 2)} "
+                                        f"({i18n.interval(r.iloc[0]['glm_ci_low'], r.iloc[0]['glm_ci_high'], lang)})")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def display_cea(cea: pd.DataFrame, lang: str) -> pd.DataFrame:
+    if not len(cea):
+        return cea
+    rows = []
+    for r in cea.itertuples(index=False):
+        rows.append({"contrast": i18n.value(r.contrast, lang), "delta_cost_eur": i18n.num(r.delta_cost_eur, lang, 0, sign=True),
+                     "delta_effect": i18n.num(r.delta_effect, lang, 2, sign=True), "icer": i18n.num(r.icer, lang, 0),
+                     "ci_method": i18n.value(r.ci_method, lang),
+                     "icer_ci": i18n.interval(r.icer_ci_low, r.icer_ci_high, lang, 0), "quadrant": str(r.quadrant)})
+    return pd.DataFrame(rows)
+
+
+def display_ceac(ceac: pd.DataFrame, lang: str) -> pd.DataFrame:
+    if not len(ceac):
+        return ceac
+    rows = []
+    for w, s in ceac.groupby("wtp_eur", sort=True):
+        row = {"wtp_eur": i18n.num(w, lang, 0)}
+        for r in s.itertuples(index=False):
+            row[i18n.value(r.contrast, lang)] = i18n.num(r.prob_cost_effective, lang, 2)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def display_rosi(rosi: pd.DataFrame, lang: str) -> pd.DataFrame:
+    if not len(rosi):
+        return rosi
+    return pd.DataFrame({
+        "comparison": [i18n.value(v, lang) for v in rosi["comparison"]],
+        "intervention_cost_eur": [i18n.num(v, lang, 0) for v in rosi["intervention_cost_eur"]],
+        "avoided_cost_eur": [i18n.num(v, lang, 0) for v in rosi["avoided_cost_eur"]],
+        "rosi": [i18n.num(v, lang, 0, percent=True) for v in rosi["rosi"]],
+        "ci": [i18n.interval(a, b, lang, 0, percent=True) if not np.isnan(_f(a)) else "–"
+               for a, b in zip(rosi["ci_low"], rosi["ci_high"])]})
+
+
+def display_quality(dq: pd.DataFrame, lang: str) -> pd.DataFrame:
+    if not len(dq):
+        return dq
+    cols = [c for c in ("file", "rows_read", "rows_accepted", "rows_rejected", "severity", "column", "rule", "count") if c in dq]
+    out = dq[cols].copy().astype(object)
+    return out.where(out.notna(), "")
+
+
+def display_assumed_prices(unit_costs: pd.DataFrame, lang: str) -> pd.DataFrame:
+    """Catalogue rows whose ``source`` marks them as assumptions."""
+    if not len(unit_costs) or "source" not in unit_costs:
+        return pd.DataFrame()
+    d = unit_costs[unit_costs["source"].astype(str).str.contains("assum|oletus", case=False, regex=True)]
+    lab = "label_fi" if lang == "fi" else "label_en"
+    return pd.DataFrame({"service_code": d["service_code"].astype(str),
+                         "label": d[lab].astype(str) if lab in d else "", "unit": d["unit"].astype(str),
+                         "unit_cost_eur": [i18n.num(v, lang, 2) for v in d["unit_cost_eur"]],
+                         "source": d["source"].astype(str)})
+
+
+def display_params(params: dict[str, Any]) -> pd.DataFrame:
+    rows = [{"parameter": k, "value": json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else str(v)}
+            for k, v in sorted(params.items())]
+    return pd.DataFrame(rows)
+
+
+# ============================================================== assembling the report
+def collect_blocks(notebooks: Sequence[Path]) -> list[dict[str, Any]]:
+    """The report blocks of executed notebooks, in notebook and cell order."""
+    import nbformat
+
+    blocks: list[dict[str, Any]] = []
+    for p in notebooks:
+        nb = nbformat.read(str(p), as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            for o in cell.get("outputs", []):
+                if o.get("output_type") not in ("display_data", "execute_result"):
+                    continue
+                data = o.get("data", {})
+                b = data.get(BLOCK_MIME)
+                if not b:
+                    continue
+                b = dict(b)
+                if b["kind"] == "figure":
+                    png = data.get("image/png", "")
+                    b["src"] = "data:image/png;base64," + (png if isinstance(png, str) else "".join(png)).replace("\n", "")
+                blocks.append(b)
+    return blocks
+
+
+def _template_env():
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
+                              autoescape=jinja2.select_autoescape(["html", "j2"]), keep_trailing_newline=True)
+
+
+def build_html(blocks: list[dict[str, Any]], lang: str, meta: dict[str, Any]) -> str:
+    """The self-contained report: sections in :data:`SECTIONS` order, tables and figures numbered."""
+    by: dict[str, list[dict]] = {s: [] for s in SECTIONS}
+    for b in blocks:
+        by.setdefault(b["section"], []).append(b)
+    sections = []
+    nt = nf = 0
+    for key in SECTIONS:
+        bl = by.get(key) or []
+        if not bl:
+            continue
+        title = next((b["title"] for b in bl if b["kind"] == "heading"), i18n.t(f"sec_{key}", lang))
+        items = []
+        for b in bl:
+            if b["kind"] == "heading":
+                continue
+            b = dict(b)
+            if b["kind"] == "table":
+                nt += 1
+                b["label"] = f"{i18n.t('table', lang)} {nt}."
+            elif b["kind"] == "figure":
+                nf += 1
+                b["label"] = f"{i18n.t('figure', lang)} {nf}."
+            items.append(b)
+        sections.append({"key": key, "title": title, "items": items, "appendix": key in APPENDICES})
+    css = (templates_dir() / "report.css").read_text(encoding="utf-8")
+    tpl = _template_env().get_template("report.html.j2")
+    return tpl.render(lang=lang, sections=sections, css=css, meta=meta, t=lambda k, **f: i18n.t(k, lang, **f))
+
+
+def render_pdf(html_text: str, pdf_path: Path) -> Path:
+    """``report.pdf`` from the report's HTML with WeasyPrint (no network: every resource is a data URI)."""
+    import logging
+
+    from weasyprint import HTML
+    from weasyprint.urls import URLFetcher
+
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)
+    logging.getLogger("fontTools").setLevel(logging.ERROR)
+
+    fetcher = URLFetcher(allowed_protocols=["data"], fail_on_errors=True)
+    HTML(string=html_text, url_fetcher=fetcher, base_url=str(pdf_path.parent)).write_pdf(str(pdf_path))
+    return pdf_path
+
+
+def _jobs() -> int:
+    env = os.environ.get("HBEVAL_REPORT_JOBS")
+    if env:
+        return max(1, int(env))
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def execute_notebooks(study_path: Path, out: Path, lang: str, seed: int, progress: bool = True,
+                      jobs: int | None = None) -> list[Path]:
+    """Run every numbered notebook with papermill into ``out/notebooks`` (executed copies).
+
+    The notebooks only read ``out/results`` and write their own figures, so they are
+    independent: with ``jobs > 1`` (default: 2 on a machine with two or more cores;
+    ``HBEVAL_REPORT_JOBS`` overrides) they run in parallel kernels. Progress is one line per
+    notebook started and finished (papermill's cell progress bar when ``jobs == 1``).
+    """
+    import papermill as pm
+
+    nbs = notebook_paths()
+    if not nbs:
+        raise HbevalError(f"no notebooks in {notebooks_dir()}")
+    (out / "notebooks").mkdir(parents=True, exist_ok=True)
+    jobs = jobs or _jobs()
+    params = {"study": str(study_path), "out": str(out), "lang": lang, "seed": seed}
+
+    def one(i: int, src: Path) -> Path:
+        dst = out / "notebooks" / src.name
+        if progress:
+            print(f"[notebook {i}/{len(nbs)}] {src.name} ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        try:
+            pm.execute_notebook(str(src), str(dst), parameters=params, progress_bar=progress and jobs == 1,
+                                kernel_name="python3", cwd=str(out), log_output=False,
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"])
+        except pm.PapermillExecutionError as e:
+            raise HbevalError(f"notebook {src.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from e
+        if progress:
+            print(f"      {src.name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        return dst
+
+    if jobs == 1:
+        return [one(i, src) for i, src in enumerate(nbs, 1)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(one, i, src) for i, src in enumerate(nbs, 1)]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def run(study_dir: str | Path, out: str | Path | None = None, lang: str = "en", progress: bool = True) -> int:
+    """``hbeval report``: compute, execute the notebooks, render HTML and PDF, swap into place.
+
+    Returns the exit status (0); errors are raised as :class:`hbeval.errors.HbevalError`.
+    """
+    from hbeval.study.store import open_study
+
+    if lang not in i18n.LANGS:
+        raise UsageError(f"--lang must be one of {', '.join(i18n.LANGS)}")
+    t_start = time.perf_counter()
+    study_path = Path(study_dir).resolve()
+    study = open_study(study_path)
+    out_p = Path(out).resolve() if out else default_out(study.config.name).resolve()
+    command = ["hbeval", "report", str(study_dir)] + (["--out", str(out)] if out else []) + ["--lang", lang]
+    with building(out_p, study_path) as tmp:
+        if progress:
+            print(f"hbeval report: analysing {study_path}", file=sys.stderr, flush=True)
+        compute_results(study, tmp, command, progress=progress)
+        nbs = execute_notebooks(study_path, tmp, lang, study.config.seed, progress=progress)
+        if progress:
+            print("[render] report.html and report.pdf", file=sys.stderr, flush=True)
+        man = json.loads((tmp / "manifest.json").read_text(encoding="utf-8"))
+        meta = {"study_name": study.config.name, "version": __version__, "seed": study.config.seed,
+                "price_year": study.config.price_year, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
+                "results_digest": hashlib.sha256(json.dumps(man["results"], sort_keys=True).encode()).hexdigest()[:16]}
+        html_text = build_html(collect_blocks(nbs), lang, meta)
+        (tmp / "report.html").write_text(html_text, encoding="utf-8")
+        render_pdf(html_text, tmp / "report.pdf")
+    print(f"report written to {out_p} ({time.perf_counter() - t_start:.0f} s): report.html, report.pdf, "
+          f"figures/, results/, notebooks/, manifest.json")
+    return 0
+
+
+
+
+# ================================================================= verify and golden
+def _key_columns(old: pd.DataFrame, new: pd.DataFrame) -> list[str]:
+    """Columns that identify a row: the text columns shared by both versions (counts such
+    as ``n`` can be text too, since suppressed counts read ``<5``; they are left out), with
+    columns not needed for uniqueness dropped. Rows that the key does not tell apart are
+    told apart by their order of occurrence (see :func:`diff_tables`)."""
+    shared = [c for c in old.columns if c in new.columns]
+    text = [c for c in shared if not pd.api.types.is_numeric_dtype(old[c]) and not pd.api.types.is_numeric_dtype(new[c])
+            and not pd.api.types.is_bool_dtype(old[c])]
+    keys = [c for c in text if c not in ("n", "n_a", "n_b", "missing", "n_trimmed", "count")]
+    if not keys:
+        return []
+
+    def dup(cols: list[str]) -> int:
+        return int(old.duplicated(cols).sum() + new.duplicated(cols).sum())
+
+    best = dup(keys)
+    for c in reversed(list(keys)):
+        trial = [k for k in keys if k != c]
+        if trial and dup(trial) <= best:
+            keys = trial
+    return keys
+
+
+def _same(a: Any, b: Any) -> bool:
+    if pd.isna(a) and pd.isna(b):
+        return True
+    return str(a) == str(b)
+
+
+def diff_tables(old: pd.DataFrame, new: pd.DataFrame, max_lines: int = 20) -> list[str]:
+    """Readable differences between two versions of a result table: rows added or
+    removed, columns added or removed, and ``row key · column: old → new`` for each value
+    that changed (at most ``max_lines`` lines)."""
+    lines: list[str] = []
+    for c in old.columns:
+        if c not in new.columns:
+            lines.append(f"column {c} removed")
+    for c in new.columns:
+        if c not in old.columns:
+            lines.append(f"column {c} added")
+    keys = _key_columns(old, new)
+    cols = [c for c in old.columns if c in new.columns and c not in keys]
+    if keys:
+        o, n = old.copy(), new.copy()
+        o["#"] = o.groupby(keys, dropna=False, sort=False).cumcount() + 1
+        n["#"] = n.groupby(keys, dropna=False, sort=False).cumcount() + 1
+        kk = keys + ["#"]
+        o, n = o.set_index(kk), n.set_index(kk)
+        for k in o.index.difference(n.index, sort=False):
+            lines.append(f"row {_fmt_key(kk, k)} removed")
+        for k in n.index.difference(o.index, sort=False):
+            lines.append(f"row {_fmt_key(kk, k)} added")
+        common = [k for k in o.index if k in n.index]
+        pairs = ((_fmt_key(kk, k), o.loc[k], n.loc[k]) for k in common)
+    else:
+        if len(old) != len(new):
+            lines.append(f"{len(old)} rows → {len(new)} rows")
+        m = min(len(old), len(new))
+        pairs = ((f"row {i + 2}", old.iloc[i], new.iloc[i]) for i in range(m))
+    shown = 0
+    total = 0
+    for label, ro, rn in pairs:
+        for c in cols:
+            if not _same(ro[c], rn[c]):
+                total += 1
+                if shown < max_lines:
+                    lines.append(f"{label} · {c}: {ro[c]} → {rn[c]}")
+                    shown += 1
+    if total > shown:
+        lines.append(f"... and {total - shown} more changed values")
+    return lines
+
+
+def _fmt_key(keys: list[str], k: Any) -> str:
+    vals = k if isinstance(k, tuple) else (k,)
+    parts = []
+    for c, v in zip(keys, vals):
+        if c == "#":
+            if v > 1:
+                parts.append(f"(occurrence {v})")
+        elif not pd.isna(v):
+            parts.append(f"{c}={v}")
+    return ", ".join(parts)
+
+
+def verify(out_dir: str | Path, progress: bool = True) -> int:
+    """``hbeval verify OUT``: re-run the analysis of ``OUT/manifest.json`` and compare the
+    SHA-256 of every ``results/*.csv``. Returns 0 when all match, 1 otherwise (printing
+    which tables changed, and which rows and columns, old → new)."""
+    from hbeval.analyze import compute, write_results
+    from hbeval.manifest import read_manifest, sha256_file
+    from hbeval.study.store import open_study
+
+    out = Path(out_dir)
+    if not (out / "manifest.json").exists():
+        raise UsageError(f"{out} has no manifest.json: give the folder written by hbeval report or hbeval analyze")
+    man = read_manifest(out)
+    study_path = Path(man["study"])
+    if not study_path.is_dir():
+        raise InputError(f"the study folder of the manifest does not exist: {study_path}", file=str(out / "manifest.json"))
+    problems: list[str] = []
+    study = open_study(study_path)
+    # inputs
+    old_in, new_in = man.get("inputs", {}), dict(study.input_hashes)
+    changed_inputs = sorted(k for k in set(old_in) | set(new_in) if old_in.get(k) != new_in.get(k))
+    # parameters: re-run with the manifest's parameters where the study's file changed them
+    params = man.get("parameters", {})
+    cur = _jsonable(study.config.to_dict())
+    changed_params = sorted(k for k in set(params) | set(cur) if _jsonable(params.get(k)) != cur.get(k))
+    if changed_params:
+        try:
+            cfg = dataclasses.replace(study.config, **{k: (tuple(v) if isinstance(getattr(study.config, k), tuple) else v)
+                                                      for k, v in params.items() if k in cur})
+            study = dataclasses.replace(study, config=cfg)
+        except (TypeError, ValueError) as e:
+            problems.append(f"the manifest's parameters cannot be applied ({e})")
+    if progress:
+        print(f"hbeval verify: re-running the analysis of {study_path}", file=sys.stderr, flush=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".verify-"))
+    try:
+        write_results(compute(study, progress=progress), tmp)
+        new_hash = {p.name: sha256_file(p) for p in sorted((tmp / "results").glob("*.csv"))}
+        old_hash = man.get("results", {})
+        differ = sorted(k for k in set(old_hash) | set(new_hash) if old_hash.get(k) != new_hash.get(k))
+        # the stored files themselves may have been edited since the manifest
+        edited = sorted(k for k, h in old_hash.items() if (out / "results" / k).exists() and sha256_file(out / "results" / k) != h)
+        report_lines: list[str] = []
+        for name in differ:
+            if name not in new_hash:
+                report_lines.append(f"results/{name}: in the manifest but no longer produced")
+                continue
+            if name not in old_hash:
+                report_lines.append(f"results/{name}: produced now but not in the manifest")
+                continue
+            report_lines.append(f"results/{name}: SHA-256 {old_hash[name][:12]} → {new_hash[name][:12]}")
+            old_file = out / "results" / name
+            if old_file.exists() and name not in edited:
+                try:
+                    d = diff_tables(pd.read_csv(old_file), pd.read_csv(tmp / "results" / name))
+                except Exception as e:  # pragma: no cover - unreadable file
+                    d = [f"(cannot diff: {e})"]
+                report_lines += ["    " + x for x in (d or ["(same values, different bytes)"])]
+            else:
+                report_lines.append("    (the stored copy is missing or was edited, so the old values are unknown)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for name in edited:
+        problems.append(f"results/{name} in {out} was changed after its manifest was written")
+    if not differ and not problems:
+        print(f"verify: OK — all {len(new_hash)} result tables reproduce (SHA-256 match)")
+        return 0
+    msg = ["verify: FAILED"]
+    if differ:
+        msg.append(f"{len(differ)} of {len(set(old_hash) | set(new_hash))} result tables changed: "
+                   + ", ".join(n.removesuffix('.csv') for n in differ))
+    if changed_inputs:
+        msg.append("input files changed since the manifest: " + ", ".join(changed_inputs))
+    if changed_params:
+        msg.append("parameters in study.toml changed since the manifest (re-run with the manifest's values): "
+                   + ", ".join(changed_params))
+    msg += problems + report_lines
+    print("\n".join(msg))
+    return 1
+
+
+def compare_golden(out_dir: str | Path, golden_manifest_path: str | Path) -> int:
+    """Compare the result hashes of ``OUT`` with a committed golden manifest (CI).
+
+    Returns 0 when every ``results/*.csv`` of ``OUT`` has the golden SHA-256, 1 otherwise,
+    printing the tables that differ and how to update the golden on purpose.
+    """
+    from hbeval.manifest import sha256_file
+
+    out = Path(out_dir)
+    golden = json.loads(Path(golden_manifest_path).read_text(encoding="utf-8"))
+    gold = golden.get("results", {})
+    now = {p.name: sha256_file(p) for p in sorted((out / "results").glob("*.csv"))}
+    differ = sorted(k for k in set(gold) | set(now) if gold.get(k) != now.get(k))
+    if not differ:
+        print(f"golden: OK — all {len(now)} result tables match {golden_manifest_path}")
+        return 0
+    lines = [f"golden: FAILED — {len(differ)} result table(s) differ from {golden_manifest_path}:"]
+    for k in differ:
+        if k not in now:
+            lines.append(f"  {k}: in the golden manifest, not produced")
+        elif k not in gold:
+            lines.append(f"  {k}: produced, not in the golden manifest")
+        else:
+            lines.append(f"  {k}: {gold[k][:12]} (golden) → {now[k][:12]} (now)")
+    g_in, n_in = golden.get("inputs", {}), {}
+    man_p = out / "manifest.json"
+    if man_p.exists():
+        m = json.loads(man_p.read_text(encoding="utf-8"))
+        n_in = m.get("inputs", {})
+        if golden.get("hbeval_version") != m.get("hbeval_version"):
+            lines.append(f"  hbeval version: {golden.get('hbeval_version')} (golden) → {m.get('hbeval_version')}")
+        if _jsonable(golden.get("parameters")) != _jsonable(m.get("parameters")):
+            lines.append("  the parameters differ from the golden run")
+    ch = sorted(k for k in set(g_in) | set(n_in) if g_in.get(k) != n_in.get(k))
+    if ch:
+        lines.append("  input files differ from the golden run: " + ", ".join(ch))
+    lines.append(f"If the change is intended, update the golden manifest: cp {man_p} {golden_manifest_path}")
+    print("\n".join(lines))
+    return 1
+
+
+__all__ = ["SECTIONS", "Report", "build_html", "collect_blocks", "compare_golden", "compute_results", "default_out",
+           "diff_tables", "execute_notebooks", "notebook_paths", "render_pdf", "results_are_current", "run", "slug",
+           "table_html", "verify"]

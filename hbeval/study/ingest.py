@@ -1,0 +1,842 @@
+"""Ingestion: messy office exports in, a validated DuckDB study store and a ledger out.
+
+This module is the I/O boundary. It reads each table of the study folder from CSV
+(comma or semicolon, decimal comma, UTF-8 with or without BOM, or CP1252) or ``.xlsx``,
+maps Finnish headers and values to the canonical ones (``data_schema/aliases.json``),
+drops direct-identifier columns, replaces ``hetu`` by a keyed pseudonym, and validates
+every cell against the Frictionless schema in ``data_schema/tables``. The checks are
+compiled from the schema into SQL and run inside DuckDB, so a national-register export of
+tens of millions of rows is never loaded into pandas.
+
+Every input row is accounted for in the :class:`~hbeval.study.quality.Ledger`: accepted, or
+rejected with file, spreadsheet row, column, value and rule. When nothing is rejected the
+store ``STUDY/.hbeval/store.duckdb`` is replaced atomically; otherwise the previous store
+stays as it was.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from hbeval import __version__
+from hbeval.study.config import StudyConfig, load_config
+from hbeval.errors import InputError
+from hbeval.study.pseudonym import check_hetu, pseudonym
+from hbeval.study.quality import Ledger, mask
+from hbeval.study.schema import (
+    TABLE_ORDER,
+    TableSchema,
+    column_alias_map,
+    data_schema_dir,
+    instruments,
+    is_direct_identifier,
+    normalise_name,
+    tables,
+    value_alias_map,
+)
+
+WORK_DIR = ".hbeval"
+#: DuckDB column type of each Frictionless field type.
+SQL_TYPES = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "date": "DATE"}
+STORE_NAME = "store.duckdb"
+PACKAGE_DATA = Path(__file__).resolve().parent.parent / "data"
+#: Dates later than this many days after the run are implausible.
+FUTURE_DAYS = 366
+EARLIEST_DATE = "1900-01-01"
+_CP1252_UNDEFINED = {0x81, 0x8D, 0x8F, 0x90, 0x9D}
+_CHUNK = 1 << 24
+
+
+def work_dir(study_dir: Path) -> Path:
+    return Path(study_dir) / WORK_DIR
+
+
+def store_path(study_dir: Path) -> Path:
+    return work_dir(study_dir) / STORE_NAME
+
+
+# ------------------------------------------------------------------ sources
+@dataclass(frozen=True)
+class Source:
+    table: str
+    path: Path
+    sheet: str | None = None  # for .xlsx
+
+    @property
+    def label(self) -> str:
+        return f"{self.path.name}[{self.sheet}]" if self.sheet and self.path.stem != self.table else self.path.name
+
+
+def find_sources(study_dir: Path) -> dict[str, Source]:
+    """Locate each table: ``<table>.csv``, ``<table>.xlsx`` or a sheet ``<table>`` of a workbook."""
+    study_dir = Path(study_dir)
+    found: dict[str, list[Source]] = {}
+    for name in TABLE_ORDER:
+        for ext in (".csv", ".xlsx"):
+            p = study_dir / f"{name}{ext}"
+            if p.exists():
+                found.setdefault(name, []).append(Source(name, p, name if ext == ".xlsx" else None))
+    for wb in sorted(study_dir.glob("*.xlsx")):
+        if wb.stem in TABLE_ORDER or wb.name.startswith("~$"):
+            continue
+        for sheet in _sheet_names(wb):
+            t = normalise_name(sheet)
+            if t in TABLE_ORDER:
+                found.setdefault(t, []).append(Source(t, wb, sheet))
+    out: dict[str, Source] = {}
+    for name, srcs in found.items():
+        if len(srcs) > 1:
+            raise InputError(
+                f"table {name} is given more than once ({', '.join(s.label for s in srcs)}); keep one", file=srcs[0].path.name
+            )
+        out[name] = srcs[0]
+    return out
+
+
+def _workbook(path: Path):
+    from python_calamine import CalamineWorkbook
+
+    try:
+        return CalamineWorkbook.from_path(str(path))
+    except Exception as e:
+        raise InputError(f"not a readable .xlsx workbook ({type(e).__name__}: {e})", file=path.name, row=1, column="A") from e
+
+
+def _sheet_names(path: Path) -> list[str]:
+    return list(_workbook(path).sheet_names)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------ raw reading
+@dataclass(frozen=True)
+class _BadByte:
+    offset: int
+    problem: str
+
+
+def _scan_bytes(path: Path) -> tuple[str, _BadByte | None]:
+    """One pass over the raw bytes: the encoding (``utf-8`` or ``cp1252``) and the first
+    byte that makes the file unreadable (a NUL, a byte that is neither UTF-8 nor
+    Windows-1252, or a Windows-1252 row in an otherwise UTF-8 file)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "utf-16", _BadByte(0, "UTF-16 text (a byte-order mark FF FE); save the file as UTF-8 CSV")
+    dec = codecs.getincrementaldecoder("utf-8")()
+    first_bad: int | None = None
+    has_multibyte = False
+    pos = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            nul = chunk.find(b"\x00")
+            if nul >= 0:
+                return "binary", _BadByte(pos + nul, "a NUL byte: binary data or UTF-16 text, not a CSV export")
+            if first_bad is None:
+                try:
+                    dec.decode(chunk)
+                except UnicodeDecodeError as e:
+                    first_bad = pos + e.start
+                    has_multibyte = has_multibyte or bool(_UTF8_MULTI.search(chunk, 0, e.start))
+                else:
+                    has_multibyte = has_multibyte or bool(_UTF8_MULTI.search(chunk))
+            if first_bad is not None:
+                bad = [chunk.find(bytes([b])) for b in _CP1252_UNDEFINED]
+                bad = [i for i in bad if i >= 0]
+                if bad:
+                    return "cp1252", _BadByte(pos + min(bad), f"byte 0x{chunk[min(bad)]:02X} is neither UTF-8 nor "
+                                                              "Windows-1252 text; save the file as UTF-8 CSV")
+            pos += len(chunk)
+    if first_bad is None:
+        try:
+            dec.decode(b"", final=True)
+            return "utf-8", None
+        except UnicodeDecodeError:
+            first_bad = pos - 1
+    if has_multibyte:
+        return "cp1252", _BadByte(first_bad, "mixed encodings: this row is Windows-1252 (Latin-1) text while earlier "
+                                             "rows are UTF-8; re-export the whole file as UTF-8 CSV")
+    return "cp1252", None
+
+
+_UTF8_MULTI = re.compile(rb"[\xc2-\xf4][\x80-\xbf]+")
+
+
+def _locate(path: Path, offset: int) -> tuple[int, bytes, bytes]:
+    """Spreadsheet row of byte ``offset`` (header = row 1), the bytes of its line before the
+    offset, and the header line."""
+    with open(path, "rb") as f:
+        header = f.readline()
+        f.seek(0)
+        row, done, prefix = 1, 0, b""
+        while done <= offset:
+            chunk = f.read(min(_CHUNK, offset - done + 1))
+            if not chunk:
+                break
+            part = chunk[: offset - done]
+            row += part.count(b"\n")
+            nl = part.rfind(b"\n")
+            prefix = part[nl + 1:] if nl >= 0 else prefix + part
+            done += len(chunk)
+    return row, prefix, header
+
+
+def _fail_at(path: Path, bad: _BadByte) -> InputError:
+    """An :class:`InputError` naming the row and column of a bad byte."""
+    row, prefix, header = _locate(path, bad.offset)
+    htext = header.decode("latin-1").lstrip("\ufeff\u00ef\u00bb\u00bf").rstrip("\r\n")
+    delim = _sniff_delimiter(htext)
+    k = prefix.count(delim.encode())
+    names = next(csv.reader([htext], delimiter=delim), []) if row > 1 else []
+    column = names[k] if k < len(names) and names[k].isascii() and names[k].strip() else _col_letter(k)
+    return InputError(bad.problem, file=path.name, row=row, column=column)
+
+
+def _detect_encoding(path: Path) -> str:
+    """``utf-8`` (BOM or not) when the whole file decodes, else ``cp1252``; raises
+    :class:`InputError` naming row and column of the first unreadable byte."""
+    enc, bad = _scan_bytes(path)
+    if bad is not None:
+        raise _fail_at(path, bad)
+    return enc
+
+
+def _header_line(path: Path, encoding: str) -> str:
+    with open(path, encoding="utf-8-sig" if encoding == "utf-8" else encoding, newline="") as f:
+        line = f.readline()
+    return line.rstrip("\r\n")
+
+
+def _sniff_delimiter(header: str) -> str:
+    counts = {d: 0 for d in (";", ",", "\t")}
+    in_q = False
+    for ch in header:
+        if ch == '"':
+            in_q = not in_q
+        elif not in_q and ch in counts:
+            counts[ch] += 1
+    best = max(counts, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] else ","
+
+
+def _read_csv(con: duckdb.DuckDBPyConnection, src: Source, raw: str, tmpdir: Path) -> tuple[list[str], int]:
+    """Load ``src`` as all-text table ``raw`` with a ``_row`` column (spreadsheet row).
+
+    Returns the header and the number of data rows read; structural faults (a row with
+    too few or too many fields) are returned through the ``_structural`` table.
+    """
+    path = src.path
+    if path.stat().st_size == 0:
+        raise InputError("the file is empty (not even a header row)", file=path.name, row=1, column="A")
+    enc = _detect_encoding(path)
+    header_text = _header_line(path, enc)
+    if not header_text.strip():
+        raise InputError("the first row is empty: the header must be on row 1", file=path.name, row=1, column="A")
+    delim = _sniff_delimiter(header_text)
+    header = next(csv.reader([header_text], delimiter=delim))
+    read_path = path
+    if enc == "cp1252":
+        read_path = tmpdir / f"{src.table}.utf8.csv"
+        with open(path, encoding="cp1252", newline="") as fi, open(read_path, "w", encoding="utf-8", newline="") as fo:
+            shutil.copyfileobj(fi, fo, _CHUNK)
+    cols = {f"c{i}": "VARCHAR" for i in range(len(header))}
+    con.execute("DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans")
+    rel = (
+        f"read_csv({_q(str(read_path))}, delim={_q(delim)}, header=true, auto_detect=false, quote='\"', escape='\"', "
+        f"columns={_struct(cols)}, store_rejects=true, max_line_size=1048576, strict_mode=true)"
+    )
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {raw} AS SELECT row_number() OVER () + 1 AS _row, * FROM {rel}")
+    except duckdb.Error as e:
+        first = str(e).splitlines()[0]
+        m = re.search(r"line (\d+)", str(e))
+        raise InputError(f"cannot be read as CSV: {first}", file=path.name, row=int(m.group(1)) if m else 1,
+                         column="A") from e
+    rej = con.execute("SELECT DISTINCT line, error_type, csv_line FROM reject_errors ORDER BY line").fetchall()
+    n_ok = con.execute(f"SELECT count(*) FROM {raw}").fetchone()[0]
+    con.execute("CREATE OR REPLACE TEMP TABLE _structural(_row BIGINT, col VARCHAR, problem VARCHAR, value VARCHAR)")
+    if rej:
+        lines = np.array([r[0] for r in rej], dtype=np.int64)
+        total = n_ok + len(rej)
+        all_lines = np.arange(2, total + 2, dtype=np.int64)
+        ok_lines = np.setdiff1d(all_lines, lines, assume_unique=True)[:n_ok]
+        con.register("_ok_lines", pd.DataFrame({"_k": np.arange(1, n_ok + 1), "_row": ok_lines}))
+        con.execute(f"CREATE OR REPLACE TABLE {raw} AS SELECT o._row, r.* EXCLUDE (_row) FROM {raw} r "
+                    f"JOIN _ok_lines o ON o._k = r._row - 1 ORDER BY o._row")
+        con.unregister("_ok_lines")
+        con.executemany("INSERT INTO _structural VALUES (?, ?, ?, ?)",
+                        [(int(line), *_structural_fault(et, csv_line, delim, header)) for line, et, csv_line in rej])
+    return header, n_ok + len(rej)
+
+
+def _structural_fault(error_type: str, csv_line: str | None, delim: str, header: list[str]) -> tuple[str, str, str]:
+    """(column, problem, value) of a row DuckDB could not split into the header's fields:
+    the first missing column, or the first column beyond the header."""
+    line = csv_line or ""
+    try:
+        n = len(next(csv.reader([line], delimiter=delim)))
+    except (csv.Error, StopIteration):
+        n = 0
+    if "MISSING" in error_type.upper():
+        col = header[n] if n < len(header) else _col_letter(n)
+        return col, f"row has too few fields ({n} of {len(header)}; truncated?)", line[-80:]
+    if "TOO MANY" in error_type.upper().replace("_", " ") or n > len(header):
+        return _col_letter(len(header)), f"row has too many fields ({n} for {len(header)} columns; a stray separator?)", line[:80]
+    q = line.find('"')
+    k = line[:q].count(delim) if q >= 0 else 0
+    col = header[k] if k < len(header) else _col_letter(k)
+    return col, f"row cannot be read as CSV ({error_type.lower()}; an unterminated quote?)", line[:80]
+
+
+def _read_xlsx(con: duckdb.DuckDBPyConnection, src: Source, raw: str) -> tuple[list[str], int]:
+    """Load a sheet (read with python-calamine) as all-text table ``raw`` with ``_row``."""
+    wb = _workbook(src.path)
+    label = src.label
+    name = src.sheet if src.sheet in wb.sheet_names else wb.sheet_names[0]
+    try:
+        rows = wb.get_sheet_by_name(name).to_python(skip_empty_area=False)
+    except Exception as e:
+        raise InputError(f"sheet {name} cannot be read ({type(e).__name__}: {e})", file=label, row=1, column="A") from e
+    if not rows or all(_blank(v) for v in rows[0]):
+        raise InputError("the sheet is empty or its first row is empty: the header must be on row 1", file=label, row=1,
+                         column="A")
+    header_vals = list(rows[0])
+    while header_vals and _blank(header_vals[-1]):
+        header_vals.pop()
+    if any(_blank(v) for v in header_vals):
+        i = next(i for i, v in enumerate(header_vals) if _blank(v))
+        raise InputError(
+            f"header cell {_col_letter(i)}1 is empty (merged header cells?): one plain header row is required",
+            file=label, row=1, column=_col_letter(i),
+        )
+    header = [str(v).strip() for v in header_vals]
+    ncol = len(header)
+    data: list[list[str | None]] = []
+    row_no: list[int] = []
+    for r, vals in enumerate(rows[1:], start=2):
+        vals = list(vals[:ncol]) + [None] * max(0, ncol - len(vals))
+        if all(_blank(v) for v in vals):
+            continue
+        data.append([_cell_text(v) for v in vals])
+        row_no.append(r)
+    df = pd.DataFrame(data, columns=[f"c{i}" for i in range(ncol)], dtype=object) if data else pd.DataFrame(
+        {f"c{i}": pd.Series([], dtype=object) for i in range(ncol)})
+    df.insert(0, "_row", np.array(row_no, dtype=np.int64))
+    con.register("_xlsx", df)
+    cols = ", ".join(f"CAST(c{i} AS VARCHAR) AS c{i}" for i in range(ncol))
+    con.execute(f"CREATE OR REPLACE TABLE {raw} AS SELECT CAST(_row AS BIGINT) AS _row, {cols} FROM _xlsx")
+    con.unregister("_xlsx")
+    con.execute("CREATE OR REPLACE TEMP TABLE _structural(_row BIGINT, col VARCHAR, problem VARCHAR, value VARCHAR)")
+    return header, len(df)
+
+
+def _blank(v: object) -> bool:
+    return v is None or (isinstance(v, str) and not v.strip())
+
+
+def _cell_text(v: object) -> str | None:
+    if _blank(v):
+        return None
+    if isinstance(v, dt.datetime):
+        return v.date().isoformat() if v.time() == dt.time(0) else v.isoformat(sep=" ")
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, float):
+        if v.is_integer() and abs(v) < 1e15:
+            return str(int(v))
+        return repr(v)
+    if isinstance(v, bool):
+        return str(v).lower()
+    return str(v)
+
+
+def _col_letter(i: int) -> str:
+    s = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        s = chr(65 + r) + s
+    return s
+
+
+def _q(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _ident(s: str) -> str:
+    return '"' + s.replace('"', '""') + '"'
+
+
+def _struct(cols: dict[str, str]) -> str:
+    return "{" + ", ".join(f"{_q(k)}: {_q(v)}" for k, v in cols.items()) + "}"
+
+
+# ------------------------------------------------------------------ headers
+@dataclass
+class HeaderMap:
+    canonical: dict[str, str]  # raw column (c0..) -> canonical name
+    extra: dict[str, str]  # raw column -> kept unknown column (normalised name)
+    dropped: list[str]  # direct identifier headers dropped
+    hetu: str | None  # raw column holding hetu
+
+
+def map_header(header: list[str], schema: TableSchema, label: str) -> HeaderMap:
+    aliases = column_alias_map(schema.name)
+    canonical: dict[str, str] = {}
+    extra: dict[str, str] = {}
+    dropped: list[str] = []
+    hetu = None
+    seen: dict[str, str] = {}
+    for i, h in enumerate(header):
+        raw = f"c{i}"
+        norm = normalise_name(h)
+        if not norm:
+            raise InputError(f"column {_col_letter(i)} has an empty header", file=label, row=1, column=_col_letter(i))
+        target = aliases.get(norm)
+        if target is None and is_direct_identifier(h):
+            dropped.append(h)
+            continue
+        name = target or norm
+        if name in seen:
+            raise InputError(
+                f"duplicate column: '{h}' and '{seen[name]}' both mean {name}", file=label, row=1, column=h
+            )
+        seen[name] = h
+        if target == "hetu":
+            hetu = raw
+        elif target:
+            canonical[raw] = target
+        else:
+            extra[raw] = norm
+    return HeaderMap(canonical, extra, dropped, hetu)
+
+
+# ------------------------------------------------------------------ SQL for cells
+_NBSP = "\u00a0\u202f"  # no-break spaces Finnish Excel puts in numbers
+_NUM_RE = r"^[+-]?([0-9]+([.,][0-9]+)?|[.,][0-9]+)([eE][+-]?[0-9]+)?$"
+
+
+def _clean(x: str) -> str:
+    """Trimmed text with no-break spaces made plain, NULL when empty (plain ``replace``:
+    a regular expression here cost more than all the checks together)."""
+    y = x
+    for ch in _NBSP:
+        y = f"replace({y}, '{ch}', ' ')"
+    return f"NULLIF(trim({y}), '')"
+
+
+def _number_sql(c: str) -> str:
+    """Number of the cleaned text ``c`` (decimal comma, thousands spaces), else NULL."""
+    s = f"replace({c}, ' ', '')"
+    return f"(CASE WHEN regexp_full_match({s}, '{_NUM_RE[1:-1]}') THEN TRY_CAST(replace({s}, ',', '.') AS DOUBLE) END)"
+
+
+def _date_sql(c: str) -> str:
+    """Date of the cleaned text ``c`` (ISO or D.M.YYYY), else NULL."""
+    return (
+        f"(CASE WHEN {c} LIKE '____-__-__' THEN (CASE WHEN regexp_full_match({c}, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}') "
+        f"THEN TRY_CAST({c} AS DATE) END) "
+        f"WHEN regexp_full_match({c}, '[0-9]{{1,2}}\\.[0-9]{{1,2}}\\.[0-9]{{4}}') THEN CAST(TRY_STRPTIME({c}, '%d.%m.%Y') AS DATE) END)"
+    )
+
+
+def _enum_norm_sql(c: str) -> str:
+    return f"trim(regexp_replace(lower(strip_accents({c})), '[\\s\\-/]+', '_', 'g'), '_')"
+
+
+@dataclass
+class _Check:
+    column: str  # canonical column the rule is about
+    rule: str
+    violation: str  # SQL boolean on the typed/raw row
+    value: str  # SQL of the offending raw value
+
+
+def _raw_name(name: str) -> str:
+    return f"__raw_{name}"
+
+
+def _field_sql(schema: TableSchema, hm: HeaderMap, today: dt.date) -> tuple[list[str], list[str], list[_Check]]:
+    """SELECT expressions for the typed table, and the checks of each cell.
+
+    Two levels: the inner list cleans each raw text column once (``__raw_<column>``,
+    kept in the typed table), the outer list types the cleaned text. Every check is then a
+    cheap comparison on the typed table (``typed IS NULL`` where the raw text is present
+    means the text did not parse); ``_finish_table`` drops the ``__raw_`` columns.
+    """
+    by_canon = {v: k for k, v in hm.canonical.items()}
+    inner: list[str] = ["r._row AS _row"]
+    outer: list[str] = ["_row"]
+    checks: list[_Check] = []
+    future = (today + dt.timedelta(days=FUTURE_DAYS)).isoformat()
+    for f in schema.fields:
+        if f.name == "client_id" and hm.hetu:
+            inner.append("_pseud.client_id AS client_id")
+            inner.append(f"{_clean('r.' + hm.hetu)} AS {_ident(_raw_name('hetu'))}")
+            outer += ["client_id", _ident(_raw_name("hetu"))]
+            continue
+        raw = by_canon.get(f.name)
+        if raw is None:
+            typ = SQL_TYPES[f.type]
+            outer.append(f"CAST(NULL AS {typ}) AS {_ident(f.name)}")
+            continue
+        r = f"r.{_ident(raw)}"
+        rc = _ident(_raw_name(f.name))  # cleaned raw text in the typed table
+        t = _ident(f.name)
+        present = f"({rc} IS NOT NULL)"
+        inner.append(f"{_clean(r)} AS {rc}")
+        outer.append(rc)
+        if f.type == "string" and f.enum:
+            vmap = value_alias_map(f.name)
+            vmap.update({normalise_name(v): v for v in f.enum})
+            cases = " ".join(f"WHEN {_q(k)} THEN {_q(v)}" for k, v in sorted(vmap.items()))
+            canon = ", ".join(_q(v) for v in f.enum)
+            # fast path: the canonical spelling; else normalise and look up the aliases
+            typed = f"(CASE WHEN {rc} IN ({canon}) THEN {rc} ELSE (CASE {_enum_norm_sql(rc)} {cases} END) END)"
+            checks.append(_Check(f.name, f"unknown value (allowed: {', '.join(f.enum)})", f"{present} AND {t} IS NULL", rc))
+        elif f.type == "string":
+            typed = rc
+            if f.name not in _NO_FREE_TEXT:
+                checks.append(_hetu_check(f.name, rc))
+        elif f.type in ("number", "integer"):
+            typed = _number_sql(rc)
+            checks.append(_Check(f.name, "not a number", f"{present} AND {t} IS NULL", rc))
+            if f.type == "integer":
+                checks.append(_Check(f.name, "not a whole number", f"{t} IS NOT NULL AND {t} <> round({t})", rc))
+            if f.minimum is not None:
+                checks.append(_Check(f.name, f"below the minimum {f.minimum:g}", f"{t} < {f.minimum}", rc))
+            if f.maximum is not None:
+                checks.append(_Check(f.name, f"above the maximum {f.maximum:g} (implausible)", f"{t} > {f.maximum}", rc))
+        else:  # date
+            typed = _date_sql(rc)
+            checks.append(_Check(f.name, "not a date (use YYYY-MM-DD or D.M.YYYY)", f"{present} AND {t} IS NULL", rc))
+            checks.append(
+                _Check(f.name, f"implausible date (before {EARLIEST_DATE} or after {future})",
+                       f"({t} < DATE '{EARLIEST_DATE}' OR {t} > DATE '{future}')", rc)
+            )
+        if f.required:
+            checks.append(_Check(f.name, "required value missing", f"NOT {present}", rc))
+        outer.append(f"{typed} AS {t}")
+    for raw, name in hm.extra.items():
+        inner.append(f"{_clean('r.' + _ident(raw))} AS {_ident(name)}")
+        outer.append(_ident(name))
+        checks.append(_hetu_check(name, _ident(name)))
+    return inner, outer, checks
+
+
+#: String columns that hold codes, not free text: not scanned for identity codes.
+_NO_FREE_TEXT = {"client_id", "service_code"}
+_HETU_SQL = r"(^|[^0-9A-Za-z])[0-9]{6}[-+A-FU-Y][0-9]{3}[0-9A-Y]($|[^0-9A-Za-z])"
+
+
+def _hetu_check(name: str, col: str) -> _Check:
+    """A henkilötunnus typed into a free-text column would be kept (and could surface as a
+    category label in a results table): reject the row."""
+    return _Check(name, "an identity code (henkilötunnus) in a free-text column; remove it",
+                  f"{col} IS NOT NULL AND regexp_matches({col}, '{_HETU_SQL}')", f"'(masked)'")
+
+
+# ------------------------------------------------------------------ one table
+def _load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema, ledger: Ledger,
+                key: bytes | None, tmpdir: Path, today: dt.date, strata: tuple[str, ...] = ()) -> None:
+    label = src.label
+    raw = f"raw_{schema.name}"
+    con.execute("CREATE OR REPLACE TEMP TABLE _errs(_row BIGINT, col VARCHAR, val VARCHAR, rule VARCHAR)")
+    if src.path.suffix.lower() == ".xlsx":
+        header, n_read = _read_xlsx(con, src, raw)
+    else:
+        header, n_read = _read_csv(con, src, raw, tmpdir)
+    ledger.start_file(schema.name, label, n_read)
+    hm = map_header(header, schema, label)
+    for h in hm.dropped:
+        ledger.note(label, f"direct identifier column '{h}' dropped", n_read)
+    missing = [f.name for f in schema.fields if f.required and f.name not in hm.canonical.values()
+               and not (f.name == "client_id" and hm.hetu)]
+    if missing:
+        for m in missing:
+            ledger.error(label, 1, m, "", "required column missing")
+        ledger.finish_file(label, rejected_rows=n_read)
+        return
+    if schema.required_table and n_read == 0:
+        ledger.error(label, 2, "client_id" if not hm.hetu else "hetu", "",
+                     f"no data rows: {schema.name} needs a row per family (only the header was found)")
+    if schema.name == "clients":
+        have = set(hm.canonical.values()) | set(hm.extra.values())
+        for st in strata:
+            if normalise_name(st) not in have and st not in have:
+                ledger.error(label, 1, st, "", "design.strata in study.toml names a column that clients does not have")
+    if hm.hetu and "client_id" in hm.canonical.values():
+        raise InputError("both a client_id and a hetu column: give one of them", file=label, row=1, column="hetu")
+    if hm.hetu:
+        if key is None:
+            raise InputError(
+                "a hetu (henkilötunnus) column needs a pseudonym key: set the environment variable named by "
+                "privacy.key_env (default HBEVAL_PSEUDONYM_KEY) or privacy.key_file in study.toml; there is no default key",
+                file=label, row=1, column="hetu",
+            )
+        hc = _clean(hm.hetu)
+        vals = [v for (v,) in con.execute(f"SELECT DISTINCT {hc} FROM {raw} WHERE {hc} IS NOT NULL").fetchall()]
+        ok = {v: check_hetu(v) for v in vals}
+        mp = pd.DataFrame({"hetu": list(ok), "client_id": [pseudonym(c, key) if c else None for c in ok.values()]}, dtype=object)
+        con.register("_pseud_map", mp)
+        con.execute("CREATE OR REPLACE TEMP TABLE _pseud AS SELECT * FROM _pseud_map")
+        con.unregister("_pseud_map")
+    inner, outer, checks = _field_sql(schema, hm, today)
+    join = ""
+    if hm.hetu:
+        join = f" LEFT JOIN _pseud ON _pseud.hetu = {_clean('r.' + hm.hetu)}"
+        hr = _ident(_raw_name("hetu"))
+        checks.append(_Check("hetu", "required value missing", f"{hr} IS NULL", "NULL"))
+        checks.append(_Check("hetu", "not a valid henkilötunnus (check character or date)",
+                             f"{hr} IS NOT NULL AND client_id IS NULL", hr))
+    typed = f"typed_{schema.name}"
+    con.execute(f"CREATE OR REPLACE TABLE {typed} AS SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM {raw} r{join})")
+    con.execute("CREATE OR REPLACE TEMP TABLE _errs(_row BIGINT, col VARCHAR, val VARCHAR, rule VARCHAR)")
+    if checks:
+        union = " UNION ALL ".join(
+            f"SELECT _row, {_q(c.column)}, CAST({c.value} AS VARCHAR), {_q(c.rule)} FROM {typed} WHERE {c.violation}"
+            for c in checks
+        )
+        con.execute(f"INSERT INTO _errs {union}")
+    con.execute("INSERT INTO _errs SELECT _row, col, value, problem FROM _structural")
+    con.execute(f"DROP TABLE {raw}")
+    con.execute("DROP TABLE IF EXISTS _pseud")
+
+
+def _finish_table(con: duckdb.DuckDBPyConnection, schema: TableSchema, label: str, ledger: Ledger) -> None:
+    """Keep rows without errors as the canonical table and close the file's ledger."""
+    typed = f"typed_{schema.name}"
+    cols = [c for (c,) in con.execute(f"SELECT column_name FROM information_schema.columns WHERE table_name = '{typed}' "
+                                      "ORDER BY ordinal_position").fetchall() if c != "_row" and not c.startswith("__raw_")]
+    rejected = con.execute(f"SELECT count(DISTINCT _row) FROM _errs_all WHERE file = {_q(label)}").fetchone()[0]
+    # the typed table is in file order already; filter only when some row was rejected
+    where = f" WHERE _row NOT IN (SELECT _row FROM _errs_all WHERE file = {_q(label)})" if rejected else ""
+    con.execute(
+        f"CREATE OR REPLACE TABLE {schema.name} AS SELECT {', '.join(_ident(c) for c in cols)}, "
+        f"_row AS _source_row FROM {typed}{where}"
+    )
+    con.execute(f"DROP TABLE {typed}")
+    ledger.finish_file(label, rejected_rows=rejected)
+
+
+def _empty_table(con: duckdb.DuckDBPyConnection, schema: TableSchema) -> None:
+    cols = ", ".join(f"{_ident(f.name)} {SQL_TYPES[f.type]}" for f in schema.fields)
+    con.execute(f"CREATE OR REPLACE TABLE {schema.name} ({cols}, _source_row BIGINT)")
+
+
+# ------------------------------------------------------------------ cross-table checks
+def _cross_checks(con: duckdb.DuckDBPyConnection, labels: dict[str, str], ledger: Ledger) -> None:
+    """Keys, references and rules that span rows or tables; recorded as errors."""
+
+    have = {r[0][len("typed_"):] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'typed\\_%' ESCAPE '\\'").fetchall()}
+    labels = {k: v for k, v in labels.items() if k in have}  # a table missing a required column has no rows to check
+
+    def add(table: str, sql: str, col: str, rule: str) -> None:
+        if table not in labels:
+            return
+        con.execute(
+            f"INSERT INTO _errs_all SELECT {_q(labels[table])}, _row, {_q(col)}, CAST(val AS VARCHAR), {_q(rule)} FROM ({sql})"
+        )
+
+    ts = tables()
+    for name, schema in ts.items():
+        t = f"typed_{name}"
+        if name not in labels:
+            continue
+        if schema.primary_key:
+            keys = ", ".join(_ident(k) for k in schema.primary_key)
+            first = schema.primary_key[0]
+            add(name, f"SELECT _row, {_ident(first)} AS val FROM (SELECT _row, {keys}, "
+                      f"row_number() OVER (PARTITION BY {keys} ORDER BY _row) AS k FROM {t} "
+                      f"WHERE {' AND '.join(_ident(k) + ' IS NOT NULL' for k in schema.primary_key)}) WHERE k > 1",
+                first, f"duplicate key ({', '.join(schema.primary_key)}) of an earlier row")
+        if schema.references_clients and "clients" in labels:
+            add(name, f"SELECT _row, client_id AS val FROM {t} WHERE client_id IS NOT NULL AND client_id NOT IN "
+                      f"(SELECT client_id FROM typed_clients WHERE client_id IS NOT NULL)",
+                "client_id", "unknown family (not in clients)")
+    if "assignments" in labels and "clients" in labels:
+        add("assignments", "SELECT a._row, a.client_id AS val FROM typed_assignments a JOIN typed_clients c USING (client_id) "
+                           "WHERE c.\"group\" <> 'pilot'", "client_id", "assignment for a family that is not in the pilot group")
+    if "measurements" in labels:
+        add("measurements", """
+            SELECT e._row, e.measured_on AS val FROM typed_measurements e
+            JOIN (SELECT client_id, instrument, max(measured_on) AS s FROM typed_measurements
+                  WHERE timepoint = 'start' GROUP BY ALL) st USING (client_id, instrument)
+            WHERE e.timepoint = 'end' AND e.measured_on < st.s""", "measured_on", "end measurement before the start measurement")
+        for ins in instruments().values():
+            items = ", ".join(_q(i) for i in ins.items)
+            add("measurements", f"SELECT _row, item AS val FROM typed_measurements WHERE instrument = {_q(ins.instrument)} "
+                                f"AND item NOT IN ({items})", "item", f"unknown item of {ins.instrument} (see data_schema/instruments)")
+            add("measurements", f"SELECT _row, score AS val FROM typed_measurements WHERE instrument = {_q(ins.instrument)} "
+                                f"AND (score < {ins.score_min} OR score > {ins.score_max})", "score",
+                f"score outside the {ins.instrument} range {ins.score_min:g}–{ins.score_max:g}")
+        if "clients" in labels:
+            add("measurements", "SELECT m._row, m.measured_on AS val FROM typed_measurements m JOIN typed_clients c USING (client_id) "
+                                "WHERE m.measured_on < c.enrolled_on - INTERVAL 90 DAY", "measured_on",
+                "measured more than 90 days before enrolment")
+    if "teaming_meetings" in labels:
+        add("teaming_meetings", "SELECT _row, providers_present AS val FROM typed_teaming_meetings "
+                                "WHERE providers_invited IS NOT NULL AND providers_present > providers_invited",
+            "providers_present", "more providers present than invited")
+    if "budgets" in labels:
+        add("budgets", "SELECT _row, confirmed_on AS val FROM typed_budgets WHERE confirmed_on < proposed_on",
+            "confirmed_on", "confirmed before it was proposed")
+        add("budgets", "SELECT _row, frame_eur AS val FROM (SELECT _row, frame_eur, count(DISTINCT frame_eur) OVER (PARTITION BY client_id) AS k "
+                       "FROM typed_budgets) WHERE k > 1", "frame_eur", "one family has several budget frames")
+    # prices: every service code and staff role must be priced (or carry a direct cost)
+    if "service_events" in labels:
+        add("service_events", "SELECT _row, service_code AS val FROM typed_service_events WHERE cost_eur IS NULL AND "
+                              "service_code NOT IN (SELECT service_code FROM unit_costs_all WHERE service_code NOT LIKE 'staff:%')",
+            "service_code", "service code has no unit cost in the catalogue and the row has no cost_eur")
+    if "worker_time" in labels:
+        add("worker_time", "SELECT _row, role AS val FROM typed_worker_time WHERE 'staff:' || role NOT IN "
+                           "(SELECT service_code FROM unit_costs_all)", "role", "role has no staff:<role> hourly cost in the catalogue")
+
+
+# ------------------------------------------------------------------ entry point
+@dataclass
+class IngestResult:
+    ledger: Ledger
+    store: Path | None  # None when errors kept the store from being written
+    config: StudyConfig
+    input_hashes: dict[str, str]
+
+
+def code_fingerprint() -> str:
+    """Hash of what ingestion depends on besides the inputs (its code, the schema, the
+    packaged catalogue), so a changed rule re-ingests a study."""
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    paths = [here / "ingest.py", here / "quality.py", here / "schema.py", here / "pseudonym.py"]
+    paths += sorted(data_schema_dir().rglob("*.json")) + sorted(PACKAGE_DATA.glob("*.csv"))
+    for p in paths:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def input_files(study_dir: Path) -> dict[str, Path]:
+    """Every input file of the study (tables, study.toml) by name."""
+    study_dir = Path(study_dir)
+    out = {"study.toml": study_dir / "study.toml"}
+    for src in find_sources(study_dir).values():
+        out[src.path.name] = src.path
+    return dict(sorted(out.items()))
+
+
+def ingest(study_dir: str | Path, *, today: dt.date | None = None, write_store: bool = True) -> IngestResult:
+    """Read, validate and store a study folder.
+
+    Raises :class:`InputError` for faults that stop reading altogether (no study.toml,
+    no clients table, an unreadable file, a hetu column without a key); every other fault
+    is an error row in the returned ledger, and the store is only replaced when there are
+    none.
+    """
+    study_dir = Path(study_dir)
+    if not study_dir.is_dir():
+        raise InputError("study folder does not exist", file=str(study_dir))
+    config = load_config(study_dir)
+    key = config.pseudonym_key(study_dir)
+    today = today or dt.date.today()
+    sources = find_sources(study_dir)
+    for name, schema in tables().items():
+        if schema.required_table and name not in sources:
+            raise InputError(f"required table {name} is missing ({name}.csv or {name}.xlsx)", file=f"{name}.csv")
+    hashes = {n: file_sha256(p) for n, p in input_files(study_dir).items()}
+    wd = work_dir(study_dir)
+    wd.mkdir(exist_ok=True)
+    ledger = Ledger()
+    tmpdir = Path(tempfile.mkdtemp(prefix="ingest-", dir=wd))
+    tmp_store = tmpdir / STORE_NAME
+    try:
+        con = duckdb.connect(str(tmp_store))
+        con.execute("SET preserve_insertion_order = true")
+        con.execute("CREATE TABLE _errs_all(file VARCHAR, _row BIGINT, col VARCHAR, val VARCHAR, rule VARCHAR)")
+        labels: dict[str, str] = {}
+        for name in TABLE_ORDER:
+            schema = tables()[name]
+            if name not in sources:
+                continue
+            src = sources[name]
+            _load_table(con, src, schema, ledger, key, tmpdir, today, strata=tuple(config.strata))
+            labels[name] = src.label
+            con.execute(f"INSERT INTO _errs_all SELECT {_q(src.label)}, _row, col, val, rule FROM _errs")
+        _catalogue(con, "unit_costs" in labels, "price_index" in labels)
+        _cross_checks(con, labels, ledger)
+        for name in TABLE_ORDER:
+            if name in labels:
+                if con.execute(f"SELECT count(*) FROM information_schema.tables WHERE table_name = 'typed_{name}'").fetchone()[0]:
+                    _finish_table(con, tables()[name], labels[name], ledger)
+                else:  # a required column was missing: nothing typed
+                    _empty_table(con, tables()[name])
+            else:
+                _empty_table(con, tables()[name])
+        ledger.collect(con)
+        con.execute("DROP TABLE _errs_all")
+        con.execute("DROP TABLE IF EXISTS _errs")
+        meta = {"hbeval_version": __version__, "code": code_fingerprint(), "inputs": hashes, "config": config.to_dict(),
+                "key_id": StudyConfig.key_id(key) if key else None}
+        dq = ledger.to_frame()
+        con.register("_dq", dq)
+        con.execute("CREATE TABLE _data_quality AS SELECT * FROM _dq")
+        con.unregister("_dq")
+        con.execute("CREATE TABLE _meta(k VARCHAR, v VARCHAR)")
+        con.execute("INSERT INTO _meta VALUES ('meta', ?)", [json.dumps(meta, sort_keys=True)])
+        con.execute("CHECKPOINT")
+        con.close()
+        store = None
+        if write_store and not ledger.has_errors():
+            final = store_path(study_dir)
+            os.replace(tmp_store, final)
+            store = final
+        return IngestResult(ledger=ledger, store=store, config=config, input_hashes=hashes)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _catalogue(con: duckdb.DuckDBPyConnection, has_study_costs: bool, has_study_index: bool) -> None:
+    """``unit_costs_all``: the study's catalogue rows over the packaged ones, and the same
+    for ``price_index_all``."""
+    pkg = pd.read_csv(PACKAGE_DATA / "unit_costs.csv", dtype={"service_code": str, "label_fi": str, "label_en": str,
+                                                              "unit": str, "source": str})
+    con.register("_pkg_costs", pkg)
+    if has_study_costs:
+        con.execute("""CREATE TABLE unit_costs_all AS
+            SELECT service_code, label_fi, label_en, unit, unit_cost_eur, price_year, source, 'study' AS origin FROM typed_unit_costs
+            WHERE service_code IS NOT NULL
+            UNION ALL BY NAME
+            SELECT *, 'packaged' AS origin FROM _pkg_costs WHERE service_code NOT IN
+              (SELECT service_code FROM typed_unit_costs WHERE service_code IS NOT NULL)""")
+    else:
+        con.execute("CREATE TABLE unit_costs_all AS SELECT *, 'packaged' AS origin FROM _pkg_costs")
+    con.unregister("_pkg_costs")
+    idx = pd.read_csv(PACKAGE_DATA / "price_index.csv", dtype={"source": str})
+    con.register("_pkg_index", idx)
+    if has_study_index:
+        con.execute("""CREATE TABLE price_index_all AS SELECT year, "index", source, 'study' AS origin FROM typed_price_index
+                       WHERE year IS NOT NULL ORDER BY year""")
+    else:
+        con.execute("CREATE TABLE price_index_all AS SELECT *, 'packaged' AS origin FROM _pkg_index ORDER BY year")
+    con.unregister("_pkg_index")

@@ -1,0 +1,132 @@
+"""A validated study: the store that every analysis reads.
+
+``open_study(path)`` ingests the folder when its inputs changed since the store was
+written (hashes of every input file, the hbeval version and the key id are kept in the
+store) and raises :class:`~hbeval.errors.InputError` with the ledger summary when any row
+was rejected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from hbeval import __version__
+from hbeval.study.config import StudyConfig, load_config
+from hbeval.randomisation.design import cell_code
+from hbeval.errors import InputError
+from hbeval.study.ingest import IngestResult, code_fingerprint, file_sha256, ingest, input_files, store_path
+from hbeval.study.quality import Ledger
+from hbeval.study.schema import tables
+
+
+@dataclass
+class Study:
+    """A study folder whose inputs passed validation."""
+
+    path: Path
+    config: StudyConfig
+    store: Path
+    ledger: Ledger | None = None
+    input_hashes: dict[str, str] = field(default_factory=dict)
+    _cache: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A read-only connection to the study store (tables as in the contract)."""
+        return duckdb.connect(str(self.store), read_only=True)
+
+    def table(self, name: str) -> pd.DataFrame:
+        """A canonical table as pandas (dates as ``datetime64``); a copy, so callers may
+        change it. An absent optional table comes back empty with its columns."""
+        if name not in self._cache:
+            if name not in tables() and name not in ("unit_costs_all", "price_index_all"):
+                raise KeyError(f"no table {name}")
+            with self.connect() as con:
+                df = con.execute(f'SELECT * FROM "{name}"').df()
+            df = df.drop(columns=["_source_row"], errors="ignore")
+            for c in df.columns:
+                if str(df[c].dtype).startswith("datetime64"):
+                    df[c] = df[c].astype("datetime64[ns]")
+            self._cache[name] = df
+        return self._cache[name].copy()
+
+    def unit_costs(self) -> pd.DataFrame:
+        """The catalogue in force: the study's rows over the packaged ones (``origin``)."""
+        return self.table("unit_costs_all")
+
+    def price_index(self) -> pd.DataFrame:
+        return self.table("price_index_all")
+
+    def families(self) -> pd.DataFrame:
+        """One row per family: ``clients`` with the arms (``frame_arm``, ``teaming_arm``,
+        ``stratum``, ``assigned_on``) and ``cell`` (Int8 code, <NA> when not assigned)."""
+        cl = self.table("clients")
+        a = self.table("assignments")[["client_id", "frame_arm", "teaming_arm", "stratum", "assigned_on"]]
+        fam = cl.merge(a, on="client_id", how="left", validate="one_to_one")
+        code = pd.array(cell_code(fam["frame_arm"].fillna(""), fam["teaming_arm"].fillna("")), dtype="Int8")
+        code[fam["frame_arm"].isna().to_numpy() | fam["teaming_arm"].isna().to_numpy()] = pd.NA
+        fam["cell"] = code
+        return fam.sort_values("client_id", kind="mergesort").reset_index(drop=True)
+
+    def data_quality(self) -> pd.DataFrame:
+        """The ledger's counts as ``results/data_quality.csv`` shows them."""
+        with self.connect() as con:
+            return con.execute("SELECT * FROM _data_quality ORDER BY file, severity, \"column\", rule").df()
+
+    def meta(self) -> dict:
+        with self.connect() as con:
+            (v,) = con.execute("SELECT v FROM _meta WHERE k = 'meta'").fetchone()
+        return json.loads(v)
+
+
+def _store_is_current(study_dir: Path) -> dict | None:
+    sp = store_path(study_dir)
+    if not sp.exists():
+        return None
+    try:
+        with duckdb.connect(str(sp), read_only=True) as con:
+            (v,) = con.execute("SELECT v FROM _meta WHERE k = 'meta'").fetchone()
+        meta = json.loads(v)
+    except Exception:
+        return None
+    if meta.get("hbeval_version") != __version__ or meta.get("code") != code_fingerprint():
+        return None
+    try:
+        now = {n: file_sha256(p) for n, p in input_files(study_dir).items()}
+    except InputError:
+        return None
+    cfg = load_config(study_dir)
+    key = cfg.pseudonym_key(study_dir)
+    if now != meta.get("inputs") or meta.get("key_id") != (StudyConfig.key_id(key) if key else None):
+        return None
+    return meta
+
+
+def validate(study_dir: str | Path, *, today: dt.date | None = None) -> IngestResult:
+    """Ingest and validate; the store is replaced only when nothing was rejected."""
+    return ingest(Path(study_dir), today=today)
+
+
+def open_study(study_dir: str | Path, *, today: dt.date | None = None, refresh: bool = False) -> Study:
+    """The validated study, ingesting first when its inputs changed.
+
+    Raises
+    ------
+    InputError
+        When any input row is rejected; the message holds the ledger summary.
+    """
+    study_dir = Path(study_dir)
+    meta = None if refresh else _store_is_current(study_dir)
+    if meta is not None:
+        return Study(path=study_dir, config=load_config(study_dir), store=store_path(study_dir),
+                     input_hashes=meta["inputs"])
+    res = ingest(study_dir, today=today)
+    if res.ledger.has_errors():
+        raise InputError("the study has data errors:\n" + res.ledger.summary(), file=str(study_dir))
+    return Study(path=study_dir, config=res.config, store=res.store, ledger=res.ledger, input_hashes=res.input_hashes)
