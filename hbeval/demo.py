@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hbeval.randomisation.design import arms_of, draw_batch
+from hbeval.arms import arms_of
+from hbeval.randomisation.design import draw_batch
 from hbeval.study.pseudonym import check_hetu, pseudonym
 from hbeval.study.scoring import score
 

@@ -53,7 +53,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from hbeval.randomisation.design import CELLS
+from hbeval import arms
+from hbeval.arms import CELLS
 from hbeval.errors import InputError
 from hbeval.stats.ri import blas_single_thread
 from hbeval.privacy import suppress_small_groups
@@ -66,19 +67,12 @@ PERIODS = ("follow_up", "pre")
 #: income support by kind: breakdown rows ``income_support:<kind>`` of ``costs.csv`` (not
 #: added again into ``total``)
 INCOME_KINDS = ("basic", "supplementary", "preventive")
-CONTRASTS_RANDOMISED = (
-    "frame_shares",
-    "teaming",
-    "frame_shares:teaming",
-    "cell:frame_only/teaming",
-    "cell:frame_shares/no_teaming",
-    "cell:frame_shares/teaming",
-)
-CONTRASTS = CONTRASTS_RANDOMISED + ("pilot_vs_comparison",)
+CONTRASTS_RANDOMISED = arms.CONTRASTS
+CONTRASTS = CONTRASTS_RANDOMISED + (arms.PILOT_VS_COMPARISON,)
 
 #: sub-seed constants (``np.random.default_rng([seed, CONST])``)
-SEED_COSTS = 5101
-SEED_DIFF = 5102
+SEED_COSTS = arms.SEEDS["cost_bootstrap"]
+SEED_DIFF = arms.SEEDS["cost_difference_bootstrap"]
 
 _EMPTY = {
     "service_events": "SELECT NULL::VARCHAR AS client_id, NULL::DATE AS event_date, NULL::VARCHAR AS service_code, "

@@ -51,13 +51,13 @@ from hbeval.costs.engine import (
     bootstrap_counts,
     wide_family_costs,
 )
-from hbeval.randomisation.design import CELLS
+from hbeval.arms import CELLS, SEEDS
 from hbeval.stats.ri import blas_single_thread
 
 if TYPE_CHECKING:  # pragma: no cover
     from hbeval.study.store import Study
 
-SEED_CEA = 5201
+SEED_CEA = SEEDS["cea_bootstrap"]
 Z95 = 1.959963984540054
 
 

@@ -41,12 +41,12 @@ import numpy as np
 import pandas as pd
 
 from hbeval.costs.engine import CATEGORIES, arm_labels, bootstrap_arm_means, wide_family_costs
-from hbeval.randomisation.design import CELLS
+from hbeval.arms import CELLS, SEEDS
 
 if TYPE_CHECKING:  # pragma: no cover
     from hbeval.study.store import Study
 
-SEED_ROSI = 5301
+SEED_ROSI = SEEDS["rosi_bootstrap"]
 
 #: comparisons of rosi.csv: name -> (treated arms, reference arms, method)
 COMPARISONS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {

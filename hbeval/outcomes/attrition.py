@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hbeval.randomisation.design import CELLS
+from hbeval.arms import CELLS, SEEDS
 from hbeval.outcomes.effects import FactorialData, factorial_data, fit_interaction, fit_main, strata_dummies
 
 ATTRITION_COLUMNS = ["section", "cell", "contrast", "n_assigned", "n_observed", "attrition_rate", "estimate", "std_error", "ci_low",
@@ -241,4 +241,4 @@ def attrition_results(study) -> pd.DataFrame:
 
     cfg = study.config
     frame = outcome_frame(study)
-    return attrition_table(frame, cfg.primary, cfg.min_cell, cfg.bootstrap_reps, np.random.default_rng([cfg.seed, 4002]))
+    return attrition_table(frame, cfg.primary, cfg.min_cell, cfg.bootstrap_reps, np.random.default_rng([cfg.seed, SEEDS["attrition_bootstrap"]]))

@@ -27,10 +27,7 @@ import pandas as pd
 import scipy.linalg
 from scipy import stats
 
-CONTRASTS_MAIN = ("frame_shares", "teaming")
-CONTRAST_INTERACTION = "frame_shares:teaming"
-CELL_CONTRASTS = ("cell:frame_only/teaming", "cell:frame_shares/no_teaming", "cell:frame_shares/teaming")
-CONTRASTS = (*CONTRASTS_MAIN, CONTRAST_INTERACTION, *CELL_CONTRASTS)
+from hbeval.arms import CELL_CONTRASTS, CONTRAST_INTERACTION, CONTRASTS, CONTRASTS_MAIN  # noqa: E402
 METHOD_PRIMARY = "ancova_hc2"
 METHOD_LIN = "lin_centred_interaction_hc2"
 
@@ -330,7 +327,7 @@ def contrast_groups(contrast: str, cell: np.ndarray) -> tuple[np.ndarray, np.nda
     if contrast == "teaming":
         return cell % 2 == 1, cell % 2 == 0
     if contrast.startswith("cell:"):
-        from hbeval.randomisation.design import CELLS
+        from hbeval.arms import CELLS
 
         k = CELLS.index(contrast[5:])
         return cell == k, cell == 0
@@ -561,7 +558,7 @@ def process_summary(frame: pd.DataFrame, min_cell: int = 5) -> pd.DataFrame:
     cell, n, mean, sd, median, share_nonzero``; statistics of groups below ``min_cell`` are
     blanked and their count shown as ``"<k"``; a share whose count (of zeros or non-zeros)
     is below ``min_cell`` is blanked too (and the mean of a 0/1 measure with it)."""
-    from hbeval.randomisation.design import CELLS
+    from hbeval.arms import CELLS
     from hbeval.privacy import suppress_small_groups
 
     rand = frame[frame["cell"].notna()]

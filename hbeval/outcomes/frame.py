@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from hbeval.study.config import StudyConfig
-from hbeval.randomisation.design import cell_code
+from hbeval.arms import cell_code
 from hbeval.study.scoring import score
 
 PHASES = ("before_start", "after_start", "evaluation")

@@ -44,7 +44,7 @@ from hbeval.randomisation.design import (
 from hbeval.errors import InputError, UsageError
 
 ASSIGNMENTS = "assignments.csv"
-GROUPS = ("pilot", "comparison", "excluded")
+from hbeval.arms import GROUPS  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------- reading the study

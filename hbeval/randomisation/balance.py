@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hbeval.randomisation.design import CELLS, cell_code
+from hbeval.arms import CELLS, SEEDS, cell_code
 from hbeval.privacy import suppress_count
 
 DEFAULT_COVARIATES = ("household_size", "n_children", "youngest_child_age", "site", "service_line", "area")
@@ -373,7 +373,7 @@ def balance_results(study: Any, n_draws: int | None = None) -> pd.DataFrame:
     draws = None
     if len(fam):
         draws = redraw(study, fam["client_id"].astype(str).tolist(), int(n_draws or cfg.ri_draws),
-                       np.random.default_rng([cfg.seed, 31]))
+                       np.random.default_rng([cfg.seed, SEEDS["balance_ri"]]))
     return balance_table(fam, covs, cfg.min_cell, draws=draws)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hbeval.randomisation.design import CELLS
+from hbeval.arms import CELLS
 from hbeval.privacy import suppress_count, suppress_small_groups
 from hbeval.study.scoring import score
 

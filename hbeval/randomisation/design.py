@@ -33,25 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-FRAME_ARMS = ("frame_only", "frame_shares")
-TEAMING_ARMS = ("no_teaming", "teaming")
-CELLS = tuple(f"{f}/{t}" for f in FRAME_ARMS for t in TEAMING_ARMS)
-N_CELLS = 4
-
-
-def cell_code(frame_arm: pd.Series, teaming_arm: pd.Series) -> np.ndarray:
-    """Cell codes from the two arm columns."""
-    f = (frame_arm.to_numpy() == "frame_shares").astype(np.int8)
-    t = (teaming_arm.to_numpy() == "teaming").astype(np.int8)
-    return 2 * f + t
-
-
-def arms_of(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(frame_arm, teaming_arm)`` string arrays from cell codes."""
-    codes = np.asarray(codes)
-    frame = np.where(codes // 2 == 1, "frame_shares", "frame_only")
-    team = np.where(codes % 2 == 1, "teaming", "no_teaming")
-    return frame, team
+from hbeval.arms import CELLS, FRAME_ARMS, N_CELLS, TEAMING_ARMS, arms_of, cell_code  # noqa: F401  (the vocabulary)
 
 
 def stratum_labels(clients: pd.DataFrame, strata: list[str] | tuple[str, ...]) -> pd.Series:

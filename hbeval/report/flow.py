@@ -14,7 +14,7 @@ import pandas as pd
 
 from hbeval.report import i18n
 
-CELLS = ("frame_only/no_teaming", "frame_only/teaming", "frame_shares/no_teaming", "frame_shares/teaming")
+from hbeval.arms import CELLS  # noqa: E402
 
 _L = {
     "en": {"assessed": "Assessed for eligibility", "excluded": "Excluded", "allocated": "Allocated",

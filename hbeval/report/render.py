@@ -58,8 +58,7 @@ BLOCK_MIME = "application/vnd.hbeval.block+json"
 PRIMARY_METHOD = "ancova_hc2;"
 LIN_METHOD = "lin_centred_interaction_hc2"
 RANDOMISED = ("frame_shares", "teaming", "frame_shares:teaming")
-CELL_CONTRASTS = ("cell:frame_only/teaming", "cell:frame_shares/no_teaming", "cell:frame_shares/teaming")
-CELLS = ("frame_only/no_teaming", "frame_only/teaming", "frame_shares/no_teaming", "frame_shares/teaming")
+from hbeval.arms import CELL_CONTRASTS, CELLS  # noqa: E402
 
 
 # =============================================================================== paths

@@ -24,9 +24,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from hbeval.outcomes.effects import CELL_CONTRASTS, CONTRAST_INTERACTION, CONTRASTS, FactorialData, _covariates
+from hbeval.arms import CELL_CONTRASTS, CONTRAST_INTERACTION, CONTRASTS, SEEDS
+from hbeval.outcomes.effects import FactorialData, _covariates
 
-RI_SEED_CONSTANT = 4001
+RI_SEED_CONSTANT = SEEDS["ri"]
 #: Null estimates within this relative distance of the observed one count as at least as
 #: extreme (conservative); it covers the ~1e-5 relative error of single-precision products.
 RI_TIE_TOL = 1e-4

@@ -19,7 +19,7 @@ import pandas as pd
 
 from hbeval import __version__
 from hbeval.study.config import StudyConfig, load_config
-from hbeval.randomisation.design import cell_code
+from hbeval.arms import cell_code
 from hbeval.errors import InputError
 from hbeval.study.ingest import IngestResult, code_fingerprint, file_sha256, ingest, input_files, store_path
 from hbeval.study.quality import Ledger
