@@ -10,7 +10,7 @@ HBEVAL := $(VENV)/bin/hbeval
 DEMO   ?= demo_study
 JOBS   ?= 2
 
-.PHONY: report test env sysdeps analyze clean check-golden
+.PHONY: report test env sysdeps analyze clean check-golden lint
 
 env: $(VENV)/.installed
 
@@ -47,6 +47,11 @@ check-golden: env
 	$(HBEVAL) demo $(DEMO)
 	$(HBEVAL) analyze $(DEMO) --out reports/analysis
 	$(PY) -c 'import sys; from hbeval.report.render import compare_golden; sys.exit(compare_golden("reports/analysis", "reports/golden/manifest.json"))'
+
+# The gates CI runs: ruff (lint) and mypy (types; strict on stats/, arms, outdir, errors).
+lint: env
+	$(VENV)/bin/ruff check hbeval tests benchmarks
+	$(VENV)/bin/mypy
 
 test: env sysdeps
 	$(PY) -m pytest -n $(JOBS) -q
