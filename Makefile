@@ -10,6 +10,14 @@ HBEVAL := $(VENV)/bin/hbeval
 DEMO   ?= demo_study
 JOBS   ?= 2
 
+# Byte-identical results across x86-64 machines: OpenBLAS picks its kernels by processor, and
+# the AVX-512 kernels round some sums differently from the AVX2 ones (the demo's effects.csv
+# and ceac.csv differ in the 10th digit). The Haswell (AVX2) kernels run on every x86-64
+# machine from 2013 on, so the golden manifest holds everywhere. A value already set wins.
+ifeq ($(shell uname -m),x86_64)
+export OPENBLAS_CORETYPE ?= Haswell
+endif
+
 .PHONY: report test env sysdeps analyze clean check-golden lint
 
 env: $(VENV)/.installed
