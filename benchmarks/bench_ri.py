@@ -60,7 +60,7 @@ def make_data(n: int, seed: int = 20261122) -> pd.DataFrame:
 
 def bench_hbeval(d: pd.DataFrame, draws: int) -> tuple[float, float, dict]:
     from hbeval.randomisation.design import batch_draws
-    from hbeval.outcomes.effects import factorial_data
+    from hbeval.stats.factorial import factorial_data
     from hbeval.stats.ri import ri_factorial
 
     fd = factorial_data(d["end"].to_numpy(), d["cell"].to_numpy(), d["stratum"].to_numpy(object), d["start"].to_numpy())

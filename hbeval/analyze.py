@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from hbeval.economics.cea import write_ce_plane_replicates
 from hbeval.manifest import build_manifest, write_manifest
 from hbeval.outdir import building
+from hbeval.privacy import neutralise_formulas
 from hbeval.study.store import Study
 
 #: ``results/*.csv`` of the contract, in the order they are computed.
@@ -80,8 +82,9 @@ def compute(study: Study, progress: bool = True) -> dict[str, pd.DataFrame]:
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> None:
-    """Deterministic CSV: UTF-8, ``\\n`` line ends, floats to 10 significant digits."""
-    df.to_csv(path, index=False, lineterminator="\n", float_format="%.10g", encoding="utf-8")
+    """Deterministic CSV: UTF-8, ``\\n`` line ends, floats to 10 significant digits; text cells
+    that a spreadsheet would run as a formula are neutralised (:func:`hbeval.privacy.neutralise_formulas`)."""
+    neutralise_formulas(df).to_csv(path, index=False, lineterminator="\n", float_format="%.10g", encoding="utf-8")
 
 
 def write_results(results: dict[str, pd.DataFrame], out: Path) -> None:
@@ -97,5 +100,6 @@ def run(study: Study, out: str | Path, command: list[str] | None = None, progres
     with building(out, study.path) as tmp:
         results = compute(study, progress=progress)
         write_results(results, tmp)
+        write_ce_plane_replicates(study, tmp)  # OUT/replicates/ce_plane.csv, for the report's CE planes
         write_manifest(build_manifest(study, tmp, command or ["hbeval", "analyze"]), tmp)
     return Path(out).resolve()

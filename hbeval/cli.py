@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from hbeval import __version__
-from hbeval.errors import HbevalError, InputError, UsageError
+from hbeval.errors import HbevalError, InputError, UsageError, disk_problem
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--all", action="store_true", help="batch: every unassigned pilot family")
     g.add_argument("--client", metavar="ID", help="sequential: one newly enrolled family")
     g.add_argument("--verify", action="store_true", help="check the allocation registry")
+    a.add_argument("--head", metavar="RECEIPT",
+                   help="with --verify: a receipt (SEQ:HEX, as assign printed it) that the registry must still hold")
 
     z = sub.add_parser("analyze", help="every result table, no notebooks")
     z.add_argument("study", metavar="STUDY")
@@ -50,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("verify", help="re-run from OUT/manifest.json and compare the results")
     f.add_argument("out", metavar="OUT")
+
+    dg = sub.add_parser("diagnose", help="power, MDE, bias and coverage of the design, by simulating it")
+    dg.add_argument("study", metavar="STUDY")
+    dg.add_argument("--out", metavar="OUT", required=True)
+    dg.add_argument("--n-pilot", metavar="N", type=int, nargs="+", default=None,
+                    help="pilot sizes to diagnose (default: [diagnose] n_pilot, else the study's pilot families)")
+    dg.add_argument("--sims", metavar="S", type=int, default=None, help="simulations per size (default: [diagnose] sims)")
+    dg.add_argument("--lang", choices=("fi", "en"), default="en", help="language of the figure")
     return p
 
 
@@ -108,7 +118,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _assign(args: argparse.Namespace) -> int:
     from hbeval.randomisation import allocate as assign
 
-    return assign.run(args.study, all=args.all, client=args.client, verify=args.verify)
+    return assign.run(args.study, all=args.all, client=args.client, verify=args.verify, head=args.head)
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -133,8 +143,16 @@ def _verify(args: argparse.Namespace) -> int:
     return report.verify(args.out)
 
 
+def _diagnose(args: argparse.Namespace) -> int:
+    from hbeval.diagnose import run
+
+    out = run(args.study, args.out, sizes=args.n_pilot, sims=args.sims, lang=args.lang)
+    print(f"diagnosis written to {out / 'diagnosis.csv'}")
+    return 0
+
+
 COMMANDS = {"demo": _demo, "validate": _validate, "assign": _assign, "analyze": _analyze, "report": _report,
-            "verify": _verify}
+            "verify": _verify, "diagnose": _diagnose}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,6 +165,13 @@ def main(argv: list[str] | None = None) -> int:
     except HbevalError as e:
         print(f"hbeval {args.command}: {e}", file=sys.stderr)
         return e.exit_code
+    except Exception as e:  # a full disk is bad luck, not a bug: a message and exit 1, no traceback
+        msg = disk_problem(e)
+        if msg is None:
+            raise
+        print(f"hbeval {args.command}: {msg}; free some space and run the command again (nothing was "
+              "half-written)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"hbeval {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -51,6 +51,8 @@ ENROL_DAYS = 547  # 18 months
 FOLLOW_UP_DAYS = 365
 DEMO_SEED = 20261122
 DEMO_KEY = "demo-only-pseudonym-key-replace-in-a-real-study"
+#: The demo's allocation key (it keys the registry's chain); public, so the demo folder is byte-identical.
+DEMO_ALLOCATION_KEY = "demo-only-allocation-key-replace-in-a-real-study"
 DEMO_ASSIGNED_AT = dt.datetime(2025, 7, 1, 9, 0, 0)
 RHO = 0.85
 
@@ -462,6 +464,8 @@ seed = {seed}
 [design]
 strata = ["site", "service_line"]
 assignment = "batch"
+# demo only: a real study keeps its allocation key outside the study folder (key_env)
+key_file = "allocation.key"
 
 [outcomes]
 primary = "kykyviisari_total"
@@ -618,6 +622,7 @@ def write_demo(out: str | Path, n_pilot: int = 400, n_comparison: int = 600, see
     files["child_welfare.csv"] = _csv_bytes(t["child_welfare"])
     files["study.toml"] = demo.config_toml.encode("utf-8")
     files["pseudonym.key"] = DEMO_KEY.encode("utf-8") + b"\n"
+    files["allocation.key"] = DEMO_ALLOCATION_KEY.encode("utf-8") + b"\n"
     files["truth.json"] = (json.dumps(demo.truth, indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
     for name, data in files.items():
         (out / name).write_bytes(data)

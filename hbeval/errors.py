@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+
+#: ``errno`` of a write that failed because the disk is full, over quota or read-only.
+DISK_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+               errno.EROFS: "read-only file system"}
+#: The same faults as libraries that wrap them (DuckDB, SQLite) word them.
+_DISK_TEXTS = {"no space left on device": "no space left on device", "disk quota exceeded": "disk quota exceeded",
+               "read-only file system": "read-only file system", "database or disk is full": "no space left on device"}
+
 
 class HbevalError(Exception):
     """Base class of hbeval's own errors."""
@@ -41,3 +50,25 @@ class UsageError(HbevalError):
     """The command was called the wrong way."""
 
     exit_code = 2
+
+
+def disk_problem(exc: BaseException) -> str | None:
+    """``"no space left on device while writing X"`` when ``exc`` (or an exception it was
+    raised from) is a full disk, an exceeded quota or a read-only file system; else ``None``.
+
+    One rule for every command: the command line prints the message and exits 1. Nothing is
+    half-written, because every output is built aside and moved into place.
+    """
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
+            what = e.filename or e.filename2
+            return DISK_ERRNOS[e.errno] + (f" while writing {what}" if what else " while writing the output")
+        text = str(e).lower()
+        for needle, msg in _DISK_TEXTS.items():
+            if needle in text:
+                return f"{msg} while writing ({str(e).splitlines()[0][:200]})"
+        e = e.__cause__ or e.__context__
+    return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -21,7 +22,7 @@ import pytest
 
 from hbeval.cli import main
 
-ALLOC_KEY = "test-allocation-key"
+ALLOC_KEY = "test-allocation-key-of-bad-input-tests"  # hbeval refuses keys under 22 characters
 
 
 # ---------------------------------------------------------------- the base study
@@ -320,6 +321,25 @@ def _toml(old: str, new: str) -> Callable[[Path], None]:
     return lambda s: edit_toml(s, old, new)
 
 
+def toml_line(s: Path, start: str) -> int:
+    """Line (1-based) of the first line of ``study.toml`` that starts with ``start``."""
+    lines = (s / "study.toml").read_text(encoding="utf-8").splitlines()
+    return next(i for i, line in enumerate(lines, 1) if line.startswith(start))
+
+
+def _toml_at(corrupt: Callable[[Path], object], start: str) -> Callable[[Path], int]:
+    """``corrupt``, then the line that starts with ``start`` (the row the message must name),
+    so that the cases do not depend on the layout of the demo's study.toml."""
+    def run(s: Path) -> int:
+        corrupt(s)
+        return toml_line(s, start)
+    return run
+
+
+def _toml_at_primary(old: str, new: str) -> Callable[[Path], int]:
+    return _toml_at(_toml(old, new), "primary")
+
+
 def _strata_not_in_clients(s: Path) -> None:
     edit_toml(s, 'strata = ["site", "service_line"]', 'strata = ["site", "kunta"]')
 
@@ -431,20 +451,116 @@ CASES = [
     c("toml_missing_name", _toml('name = "HB demo study"\n', ""), "study.toml", 2, "study.name"),
     c("toml_unknown_key", _toml("follow_up_days = 365", "follow_up_days = 365\nfollowup = 12"), "study.toml", 6, "study.followup"),
     c("toml_wrong_type", _toml("price_year = 2024", 'price_year = "2024"'), "study.toml", 4, "study.price_year"),
-    c("toml_syntax_error", _toml("min_cell = 5", "min_cell = = 5"), "study.toml", 17, "min_cell"),
-    c("toml_key_env_and_key_file", _toml('key_file = "pseudonym.key"', 'key_file = "pseudonym.key"\nkey_env = "X"'),
-      "study.toml", 20, "privacy.key_env"),
-    c("toml_primary_also_secondary", _toml('primary = "kykyviisari_total"',
+    c("toml_syntax_error", _toml_at(_toml("min_cell = 5", "min_cell = = 5"), "min_cell"), "study.toml", None, "min_cell"),
+    c("toml_key_env_and_key_file", _toml_at(_toml('key_file = "pseudonym.key"', 'key_file = "pseudonym.key"\nkey_env = "X"'),
+                                            'key_env = "X"'), "study.toml", None, "privacy.key_env"),
+    c("toml_primary_also_secondary", _toml_at_primary('primary = "kykyviisari_total"',
                                            'primary = "kykyviisari_total"\nfamilies = { secondary = ["kykyviisari_total"] }'),
-      "study.toml", 13, "outcomes.primary"),
-    c("toml_wtp_not_increasing", _toml("wtp_eur = [0, 250, 500, 1000, 2000, 5000]", "wtp_eur = [0, 500, 250]"),
-      "study.toml", 22, "economics.wtp_eur"),
-    c("toml_discount_rate_percent", _toml("discount_rate = 0.035", "discount_rate = 3.5"), "study.toml", 23, "economics.discount_rate"),
-    c("toml_min_cell_zero", _toml("min_cell = 5", "min_cell = 0"), "study.toml", 17, "privacy.min_cell"),
+      "study.toml", None, "outcomes.primary"),
+    c("toml_wtp_not_increasing", _toml_at(_toml("wtp_eur = [0, 250, 500, 1000, 2000, 5000]", "wtp_eur = [0, 500, 250]"),
+                                          "wtp_eur"), "study.toml", None, "economics.wtp_eur"),
+    c("toml_discount_rate_percent", _toml_at(_toml("discount_rate = 0.035", "discount_rate = 3.5"), "discount_rate"),
+      "study.toml", None, "economics.discount_rate"),
+    c("toml_min_cell_zero", _toml_at(_toml("min_cell = 5", "min_cell = 0"), "min_cell"), "study.toml", None, "privacy.min_cell"),
     c("toml_strata_not_in_clients", _strata_not_in_clients, "clients.csv", 1, "kunta"),
     c("toml_key_missing_for_hetu", _no_key, "clients.csv", 1, "hetu"),
     c("toml_not_utf8", lambda s: (s / "study.toml").write_bytes((s / "study.toml").read_bytes().replace(b"name", "nimi ä".encode("cp1252"), 1)),
       "study.toml", 3, "6"),
+]
+
+
+# -- issue 16: bounds, outcome names and key files in study.toml (rows are those of the demo's study.toml)
+def _add(after: str, line: str) -> Callable[[Path], None]:
+    return lambda s: edit_toml(s, after, after + "\n" + line)
+
+
+def _name(name: str) -> Callable[[Path], None]:
+    return _toml('name = "HB demo study"', f'name = "{name}"')
+
+
+def _key_file(target: str | None = None, make: Callable[[Path], None] | None = None) -> Callable[[Path], None]:
+    """Point privacy.key_file at ``target`` (or at a file ``make`` builds in the study)."""
+    def corrupt(s: Path) -> None:
+        if make is not None:
+            make(s)
+        if target is not None:
+            edit_toml(s, 'key_file = "pseudonym.key"', f'key_file = "{target}"')
+    return corrupt
+
+
+def _replace_key(s: Path, how: Callable[[Path], None]) -> None:
+    p = s / "pseudonym.key"
+    p.unlink()
+    how(p)
+
+
+def tc(id: str, corrupt: Callable[[Path], object], start: str, key: str) -> Case:
+    """A study.toml case: the message names the line that starts with ``start`` and ``key``."""
+    return Case(id, _toml_at(corrupt, start), "study.toml", None, key)
+
+
+_WTP = "wtp_eur = [0, 250, 500, 1000, 2000, 5000]"
+_BLOCKS = 'assignment = "batch"'
+CASES += [
+    tc("toml_bootstrap_reps_huge", _add("drop_off = 0.0", "bootstrap_reps = 100000000"), "bootstrap_reps",
+       "economics.bootstrap_reps"),
+    tc("toml_bootstrap_reps_just_over", _add("drop_off = 0.0", "bootstrap_reps = 100001"), "bootstrap_reps",
+       "economics.bootstrap_reps"),
+    tc("toml_ri_draws_huge", _add("mic = 1.0", "ri_draws = 10000000"), "ri_draws", "outcomes.ri_draws"),
+    tc("toml_ri_draws_just_over", _add("mic = 1.0", "ri_draws = 100001"), "ri_draws", "outcomes.ri_draws"),
+    tc("toml_block_size_huge", _toml(_BLOCKS, 'assignment = "blocks"\nblock_sizes = [4, 1048576]'), "block_sizes",
+       "design.block_sizes"),
+    tc("toml_block_size_68", _toml(_BLOCKS, 'assignment = "blocks"\nblock_sizes = [4, 68]'), "block_sizes",
+       "design.block_sizes"),
+    tc("toml_block_sizes_too_many", _toml(_BLOCKS, 'assignment = "blocks"\nblock_sizes = [' + ", ".join(["4"] * 17) + "]"),
+       "block_sizes", "design.block_sizes"),
+    tc("toml_wtp_1e308", _toml(_WTP, "wtp_eur = [0, 250, 1e308]"), "wtp_eur", "economics.wtp_eur"),
+    tc("toml_wtp_inf", _toml(_WTP, "wtp_eur = [0, inf]"), "wtp_eur", "economics.wtp_eur"),
+    tc("toml_wtp_nan", _toml(_WTP, "wtp_eur = [0, nan]"), "wtp_eur", "economics.wtp_eur"),
+    tc("toml_wtp_just_over_1e9", _toml(_WTP, "wtp_eur = [0, 1000000001]"), "wtp_eur", "economics.wtp_eur"),
+    tc("toml_wtp_reference_1e308", _add("drop_off = 0.0", "wtp_reference_eur = 1e308"), "wtp_reference_eur",
+       "economics.wtp_reference_eur"),
+    tc("toml_wtp_reference_nan", _add("drop_off = 0.0", "wtp_reference_eur = nan"), "wtp_reference_eur",
+       "economics.wtp_reference_eur"),
+    tc("toml_mic_nan", _toml("mic = 1.0", "mic = nan"), "mic", "outcomes.mic"),
+    tc("toml_mic_inf", _toml("mic = 1.0", "mic = inf"), "mic", "outcomes.mic"),
+    tc("toml_deadweight_nan", _toml("deadweight = 0.0", "deadweight = nan"), "deadweight", "economics.deadweight"),
+    tc("toml_discount_rate_inf", _toml("discount_rate = 0.035", "discount_rate = -inf"), "discount_rate",
+       "economics.discount_rate"),
+    tc("toml_min_cell_3_without_allow", _toml("min_cell = 5", "min_cell = 3"), "min_cell", "privacy.min_cell"),
+    tc("toml_min_cell_1_without_allow", _toml("min_cell = 5", "min_cell = 1"), "min_cell", "privacy.min_cell"),
+    tc("toml_min_cell_4_allow_false", _toml("min_cell = 5", "min_cell = 4\nallow_small_cells = false"), "min_cell",
+       "privacy.min_cell"),
+    tc("toml_allow_small_cells_not_bool", _toml("min_cell = 5", 'min_cell = 3\nallow_small_cells = "yes"'),
+       "allow_small_cells", "privacy.allow_small_cells"),
+    tc("toml_min_cell_zero_even_allowed", _toml("min_cell = 5", "min_cell = 0\nallow_small_cells = true"), "min_cell",
+       "privacy.min_cell"),
+    tc("toml_unknown_primary", _toml('primary = "kykyviisari_total"', 'primary = "kykyviisari_totl"'), "primary",
+       "outcomes.primary"),
+    tc("toml_unknown_primary_cost", _toml('primary = "kykyviisari_total"', 'primary = "total_cost_eur"'), "primary",
+       "outcomes.primary"),
+    tc("toml_unknown_secondary", _add("mic = 1.0", 'families = { secondary = ["kompassi_total", "kompassi_totl"] }'),
+       "families", "outcomes.families.secondary"),
+    tc("toml_unknown_process_outcome", _add("mic = 1.0", 'families = { process_frame = ["budget_revision"] }'),
+       "families", "outcomes.families.process_frame"),
+    tc("toml_unknown_domain", _add("mic = 1.0", 'families = { secondary = ["kompassi_onnellisuus"] }'), "families",
+       "outcomes.families.secondary"),
+    tc("toml_study_name_too_long", _name("Hämeenlinnan hyvinvointialueen " * 5), "name", "study.name"),
+    tc("toml_study_name_expands_in_slug", _name("⒇" * 40), "name", "study.name"),
+    tc("toml_study_name_huge_without_ascii", _name("日" * 401), "name", "study.name"),
+    tc("key_file_dev_zero", _key_file("/dev/zero"), 'key_file = "/dev', "privacy.key_file"),
+    tc("key_file_dev_null", _key_file("/dev/null"), 'key_file = "/dev', "privacy.key_file"),
+    tc("key_file_is_a_folder", _key_file("keys", lambda s: (s / "keys").mkdir()), 'key_file = "keys"', "privacy.key_file"),
+    tc("key_file_is_a_fifo", _key_file(None, lambda s: _replace_key(s, lambda p: os.mkfifo(p))), 'key_file = "pseudonym',
+       "privacy.key_file"),
+    tc("key_file_too_large", _key_file(None, lambda s: _replace_key(s, lambda p: p.write_bytes(b"k" * 5000))),
+       'key_file = "pseudonym', "privacy.key_file"),
+    tc("key_file_dangling_symlink", _key_file(None, lambda s: _replace_key(s, lambda p: p.symlink_to(s / "gone.key"))),
+       'key_file = "pseudonym', "privacy.key_file"),
+    tc("key_file_looping_symlink", _key_file(None, lambda s: _replace_key(s, lambda p: p.symlink_to(p))),
+       'key_file = "pseudonym', "privacy.key_file"),
+    tc("key_file_symlink_to_dev_zero", _key_file(None, lambda s: _replace_key(s, lambda p: p.symlink_to("/dev/zero"))),
+       'key_file = "pseudonym', "privacy.key_file"),
 ]
 
 
@@ -522,3 +638,501 @@ def test_stray_trailing_separator_is_rejected(base: Path, tmp_path, capsys):
     rows = read_rows(s / "child_welfare.csv")
     replace_line(s, "child_welfare.csv", 3, (",".join(rows[2]) + ",").encode())
     assert main(["validate", str(s)]) == 1
+
+
+# ================================================================ issue 16: clean refusals
+# Each case below ends in exit 1 with a message that names the file (and the row and column
+# where they apply), without a traceback, a hang or an abort; the store and the registry stay
+# as they were and no temporary folder is left behind.
+@dataclass(frozen=True)
+class Refusal:
+    id: str
+    corrupt: Callable[[Path, pytest.MonkeyPatch], object]
+    expect: str  # a regular expression the message must match
+    command: str = "validate"  # validate | analyze | validate_out | assign
+    store_kept: bool = True  # False: the inputs are valid, so validate may refresh the store before it fails
+
+
+def _swap(name: str, how: Callable[[Path, Path], None]) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    """Replace the study's file ``name`` by what ``how(path, study)`` makes in its place."""
+    def corrupt(s: Path, mp: pytest.MonkeyPatch) -> None:
+        p = s / name
+        if p.exists() or p.is_symlink():
+            p.unlink()
+        how(p, s)
+    return corrupt
+
+
+def _folder(p: Path, s: Path) -> None:
+    p.mkdir()
+    (p / "part1.csv").write_text("client_id\n")
+
+
+def _fifo(p: Path, s: Path) -> None:
+    os.mkfifo(p)
+
+
+def _dangling(p: Path, s: Path) -> None:
+    p.symlink_to(s / "exports" / p.name)
+
+
+def _self_loop(p: Path, s: Path) -> None:
+    p.symlink_to(p.name)
+
+
+def _two_loop(p: Path, s: Path) -> None:
+    other = p.with_name("loop_" + p.name)
+    p.symlink_to(other.name)
+    other.symlink_to(p.name)
+
+
+def _to(target: str) -> Callable[[Path, Path], None]:
+    return lambda p, s: p.symlink_to(target)
+
+
+def _wide_csv(n: int) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    def corrupt(s: Path, mp: pytest.MonkeyPatch) -> None:
+        rows = read_rows(s / "child_welfare.csv")
+        k = n - len(rows[0])
+        write_rows(s / "child_welfare.csv", [r + ([f"extra_{j}" for j in range(k)] if i == 0 else [""] * k)
+                                             for i, r in enumerate(rows)])
+    return corrupt
+
+
+def _wide_xlsx(n: int) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    def corrupt(s: Path, mp: pytest.MonkeyPatch) -> None:
+        rows = xlsx_rows(s / "worker_time.xlsx")[:5]
+        k = n - len(rows[0])
+        write_xlsx(s / "worker_time.xlsx", [r + ([f"extra_{j}" for j in range(k)] if i == 0 else [None] * k)
+                                            for i, r in enumerate(rows)])
+    return corrupt
+
+
+def _sheet_xml_edit(edit: Callable[[str], str], name: str = "worker_time.xlsx") -> Callable[[Path, pytest.MonkeyPatch], None]:
+    """Rewrite the worksheet XML of a workbook (the few bytes a hostile or broken export changes)."""
+    def corrupt(s: Path, mp: pytest.MonkeyPatch) -> None:
+        import zipfile
+
+        p = s / name
+        src = p.read_bytes()
+        with zipfile.ZipFile(io.BytesIO(src)) as zin, zipfile.ZipFile(p, "w", zipfile.ZIP_DEFLATED) as zout:
+            for item in zin.infolist():
+                data = zin.read(item.filename)
+                if item.filename.startswith("xl/worksheets/sheet"):
+                    data = edit(data.decode("utf-8")).encode("utf-8")
+                zout.writestr(item, data)
+    return corrupt
+
+
+def _declare(ref: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    return _sheet_xml_edit(lambda x: re.sub(r'<dimension ref="[^"]*"', f'<dimension ref="{ref}"', x))
+
+
+def _far_cell(ref: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    row = re.sub(r"^[A-Z]+", "", ref)
+    return _sheet_xml_edit(lambda x: x.replace("</sheetData>", f'<row r="{row}"><c r="{ref}" t="n"><v>1</v></c></row>'
+                                                               "</sheetData>"))
+
+
+def _raise_on_replace(suffix: str, err: int) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    """A full disk when ingestion moves its new store into place."""
+    def corrupt(s: Path, mp: pytest.MonkeyPatch) -> None:
+        real = os.replace
+
+        def replace(src, dst, *a, **k):
+            if str(dst).endswith(suffix):
+                raise OSError(err, os.strerror(err), str(dst))
+            return real(src, dst, *a, **k)
+        mp.setattr(os, "replace", replace)
+    return corrupt
+
+
+def _raise_in(target: str, exc: Callable[[], BaseException]) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    def corrupt(s: Path, mp: pytest.MonkeyPatch) -> None:
+        def fail(*a, **k):
+            raise exc()
+        mp.setattr(target, fail)
+    return corrupt
+
+
+def _enospc(what: str, err: int = 28) -> Callable[[], OSError]:
+    return lambda: OSError(err, os.strerror(err), what)
+
+
+def _duckdb_full() -> BaseException:
+    import duckdb
+
+    return duckdb.IOException('IO Error: Could not write file "store.duckdb": No space left on device')
+
+
+def _fast_compute(s: Path, mp: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    mp.setattr("hbeval.analyze.compute", lambda study, progress=True: {"effects": pd.DataFrame({"a": [1.0]})})
+
+
+def _both(*fns: Callable[[Path, pytest.MonkeyPatch], object]) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    def corrupt(s: Path, mp: pytest.MonkeyPatch) -> None:
+        for f in fns:
+            f(s, mp)
+    return corrupt
+
+
+def _stale(s: Path, mp: pytest.MonkeyPatch) -> None:
+    """Change an input, so that ``analyze`` ingests again (and writes the store)."""
+    with open(s / "study.toml", "a", encoding="utf-8") as f:
+        f.write("# edited\n")
+
+
+def _fresh_registry(s: Path, mp: pytest.MonkeyPatch) -> None:
+    """Let ``assign --all`` draw again: no registry, no assignments.csv."""
+    (s / "allocation.sqlite").unlink()
+    (s / "assignments.csv").unlink()
+
+
+def _alloc_key_file(target: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    def corrupt(s: Path, mp: pytest.MonkeyPatch) -> None:
+        t = (s / "study.toml").read_text(encoding="utf-8")
+        if 'key_file = "allocation.key"' in t:
+            t = t.replace('key_file = "allocation.key"', f'key_file = "{target}"', 1)
+        else:
+            t = t.replace('assignment = "batch"', f'assignment = "batch"\nkey_file = "{target}"', 1)
+        (s / "study.toml").write_text(t, encoding="utf-8")
+    return corrupt
+
+
+R = Refusal
+_FOLDER, _FIFO, _DEV = r"is a folder; only regular files", r"is a named pipe \(FIFO\); only regular files", r"is a device"
+_LOOP, _GONE = r"cannot be opened \(.*loops\?\)", r"is a symbolic link to .*, which does not exist"
+REFUSALS = [
+    # -- only regular files are read (a folder, a FIFO, a device, dangling or looping links)
+    R("table_is_a_folder_clients", _swap("clients.csv", _folder), rf"file clients\.csv: .*{_FOLDER}"),
+    R("table_is_a_folder_measurements", _swap("measurements.csv", _folder), rf"file measurements\.csv: .*{_FOLDER}"),
+    R("table_is_a_folder_xlsx", _swap("worker_time.xlsx", _folder), rf"file worker_time\.xlsx: .*{_FOLDER}"),
+    R("table_is_a_folder_analyze", _swap("service_events.csv", _folder), rf"file service_events\.csv: .*{_FOLDER}", "analyze"),
+    R("table_is_a_fifo_child_welfare", _swap("child_welfare.csv", _fifo), rf"file child_welfare\.csv: .*{_FIFO}"),
+    R("table_is_a_fifo_budgets", _swap("budgets.csv", _fifo), rf"file budgets\.csv: .*{_FIFO}"),
+    R("table_is_a_fifo_xlsx", _swap("worker_time.xlsx", _fifo), rf"file worker_time\.xlsx: .*{_FIFO}"),
+    R("table_is_a_fifo_analyze", _swap("income_support.csv", _fifo), rf"file income_support\.csv: .*{_FIFO}", "analyze"),
+    R("table_links_to_dev_zero", _swap("child_welfare.csv", _to("/dev/zero")), rf"file child_welfare\.csv: .*{_DEV}"),
+    R("table_links_to_dev_null", _swap("teaming_meetings.csv", _to("/dev/null")), rf"file teaming_meetings\.csv: .*{_DEV}"),
+    R("table_dangling_symlink_clients", _swap("clients.csv", _dangling), rf"file clients\.csv: .*{_GONE}"),
+    R("table_dangling_symlink_optional", _swap("service_events.csv", _dangling), rf"file service_events\.csv: .*{_GONE}"),
+    R("table_dangling_symlink_xlsx", _swap("worker_time.xlsx", _dangling), rf"file worker_time\.xlsx: .*{_GONE}"),
+    R("extra_workbook_dangling_symlink", _swap("kuukausiraportti.xlsx", _dangling), rf"file kuukausiraportti\.xlsx: .*{_GONE}"),
+    R("table_symlink_loops_on_itself", _swap("measurements.csv", _self_loop), rf"file measurements\.csv: .*{_LOOP}"),
+    R("table_symlinks_loop_in_two", _swap("budget_spending.csv", _two_loop), rf"file budget_spending\.csv: .*{_LOOP}"),
+    R("study_toml_is_a_folder", _swap("study.toml", _folder), rf"file study\.toml: .*{_FOLDER}"),
+    R("study_toml_is_a_fifo", _swap("study.toml", _fifo), rf"file study\.toml: .*{_FIFO}"),
+    R("study_toml_links_to_dev_zero", _swap("study.toml", _to("/dev/zero")), rf"file study\.toml: .*{_DEV}"),
+    R("study_toml_dangling_symlink", _swap("study.toml", _dangling), rf"file study\.toml: .*{_GONE}"),
+    R("study_toml_loops", _swap("study.toml", _self_loop), rf"file study\.toml: .*{_LOOP}"),
+    R("allocation_key_file_dev_zero", _alloc_key_file("/dev/zero"), rf"file study\.toml, row \d+, column design\.key_file: .*{_DEV}",
+      "assign"),
+    R("allocation_key_file_folder", _both(_alloc_key_file("keys"), lambda s, mp: (s / "keys").mkdir()),
+      rf"file study\.toml, row \d+, column design\.key_file: .*{_FOLDER}", "assign"),
+    # -- sizes that exhaust memory or time, refused before reading
+    R("xlsx_declares_whole_sheet", _declare("A1:XFD1048576"), r"file worker_time\.xlsx, row 1, column XFD: .*declares .*16,384 columns"),
+    R("xlsx_declares_502_columns", _declare("A1:SH3"), r"file worker_time\.xlsx, row 1, column SH: .*declares .*502 columns"),
+    R("xlsx_declares_too_many_cells", _declare("A1:Z1000000"), r"file worker_time\.xlsx, row 1000000, column Z: .*declares .*1,000,000 rows × 26 columns"),
+    R("xlsx_cell_at_last_row_and_column", _far_cell("XFD1048576"), r"file worker_time\.xlsx, row 1048576, column XFD: .*has a cell in column XFD"),
+    R("xlsx_cell_at_last_row", _far_cell("T1048576"), r"file worker_time\.xlsx, row 1048576, column T: .*has a cell in row 1,048,576"),
+    R("xlsx_cell_far_right", _far_cell("ZZ2"), r"file worker_time\.xlsx, row 2, column ZZ: .*has a cell in column ZZ"),
+    R("xlsx_whole_sheet_analyze", _declare("A1:XFD1048576"), r"file worker_time\.xlsx, row 1, column XFD", "analyze"),
+    R("xlsx_501_columns", _wide_xlsx(501), r"file worker_time\.xlsx, row 1, column SG: .*501 columns"),
+    R("csv_501_columns", _wide_csv(501), r"file child_welfare\.csv, row 1, column SG: 501 columns"),
+    R("csv_10000_columns", _wide_csv(10_000), r"file child_welfare\.csv, row 1, column SG: 10,000 columns"),
+    R("csv_10000_columns_analyze", _wide_csv(10_000), r"file child_welfare\.csv, row 1, column SG", "analyze"),
+    # -- a full disk, an exceeded quota, a read-only file system: one message, exit 1
+    R("disk_full_validate_store", _raise_on_replace("store.duckdb", 28), r"no space left on device while writing .*store\.duckdb"),
+    R("quota_validate_store", _raise_on_replace("store.duckdb", 122), r"disk quota exceeded while writing .*store\.duckdb"),
+    R("read_only_validate_store", _raise_on_replace("store.duckdb", 30), r"read-only file system while writing .*store\.duckdb"),
+    R("disk_full_inside_duckdb", _raise_in("hbeval.study.ingest._catalogue", _duckdb_full), r"no space left on device while writing"),
+    R("disk_full_analyze_store", _both(_stale, _raise_on_replace("store.duckdb", 28)), r"no space left on device while writing .*store\.duckdb",
+      "analyze"),
+    R("disk_full_analyze_results", _both(_fast_compute, _raise_in("hbeval.analyze.write_csv", _enospc("results/effects.csv"))),
+      r"no space left on device while writing results/effects\.csv", "analyze"),
+    R("disk_full_validate_out", _raise_in("hbeval.analyze.write_csv", _enospc("results/data_quality.csv")),
+      r"no space left on device while writing results/data_quality\.csv", "validate_out", store_kept=False),
+    R("disk_full_assign_export", _both(_fresh_registry, _raise_in("hbeval.randomisation.registry.write_export",
+                                                                  _enospc("assignments.csv"))),
+      r"no space left on device while writing assignments\.csv", "assign"),
+    R("disk_full_assign_sqlite", _both(_fresh_registry, _raise_in("hbeval.randomisation.registry.write_export",
+                                                                  lambda: __import__("sqlite3").OperationalError(
+                                                                      "database or disk is full"))),
+      r"no space left on device while writing", "assign"),
+]
+
+
+@pytest.fixture
+def _alarm():
+    """A case that hangs (a FIFO read) fails after a minute instead of stopping the suite."""
+    import signal
+
+    def ring(*_):
+        raise TimeoutError("the command hung")
+    old = signal.signal(signal.SIGALRM, ring)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def _keep(s: Path) -> dict[str, str | None]:
+    """Hashes of the store and the registry (a refused run must not change them)."""
+    return {k: (hashlib.sha256((s / k).read_bytes()).hexdigest() if (s / k).is_file() else None)
+            for k in (".hbeval/store.duckdb", "allocation.sqlite")}
+
+
+@pytest.mark.parametrize("case", REFUSALS, ids=[k.id for k in REFUSALS])
+def test_refusal_exits_1_with_a_message_and_leaves_nothing(case: Refusal, base: Path, tmp_path, capsys, monkeypatch,
+                                                            _alarm):
+    s = tmp_path / "study"
+    shutil.copytree(base, s)
+    monkeypatch.setenv("HBEVAL_ALLOCATION_KEY", "kX3v9QwZ2pLr8TbN4yHs7JdF1mCe6UaG5oRi0Wq")
+    case.corrupt(s, monkeypatch)
+    kept = _keep(s)
+    out = tmp_path / "out"
+    argv = {"validate": ["validate", str(s)], "analyze": ["analyze", str(s), "--out", str(out)],
+            "validate_out": ["validate", str(s), "--out", str(out)], "assign": ["assign", str(s), "--all"]}[case.command]
+    assert main(argv) == 1
+    text = capsys.readouterr()
+    msg = text.out + text.err
+    assert "Traceback" not in msg
+    assert re.search(case.expect, msg), f"{case.command} did not say {case.expect!r}:\n{msg[-3000:]}"
+    monkeypatch.undo()
+    now = _keep(s)
+    fresh = case.command == "assign" and kept["allocation.sqlite"] is None
+    if fresh:
+        del now["allocation.sqlite"], kept["allocation.sqlite"]  # checked below: no allocation in it
+    if not case.store_kept:
+        del now[".hbeval/store.duckdb"], kept[".hbeval/store.duckdb"]
+    assert now == kept
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+    assert not list((s / ".hbeval").glob("ingest-*"))  # the temporary copy of the inputs is gone
+    if fresh:
+        from hbeval.randomisation import registry
+
+        assert not (s / "assignments.csv").exists()
+        assert not (s / "allocation.sqlite").exists() or registry.read(s / "allocation.sqlite").empty
+
+
+def test_a_symlinked_table_that_is_a_regular_file_is_read(base: Path, tmp_path, capsys):
+    """The refusals above are of what a link points at, not of links: a link to a regular file is read."""
+    s = tmp_path / "study"
+    shutil.copytree(base, s)
+    elsewhere = tmp_path / "exports"
+    elsewhere.mkdir()
+    (s / "child_welfare.csv").rename(elsewhere / "child_welfare.csv")
+    (s / "child_welfare.csv").symlink_to(elsewhere / "child_welfare.csv")
+    assert main(["validate", str(s)]) == 0
+
+
+def test_min_cell_below_5_with_allow_small_cells_is_accepted(base: Path, tmp_path, capsys):
+    from hbeval.report.i18n import STRINGS
+    from hbeval.study.config import load_config
+
+    s = tmp_path / "study"
+    shutil.copytree(base, s)
+    edit_toml(s, "min_cell = 5", "min_cell = 3\nallow_small_cells = true")
+    assert main(["validate", str(s)]) == 0
+    cfg = load_config(s)
+    assert (cfg.min_cell, cfg.allow_small_cells) == (3, True)
+    assert all("{k}" in text for text in STRINGS["small_cells_note"])  # the report says the threshold
+
+
+def test_columns_beyond_the_limit_are_refused_in_time(base: Path, tmp_path, capsys):
+    """10,000 columns: refused from the header, in seconds (it ran for over 15 minutes)."""
+    import time
+
+    s = tmp_path / "study"
+    shutil.copytree(base, s)
+    _wide_csv(10_000)(s, pytest.MonkeyPatch())
+    t0 = time.perf_counter()
+    assert main(["validate", str(s)]) == 1
+    assert time.perf_counter() - t0 < 30
+    assert "10,000 columns" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- duplicates and leftovers
+def test_an_export_sent_twice_is_a_warning_with_counts(base: Path, tmp_path, capsys):
+    s = tmp_path / "study"
+    shutil.copytree(base, s)
+    p = s / "budget_spending.csv"
+    rows = read_rows(p)
+    write_rows(p, rows + rows[1:])
+    n = len(rows) - 1
+    out = tmp_path / "out"
+    assert main(["validate", str(s), "--out", str(out)]) == 0  # a warning, not an error
+    msg = capsys.readouterr().out
+    assert f"warning: {n} of {2 * n} rows repeat an earlier row exactly" in msg
+    import pandas as pd
+
+    dq = pd.read_csv(out / "results" / "data_quality.csv")
+    row = dq[dq["rule"].str.startswith("warning:", na=False)]
+    assert list(row["file"]) == ["budget_spending.csv"] and list(row["count"]) == [n]
+
+
+def test_a_few_identical_rows_are_not_a_warning(base: Path, tmp_path, capsys):
+    """Two identical visits on one day are normal: one repeated row in a long table gives no warning."""
+    s = tmp_path / "study"
+    shutil.copytree(base, s)
+    p = s / "service_events.csv"
+    rows = read_rows(p)
+    write_rows(p, rows + [rows[1]])
+    assert main(["validate", str(s)]) == 0
+    assert "repeat an earlier row" not in capsys.readouterr().out
+
+
+def test_ingest_folders_of_killed_runs_are_swept(base: Path, tmp_path, capsys):
+    """A SIGKILLed validate leaves .hbeval/ingest-* with copies of the inputs: the next run removes those of dead
+    processes (and untagged ones over an hour old), and keeps those of a live one."""
+    import subprocess
+    import time
+
+    from hbeval.outdir import TMP_MARKER
+
+    s = tmp_path / "study"
+    shutil.copytree(base, s)
+    wd = s / ".hbeval"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+
+    def leftover(name: str, pid: int | None, age: float = 0.0) -> Path:
+        d = wd / name
+        d.mkdir()
+        shutil.copy(s / "clients.csv", d / "clients.utf8.csv")
+        if pid is not None:
+            (d / TMP_MARKER).write_text(str(pid), encoding="ascii")
+        if age:
+            t = time.time() - age
+            os.utime(d, (t, t))
+        return d
+
+    gone = [leftover("ingest-dead1", dead.pid), leftover("ingest-old", None, age=7200)]
+    stay = [leftover("ingest-live", os.getpid()), leftover("ingest-fresh", None)]
+    assert main(["validate", str(s)]) == 0
+    assert [d.exists() for d in gone] == [False, False]
+    assert [d.exists() for d in stay] == [True, True]
+
+
+# ---------------------------------------------------------------- verify and its manifest
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory) -> tuple[Path, Path]:
+    """(study, OUT) of one ``analyze`` run of a small demo study (40 + 40 families: the 8 + 8 of ``base`` are too
+    few for the comparison-group weights)."""
+    from hbeval.demo import write_demo
+
+    d = tmp_path_factory.mktemp("analysed")
+    s = d / "study"
+    write_demo(s, n_pilot=40, n_comparison=40, seed=5)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HBEVAL_ALLOCATION_KEY", "kX3v9QwZ2pLr8TbN4yHs7JdF1mCe6UaG5oRi0Wq")
+    try:
+        if not (s / "allocation.sqlite").exists():
+            (s / "assignments.csv").unlink()
+            assert main(["assign", str(s), "--all"]) == 0
+    finally:
+        mp.undo()
+    edit_toml(s, "mic = 1.0", "mic = 1.0\nri_draws = 200")
+    edit_toml(s, "drop_off = 0.0", "drop_off = 0.0\nbootstrap_reps = 200")
+    assert main(["analyze", str(s), "--out", str(d / "out")]) == 0
+    return s, d / "out"
+
+
+def _man(edit: Callable[[dict], object]) -> Callable[[Path], None]:
+    def corrupt(m: Path) -> None:
+        import json
+
+        doc = json.loads(m.read_text(encoding="utf-8"))
+        doc = edit(doc) or doc
+        m.write_text(json.dumps(doc), encoding="utf-8")
+    return corrupt
+
+
+def _set(path: str, value: object) -> Callable[[dict], None]:
+    """Set ``doc[a][b]`` for ``path`` ``"a/b"``."""
+    def edit(doc: dict) -> None:
+        *parents, last = path.split("/")
+        d = doc
+        for k in parents:
+            d = d[k]
+        d[last] = value
+    return edit
+
+
+def _drop(key: str) -> Callable[[dict], None]:
+    def edit(doc: dict) -> None:
+        del doc[key]
+    return edit
+
+
+def _man_swap(how: Callable[[Path], None]) -> Callable[[Path], None]:
+    def corrupt(m: Path) -> None:
+        m.unlink()
+        how(m)
+    return corrupt
+
+
+MANIFEST_CASES = [
+    ("manifest_truncated", lambda m: m.write_bytes(m.read_bytes()[: len(m.read_bytes()) // 2]), r"not valid JSON"),
+    ("manifest_empty", lambda m: m.write_bytes(b""), r"not valid JSON"),
+    ("manifest_not_utf8", lambda m: m.write_bytes(b'{"study": "\xe4"}'), r"not UTF-8"),
+    ("manifest_a_list", _man(lambda doc: [doc]), r"holds a JSON list, not an object"),
+    ("manifest_a_number", lambda m: m.write_text("42"), r"holds a JSON int, not an object"),
+    ("manifest_study_a_number", _man(_set("study", 7)), r"'study' must be a JSON text"),
+    ("manifest_study_missing", _man(_drop("study")), r"'study' must be a JSON text \(missing\)"),
+    ("manifest_results_a_list", _man(_set("results", ["effects.csv"])), r"'results' must be a JSON object"),
+    ("manifest_parameters_missing", _man(_drop("parameters")), r"'parameters' must be a JSON object"),
+    ("manifest_inputs_null", _man(_set("inputs", None)), r"'inputs' must be a JSON object"),
+    ("manifest_result_hash_a_number", _man(_set("results/effects.csv", 12)), r"'results\.effects\.csv' must be a SHA-256"),
+    ("manifest_is_a_folder", _man_swap(lambda m: m.mkdir()), r"is a folder"),
+    ("manifest_is_a_fifo", _man_swap(lambda m: os.mkfifo(m)), r"is a named pipe"),
+    ("manifest_links_to_dev_zero", _man_swap(lambda m: m.symlink_to("/dev/zero")), r"is a device"),
+    ("manifest_ri_draws_huge", _man(_set("parameters/ri_draws", 10**9)), r"outcomes\.ri_draws: must be between"),
+    ("manifest_bootstrap_reps_huge", _man(_set("parameters/bootstrap_reps", 10**9)), r"economics\.bootstrap_reps"),
+    ("manifest_wtp_1e308", _man(_set("parameters/wtp_eur", [0, 1e308])), r"economics\.wtp_eur"),
+    ("manifest_block_sizes_huge", _man(_set("parameters/block_sizes", [4, 1 << 20])), r"design\.block_sizes"),
+    ("manifest_wrong_type_parameter", _man(_set("parameters/ri_draws", "many")), r"parameters have the wrong types"),
+    ("manifest_families_a_list", _man(_set("parameters/families", ["x"])), r"parameters have the wrong types"),
+    ("manifest_unknown_primary", _man(_set("parameters/primary", "no_such_outcome")), r"outcomes\.primary: unknown outcome"),
+]
+
+
+@pytest.mark.parametrize("edit,expect", [c[1:] for c in MANIFEST_CASES], ids=[c[0] for c in MANIFEST_CASES])
+def test_verify_refuses_a_corrupt_or_wrong_typed_manifest(edit, expect, analysed, tmp_path, capsys, _alarm):
+    _, out0 = analysed
+    out = tmp_path / "out"
+    shutil.copytree(out0, out, symlinks=True)
+    edit(out / "manifest.json")
+    assert main(["verify", str(out)]) == 1
+    text = capsys.readouterr()
+    msg = text.out + text.err
+    assert "Traceback" not in msg
+    assert re.search(r"file \S*manifest\.json", msg), msg[-2000:]
+    assert re.search(expect, msg), f"verify did not say {expect!r}:\n{msg[-2000:]}"
+
+
+def test_verify_never_uses_a_smaller_min_cell_than_the_study(analysed, tmp_path, capsys):
+    """A manifest edited to ``min_cell: 0`` must not make verify compute (and print) suppressed counts: verify keeps
+    the study's threshold, says so, and the results reproduce."""
+    import json
+
+    _, out0 = analysed
+    out = tmp_path / "out"
+    shutil.copytree(out0, out)
+    m = out / "manifest.json"
+    doc = json.loads(m.read_text(encoding="utf-8"))
+    doc["parameters"]["min_cell"] = 0
+    doc["parameters"]["allow_small_cells"] = True
+    m.write_text(json.dumps(doc), encoding="utf-8")
+    rc = main(["verify", str(out)])
+    text = capsys.readouterr()
+    assert "the manifest's min_cell (0) is below the study's (5); verify uses 5" in text.err
+    assert rc == 0, text.out + text.err  # computed with the study's min_cell, so every table reproduces
+
+
+def test_the_whole_catalogue_has_at_least_150_distinct_cases():
+    ids = [k.id for k in CASES] + [k.id for k in REFUSALS] + [c[0] for c in MANIFEST_CASES]
+    assert len(set(ids)) == len(ids) >= 150

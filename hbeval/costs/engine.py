@@ -40,12 +40,11 @@ Public entry points
   again into ``total``).
 * :func:`cost_differences` → ``results/cost_differences.csv`` (differences per contrast,
   bootstrap CIs, gamma-log GLM check).
-* :func:`plot_costs`.
+* the figure is :func:`hbeval.report.plots.plot_costs`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +55,7 @@ import pandas as pd
 from hbeval import arms
 from hbeval.arms import CELLS
 from hbeval.errors import InputError
-from hbeval.stats.ri import blas_single_thread
+from hbeval.stats.bootstrap import bootstrap_arm_means, bootstrap_means, percentile_ci
 from hbeval.privacy import suppress_small_groups
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -617,185 +616,6 @@ def wide_costs(fc: pd.DataFrame) -> pd.DataFrame:
     return _wide_frame(w, fc).sort_values("client_id", kind="mergesort").reset_index(drop=True)
 
 
-# --------------------------------------------------------------------------- bootstrap
-#: replicates per random stream: the counts of replicates ``b`` of arm ``a`` come from the
-#: generator ``default_rng([base, a, b // BOOT_BLOCK])``, and every statistic is reduced
-#: block by block, so the results do not depend on how many replicates are held in memory
-BOOT_BLOCK = 16
-#: memory bound of one chunk of resampling counts (``chunk × n`` float64), in bytes: a
-#: performance parameter only (see :data:`BOOT_BLOCK`)
-BOOT_CHUNK_BYTES = 256 * 2**20
-#: arms larger than ``_BUCKET_FROM`` units draw their counts bucket by bucket of ``_BUCKET``
-#: units (multinomial bucket totals, then uniform draws inside each bucket: the same
-#: distribution, with the counting kept inside the CPU cache)
-_BUCKET = 1 << 14
-_BUCKET_FROM = 1 << 16
-
-
-def arm_members(arms: np.ndarray) -> tuple[list[Any], list[np.ndarray]]:
-    """The resampling arms of ``arms`` (one label per unit) as :func:`bootstrap_counts` uses
-    them: the labels sorted by ``str`` and, for each, the ascending row indices of its units."""
-    arms = np.asarray(arms)
-    if len(arms) == 0:
-        return [], []
-    codes, uniq = pd.factorize(arms, use_na_sentinel=False)
-    order = sorted(range(len(uniq)), key=lambda k: str(uniq[k]))
-    rank = np.empty(len(uniq), dtype=np.intp)
-    rank[order] = np.arange(len(uniq))
-    c = rank[codes]
-    rows = np.argsort(c, kind="stable")
-    bounds = np.cumsum(np.bincount(c, minlength=len(uniq)))[:-1]
-    return [uniq[k] for k in order], np.split(rows, bounds)
-
-
-def _draw_counts(gen: np.random.Generator, m: int, out: np.ndarray) -> None:
-    """Fill ``out`` ``(r, m)`` with the counts of ``m`` draws with replacement among ``m``
-    units, one replicate per row."""
-    r = len(out)
-    if m == 0:
-        return
-    if m <= _BUCKET_FROM:
-        d = gen.integers(0, m, size=(r, m))
-        if r * m <= 1 << 17:  # one bincount for the block (small arms)
-            d += (np.arange(r) * m)[:, None]
-            out[:] = np.bincount(d.ravel(), minlength=r * m).reshape(r, m)
-        else:
-            for i in range(r):
-                out[i] = np.bincount(d[i], minlength=m)
-        return
-    nb = -(-m // _BUCKET)
-    last = m - _BUCKET * (nb - 1)
-    p = np.full(nb, _BUCKET / m)
-    p[-1] = last / m
-    per_bucket = gen.multinomial(m, p, size=r)
-    for i in range(r):
-        k_last = int(per_bucket[i, -1])
-        d = gen.integers(0, _BUCKET, size=m - k_last)
-        pos = 0
-        for j in range(nb - 1):
-            k = int(per_bucket[i, j])
-            out[i, j * _BUCKET : (j + 1) * _BUCKET] = np.bincount(d[pos : pos + k], minlength=_BUCKET)
-            pos += k
-        out[i, (nb - 1) * _BUCKET :] = np.bincount(gen.integers(0, last, size=k_last), minlength=last)
-
-
-def _chunk_rows(n: int, max_bytes: float) -> int:
-    return max(BOOT_BLOCK, int(max_bytes // (8 * max(n, 1))) // BOOT_BLOCK * BOOT_BLOCK)
-
-
-def _count_chunks(members: list[np.ndarray], n_reps: int, rng: np.random.Generator,
-                  max_bytes: float) -> Iterator[tuple[int, list[np.ndarray]]]:
-    base = int(rng.integers(2**63))  # drawn now, not when the generator below first runs
-
-    def chunks() -> Iterator[tuple[int, list[np.ndarray]]]:
-        chunk = min(_chunk_rows(sum(len(i) for i in members), max_bytes), max(n_reps, 1))
-        buffers = [np.empty((chunk, len(idx))) for idx in members]  # reused: one chunk in memory
-        for start in range(0, n_reps, chunk):
-            c = min(chunk, n_reps - start)
-            parts = []
-            for a, (idx, buf) in enumerate(zip(members, buffers)):
-                cnt = buf[:c]
-                for s in range(0, c, BOOT_BLOCK):
-                    gen = np.random.default_rng([base, a, (start + s) // BOOT_BLOCK])
-                    _draw_counts(gen, len(idx), cnt[s : s + BOOT_BLOCK])
-                parts.append(cnt)
-            yield start, parts
-
-    return chunks()
-
-
-def bootstrap_counts(arms: np.ndarray, n_reps: int, rng: np.random.Generator,
-                     max_bytes: float = BOOT_CHUNK_BYTES) -> Iterator[tuple[int, list[np.ndarray]]]:
-    """The bootstrap engine: resampling counts drawn within arms, a memory-bounded chunk of
-    replicates at a time.
-
-    Parameters
-    ----------
-    arms : one label per unit; every arm keeps its size in every replicate (stratified
-        nonparametric bootstrap, Efron & Tibshirani 1993, §6.4).
-    n_reps : replicates.
-    rng : the caller's generator; exactly one number is drawn from it (the base seed).
-    max_bytes : memory bound of one chunk (``chunk × n × 8`` bytes); it changes no result.
-
-    Yields
-    ------
-    ``(start, counts)`` for replicates ``start … start + c − 1``: ``counts[a]`` is a
-    ``(c, m_a)`` float64 array, how often each unit of arm ``a`` (in the order and with the
-    row indices of :func:`arm_members`) is drawn in each replicate. The arrays are reused for
-    the next chunk: reduce (or copy) them before asking for it.
-
-    Notes
-    -----
-    Replicates come in blocks of :data:`BOOT_BLOCK`, each arm and block with its own
-    generator ``default_rng([base, a, block])``, and a chunk is a whole number of blocks, so
-    the counts of a replicate are the same whatever ``max_bytes``; consumers reduce each
-    block of counts to their per-replicate statistic at once (:func:`block_matmul`).
-    """
-    return _count_chunks(arm_members(arms)[1], n_reps, rng, max_bytes)
-
-
-def block_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` computed :data:`BOOT_BLOCK` rows of ``a`` at a time, so that a replicate's
-    statistic is the same bits whatever the chunk it was computed in."""
-    out = np.empty((a.shape[0], b.shape[1]))
-    for s in range(0, a.shape[0], BOOT_BLOCK):
-        blk = a[s : s + BOOT_BLOCK]
-        if len(blk) == 1:  # keep it a matrix product (not a vector one): same kernel as the rest
-            out[s] = (np.vstack([blk, blk]) @ b)[0]
-        else:
-            np.matmul(blk, b, out=out[s : s + BOOT_BLOCK])
-    return out
-
-
-def bootstrap_weights(arms: np.ndarray, n_reps: int, rng: np.random.Generator,
-                      max_bytes: float = BOOT_CHUNK_BYTES) -> np.ndarray:
-    """Resampling counts, drawn within arms: ``(n_reps, n)`` float array whose row ``b``
-    holds how often each unit is drawn in replicate ``b``; each arm keeps its size.
-
-    The whole matrix, for small problems and tests: the same draws as
-    :func:`bootstrap_counts` (same ``rng`` state), which the analyses use chunk by chunk.
-    """
-    arms = np.asarray(arms)
-    members = arm_members(arms)[1]
-    w = np.zeros((n_reps, len(arms)))
-    for start, parts in _count_chunks(members, n_reps, rng, max_bytes):
-        for idx, cnt in zip(members, parts):
-            w[start : start + len(cnt), idx] = cnt
-    return w
-
-
-def bootstrap_means(x: np.ndarray, n_reps: int, rng: np.random.Generator,
-                    max_bytes: float = BOOT_CHUNK_BYTES) -> np.ndarray:
-    """Bootstrap replicates of column means: ``x`` is ``(n, k)``; returns ``(n_reps, k)``
-    (:func:`bootstrap_arm_means` with one arm)."""
-    return bootstrap_arm_means(x, np.zeros(len(x), dtype=np.int8), [0], n_reps, rng, max_bytes)[:, 0]
-
-
-def bootstrap_arm_means(x: np.ndarray, arm: np.ndarray, arms_order: tuple[Any, ...] | list[Any], n_reps: int,
-                        rng: np.random.Generator, max_bytes: float = BOOT_CHUNK_BYTES) -> np.ndarray:
-    """Bootstrap replicates of the column means of ``x`` ``(n, k)`` within each arm, resampling
-    within arms: ``(n_reps, len(arms_order), k)``, NaN for an arm without units."""
-    x = np.asarray(x, dtype=float)
-    if x.ndim == 1:
-        x = x[:, None]
-    labels, members = arm_members(arm)
-    where = {lab: g for g, lab in enumerate(labels)}
-    use = [(j, where[a]) for j, a in enumerate(arms_order) if a in where]
-    xs = {g: x[members[g]] for _, g in use}
-    out = np.full((n_reps, len(arms_order), x.shape[1]), np.nan)
-    with blas_single_thread():  # skinny products: BLAS threads only add overhead
-        for start, parts in _count_chunks(members, n_reps, rng, max_bytes):
-            c = len(parts[0])
-            for j, g in use:
-                out[start : start + c, j] = block_matmul(parts[g], xs[g]) / len(members[g])
-    return out
-
-
-def percentile_ci(reps: np.ndarray, level: float = 0.95, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    a = (1 - level) / 2
-    return np.quantile(reps, a, axis=axis), np.quantile(reps, 1 - a, axis=axis)
-
-
 # --------------------------------------------------------------------------- costs.csv
 def summarise_costs(fc: pd.DataFrame, n_reps: int = 5000, seed: int = 0, min_cell: int = 5,
                     level: float = 0.95, detail: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -1042,45 +862,3 @@ def cost_differences(study: Study) -> pd.DataFrame:
     category with bootstrap CIs, and the gamma-log GLM check on the total."""
     cfg = study.config
     return _difference_table_wide(wide_family_costs(study), cfg.bootstrap_reps, cfg.seed, cfg.min_cell, 0.95, True)
-
-
-# --------------------------------------------------------------------------- figure
-_LABELS = {
-    "en": {"usual_services": "Usual services", "purchased_services": "Purchased services",
-           "budget_spending": "Budget spending", "income_support": "Income support", "staff_time": "Staff time",
-           "teaming": "Teaming meetings", "title": "Mean cost per family, follow-up year", "y": "€ per family",
-           "pilot": "Pilot", "comparison": "Comparison", "pre": "pre-period", "follow_up": "follow-up"},
-    "fi": {"usual_services": "Tavanomaiset palvelut", "purchased_services": "Ostopalvelut",
-           "budget_spending": "Budjetin käyttö", "income_support": "Toimeentulotuki", "staff_time": "Työaika",
-           "teaming": "Tiimikokoukset", "title": "Keskimääräinen kustannus perhettä kohden, seurantavuosi",
-           "y": "€ perhettä kohden", "pilot": "Pilotti", "comparison": "Vertailu", "pre": "esijakso",
-           "follow_up": "seuranta"},
-}
-
-
-def plot_costs(costs: pd.DataFrame, lang: str = "en", period: str = "follow_up"):
-    """Stacked bars of mean cost per family by category, per group and cell (``costs.csv``)."""
-    from hbeval.report.figures import PALETTE, new_figure
-
-    L = _LABELS["fi" if lang == "fi" else "en"]
-    d = costs[(costs["period"] == period) & (costs["category"] != "total")].copy()
-    d["mean_eur"] = pd.to_numeric(d["mean_eur"], errors="coerce")
-    units = list(dict.fromkeys(zip(d["group"], d["cell"])))
-    fig, ax = new_figure(8, 4.5)
-    bottom = np.zeros(len(units))
-    colours = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B2", "#937860"]
-    for k, cat in enumerate(CATEGORIES):
-        vals = np.array([d[(d["group"] == g) & (d["cell"] == c) & (d["category"] == cat)]["mean_eur"].sum() for g, c in units])
-        ax.bar(range(len(units)), vals, bottom=bottom, label=L[cat], color=colours[k])
-        bottom += np.nan_to_num(vals)
-    labels = []
-    for g, c in units:
-        nn = d[(d["group"] == g) & (d["cell"] == c)]["n"].iloc[0]
-        cl = "" if c == "all" else c.replace("/", "/\n")
-        labels.append(f"{L.get(g, g)}\n{cl}\n(n={nn})")
-    ax.set_xticks(range(len(units)), labels, fontsize=7)
-    ax.set_ylabel(L["y"])
-    ax.set_title(f"{L['title']} ({L[period]})")
-    ax.legend(fontsize=7, ncols=3, loc="upper right")
-    ax.tick_params(axis="x", colors=PALETTE["neutral"])
-    return fig

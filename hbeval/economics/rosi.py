@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from hbeval.costs.engine import CATEGORIES, arm_labels, bootstrap_arm_means, wide_family_costs
+from hbeval.costs.engine import CATEGORIES, arm_labels, wide_family_costs
+from hbeval.stats.bootstrap import bootstrap_arm_means
 from hbeval.arms import CELLS, SEEDS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -281,46 +282,3 @@ def rosi_results(study: Study) -> pd.DataFrame:
 def rosi_sensitivity_results(study: Study) -> pd.DataFrame:
     """``results/rosi_sensitivity.csv`` (the tornado's data)."""
     return rosi_sensitivity(_inputs_of(study, n_reps=0), RosiParams.from_config(study.config))  # point values only
-
-
-# --------------------------------------------------------------------------- figure
-_T = {
-    "en": {"title": "One-way sensitivity of ROSI: {c}", "x": "ROSI (%)", "low": "low value", "high": "high value",
-           "base": "base case",
-           "deadweight": "Deadweight", "attribution": "Attribution", "displacement": "Displacement", "drop_off": "Drop-off",
-           "discount_rate": "Discount rate", "horizon_years": "Horizon (years)", "avoided_scale": "Unit costs of avoided services",
-           "intervention_scale": "Intervention costs"},
-    "fi": {"title": "ROSI:n yksisuuntainen herkkyysanalyysi: {c}", "x": "ROSI (%)", "low": "matala arvo",
-           "high": "korkea arvo", "base": "perusskenaario",
-           "deadweight": "Nollavaikutus (deadweight)", "attribution": "Muiden osuus (attribution)",
-           "displacement": "Syrjäytys (displacement)", "drop_off": "Vaikutuksen hiipuminen", "discount_rate": "Diskonttokorko",
-           "horizon_years": "Aikahorisontti (v)", "avoided_scale": "Vältettyjen palvelujen yksikkökustannukset",
-           "intervention_scale": "Intervention kustannukset"},
-}
-
-
-def plot_tornado(sensitivity: pd.DataFrame, comparison: str = "pilot vs comparison", lang: str = "en"):
-    """Tornado of :func:`rosi_sensitivity` for one comparison (widest bar on top)."""
-    from hbeval.report.figures import PALETTE, new_figure
-
-    T = _T["fi" if lang == "fi" else "en"]
-    s = sensitivity[sensitivity["comparison"] == comparison].iloc[::-1]
-    fig, ax = new_figure(7, 4.5)
-    if len(s):
-        base = 100 * float(s["rosi_base"].iloc[0])
-        y = np.arange(len(s))
-        lo = 100 * s["rosi_at_low"].to_numpy(float)
-        hi = 100 * s["rosi_at_high"].to_numpy(float)
-        ax.barh(y, lo - base, left=base, color=PALETTE["comparison"], label=T["low"])
-        ax.barh(y, hi - base, left=base, color=PALETTE["pilot"], label=T["high"])
-        ax.axvline(base, color="black", lw=0.8, label=f"{T['base']} {base:.0f} %")
-        labels = [f"{T.get(p, p)} ({_fmt(lv)}–{_fmt(hv)})" for p, lv, hv in zip(s["parameter"], s["low_value"], s["high_value"])]
-        ax.set_yticks(y, labels, fontsize=8)
-        ax.legend(fontsize=7)
-    ax.set_xlabel(T["x"])
-    ax.set_title(T["title"].format(c=comparison))
-    return fig
-
-
-def _fmt(v: float) -> str:
-    return f"{v:g}"

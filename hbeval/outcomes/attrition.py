@@ -1,9 +1,8 @@
 """Attrition of the randomised families: rates, differential attrition, Lee bounds, an
 inverse-probability-weighted sensitivity estimate and McKenzie's missing-baseline dummy.
 
-A family is *observed* when its end score of the primary outcome exists. Pure statistics
-first (:func:`lee_bounds`, :func:`lee_bounds_bootstrap`), the Study glue
-(:func:`attrition_results`) last.
+A family is *observed* when its end score of the primary outcome exists. The bounds are the
+kernels of :mod:`hbeval.stats.bounds`; the Study glue (:func:`attrition_results`) is last.
 """
 
 from __future__ import annotations
@@ -13,98 +12,13 @@ import pandas as pd
 from scipy import stats
 
 from hbeval.arms import CELLS, SEEDS
-from hbeval.outcomes.effects import FactorialData, factorial_data, fit_interaction, fit_main, strata_dummies
+from hbeval.stats.bounds import lee_bounds, lee_bounds_bootstrap
+from hbeval.stats.factorial import FactorialData, factorial_data, fit_interaction, fit_main
+from hbeval.stats.ols import strata_dummies
+from hbeval.stats.propensity import logit_fit
 
 ATTRITION_COLUMNS = ["section", "cell", "contrast", "n_assigned", "n_observed", "attrition_rate", "estimate", "std_error", "ci_low",
                      "ci_high", "p_value", "lower_bound", "upper_bound", "bound_ci_low", "bound_ci_high", "trim_share", "n", "method"]
-
-
-# ---------------------------------------------------------------------------- Lee bounds
-def _trimmed_means(ys: np.ndarray, m: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise means of the ``m−k`` smallest and the ``m−k`` largest of the first ``m``
-    (sorted, NaN-last) values of each row of ``ys``."""
-    B = ys.shape[0]
-    cs = np.concatenate([np.zeros((B, 1)), np.cumsum(np.nan_to_num(ys), axis=1)], axis=1)
-    keep = np.maximum(m - k, 1)
-    rows = np.arange(B)
-    low = cs[rows, keep] / keep
-    high = (cs[rows, m] - cs[rows, k]) / keep
-    return low, high
-
-
-def lee_bounds(y: np.ndarray, observed: np.ndarray, treat: np.ndarray) -> dict[str, float]:
-    """Lee (2009) sharp bounds on the effect for the always-observed.
-
-    Parameters
-    ----------
-    y : outcome (NaN where not observed)
-    observed : bool, outcome observed
-    treat : bool, treated group
-
-    Returns
-    -------
-    dict with ``lower``, ``upper``, ``trim_share`` and ``trimmed`` (``"treated"`` or
-    ``"control"``: the group with the higher observation rate, whose observed outcomes are
-    trimmed).
-
-    Notes
-    -----
-    With observation rates ``p_1`` (treated) and ``p_0``, and ``p_1 ≥ p_0``, the share
-    ``q = (p_1 − p_0)/p_1`` of the treated observed outcomes is trimmed from the top (lower
-    bound) or the bottom (upper bound); ``k = round(q m_1)`` of the ``m_1`` observed values.
-    The bounds are the trimmed treated means minus the control mean (and symmetrically when
-    ``p_0 > p_1``). Assumes monotone selection (treatment moves observation one way only).
-    """
-    y = np.asarray(y, dtype=float)
-    obs = np.asarray(observed).astype(bool) & np.isfinite(y)
-    t = np.asarray(treat).astype(bool)
-    p1, p0 = obs[t].mean(), obs[~t].mean()
-    y1 = np.sort(y[t & obs])
-    y0 = np.sort(y[~t & obs])
-    if p1 >= p0:
-        q = (p1 - p0) / p1 if p1 > 0 else 0.0
-        k = int(round(q * len(y1)))
-        lo, hi = _trimmed_means(y1[None, :], np.array([len(y1)]), np.array([k]))
-        return {"lower": float(lo[0] - y0.mean()), "upper": float(hi[0] - y0.mean()), "trim_share": float(q), "trimmed": "treated"}
-    q = (p0 - p1) / p0
-    k = int(round(q * len(y0)))
-    lo, hi = _trimmed_means(y0[None, :], np.array([len(y0)]), np.array([k]))
-    return {"lower": float(y1.mean() - hi[0]), "upper": float(y1.mean() - lo[0]), "trim_share": float(q), "trimmed": "control"}
-
-
-def lee_bounds_bootstrap(y: np.ndarray, observed: np.ndarray, treat: np.ndarray, n_reps: int, rng: np.random.Generator,
-                         level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval for the identified set: the ``(1−level)/2`` quantile of
-    the lower bound and the ``(1+level)/2`` quantile of the upper bound over ``n_reps``
-    resamples drawn within the two groups (vectorised: one sort per group and replicate
-    row, trimmed means from cumulative sums). Conservative for the parameter (Horowitz &
-    Manski 2000)."""
-    y = np.asarray(y, dtype=float)
-    obs = np.asarray(observed).astype(bool) & np.isfinite(y)
-    t = np.asarray(treat).astype(bool)
-    yy = np.where(obs, y, np.nan)
-    g1, g0 = yy[t], yy[~t]
-    s1 = g1[rng.integers(0, len(g1), (n_reps, len(g1)))]
-    s0 = g0[rng.integers(0, len(g0), (n_reps, len(g0)))]
-    m1 = np.isfinite(s1).sum(axis=1)
-    m0 = np.isfinite(s0).sum(axis=1)
-    p1, p0 = m1 / len(g1), m0 / len(g0)
-    s1.sort(axis=1)
-    s0.sort(axis=1)
-    cs1 = np.nan_to_num(s1).sum(axis=1)
-    cs0 = np.nan_to_num(s0).sum(axis=1)
-    mean1 = cs1 / np.maximum(m1, 1)
-    mean0 = cs0 / np.maximum(m0, 1)
-    q1 = np.where(p1 >= p0, (p1 - p0) / np.where(p1 > 0, p1, 1), 0.0)
-    q0 = np.where(p0 > p1, (p0 - p1) / np.where(p0 > 0, p0, 1), 0.0)
-    k1 = np.round(q1 * m1).astype(int)
-    k0 = np.round(q0 * m0).astype(int)
-    lo1, hi1 = _trimmed_means(s1, m1, k1)
-    lo0, hi0 = _trimmed_means(s0, m0, k0)
-    lower = np.where(p1 >= p0, lo1 - mean0, mean1 - hi0)
-    upper = np.where(p1 >= p0, hi1 - mean0, mean1 - lo0)
-    a = (1 - level) / 2
-    return float(np.nanquantile(lower, a)), float(np.nanquantile(upper, 1 - a))
 
 
 # ---------------------------------------------------------------------------- IPW
@@ -126,8 +40,6 @@ def ipw_effects(end: np.ndarray, start: np.ndarray, cell: np.ndarray, stratum: n
     treated as known). Rows for the two main effects and the interaction."""
     end = np.asarray(end, dtype=float)
     start = np.asarray(start, dtype=float)
-    from hbeval.outcomes.comparison import logit_fit
-
     X = observation_design(cell, stratum, start)
     obs = np.isfinite(end).astype(float)
     beta = logit_fit(X, obs)

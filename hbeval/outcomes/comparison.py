@@ -7,9 +7,10 @@ composition, area and pre-period register costs, the choice is unrelated to pote
 outcomes (no unmeasured confounding). With one pre-period, parallel trends cannot be
 tested; the pre-period register costs serve as a placebo outcome instead.
 
-Pure statistics first (propensity model, ATT weights, trimming, SMD, ESS, the doubly robust
-estimate), then the Study glue (:func:`comparison_results`, :func:`comparison_effect_rows`)
-and the figures.
+The statistics (propensity model, ATT weights, trimming, SMD, ESS, the doubly robust
+estimate) are the kernels of :mod:`hbeval.stats.propensity`; this module is the Study glue
+(:func:`comparison_results`, :func:`comparison_effect_rows`); the figures are in
+:mod:`hbeval.report.plots.comparison`.
 """
 
 from __future__ import annotations
@@ -18,192 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from hbeval.stats.propensity import att_weights, common_support, dr_att, ess, propensity, smd
+from hbeval.randomisation.balance import pool_rare_levels
 
 METHOD_DR = "dr_att_ipw_regression (not randomised)"
 NOT_RANDOMISED = "not randomised: propensity-weighted observational comparison"
 HIST_BINS = np.linspace(0, 1, 21)
-
-
-# ---------------------------------------------------------------------------- propensity
-def logit_fit(X: np.ndarray, t: np.ndarray, ridge: float = 1e-6, max_iter: int = 100) -> np.ndarray:
-    """Logistic regression by Newton–Raphson (IRLS) with a tiny ridge for separation.
-
-    Parameters
-    ----------
-    X : (n, p) design including an intercept column (column 0, not penalised)
-    t : (n,) 0/1
-
-    Returns
-    -------
-    (p,) coefficients.
-
-    Notes
-    -----
-    Maximises ``Σ t log π + (1−t) log(1−π) − ridge/2 ‖β_{1:}‖²`` with step halving. Columns
-    are standardised internally for conditioning.
-    """
-    X = np.asarray(X, dtype=float)
-    t = np.asarray(t, dtype=float)
-    mu = X[:, 1:].mean(axis=0)
-    sd = X[:, 1:].std(axis=0)
-    sd[sd == 0] = 1.0
-    Z = np.empty(X.shape)  # standardised in place: one n x p copy (a national study has ~1 M rows)
-    Z[:, 0] = 1.0
-    np.subtract(X[:, 1:], mu, out=Z[:, 1:])
-    Z[:, 1:] /= sd
-    p = Z.shape[1]
-    pen = np.full(p, ridge)
-    pen[0] = 0.0
-    b = np.zeros(p)
-    b[0] = np.log(max(t.mean(), 1e-9) / max(1 - t.mean(), 1e-9))
-
-    def ll(beta):
-        eta = Z @ beta
-        return float(np.sum(t * eta - np.logaddexp(0, eta)) - 0.5 * np.sum(pen * beta**2))
-
-    cur = ll(b)
-    for _ in range(max_iter):
-        eta = Z @ b
-        pi = 1 / (1 + np.exp(-eta))
-        g = Z.T @ (t - pi) - pen * b
-        # H = Z' diag(π(1−π)) Z in the A'A form, for which numpy calls a symmetric rank-k
-        # update (syrk), ~10x a general product at 1 M rows. Square-root weights under 1e-100
-        # (units the model already separates) are set to 0: their terms are < 1e-200, and as
-        # subnormal numbers they would slow the product a hundredfold.
-        sw = np.sqrt(pi * (1 - pi))
-        sw[sw < 1e-100] = 0.0
-        Zs = Z * sw[:, None]
-        H = Zs.T @ Zs + np.diag(pen)
-        step = np.linalg.solve(H + 1e-12 * np.eye(p), g)
-        s = 1.0
-        while s > 1e-8:
-            nb = b + s * step
-            new = ll(nb)
-            if new >= cur - 1e-12:
-                break
-            s /= 2
-        b, prev, cur = nb, cur, new
-        if abs(cur - prev) < 1e-10 * (1 + abs(cur)):
-            break
-    beta = b.copy()
-    beta[1:] = b[1:] / sd
-    beta[0] = b[0] - np.sum(b[1:] * mu / sd)
-    return beta
-
-
-def propensity(X: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Fitted ``P(pilot | x)`` from :func:`logit_fit` (intercept added here)."""
-    Xi = np.column_stack([np.ones(len(X)), X])
-    return 1 / (1 + np.exp(-(Xi @ logit_fit(Xi, t))))
-
-
-def att_weights(ps: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """ATT weights: 1 for the treated, ``e/(1−e)`` for the comparison units, the latter
-    normalised to sum to the number of treated (Hirano, Imbens & Ridder 2003)."""
-    ps = np.asarray(ps, dtype=float)
-    t = np.asarray(t).astype(bool)
-    w = np.where(t, 1.0, ps / (1 - ps))
-    if (~t).any() and w[~t].sum() > 0:
-        w[~t] *= t.sum() / w[~t].sum()
-    return w
-
-
-def common_support(ps: np.ndarray, t: np.ndarray, ps_max: float | None = None) -> np.ndarray:
-    """Keep-mask after trimming to common support (Dehejia & Wahba 1999): comparison
-    units below the lowest treated propensity and treated units above the highest
-    comparison propensity are dropped; optionally also every unit with ``e > ps_max``
-    (Crump et al. 2009 style)."""
-    ps = np.asarray(ps, dtype=float)
-    t = np.asarray(t).astype(bool)
-    keep = np.ones(len(ps), bool)
-    if t.any() and (~t).any():
-        keep &= ~(~t & (ps < ps[t].min()))
-        keep &= ~(t & (ps > ps[~t].max()))
-    if ps_max is not None:
-        keep &= ps <= ps_max
-    return keep
-
-
-def smd(x: np.ndarray, t: np.ndarray, w: np.ndarray | None = None) -> float:
-    """Standardised mean difference ``(x̄_T − x̄_C^w) / sqrt((s_T² + s_C²)/2)``; the
-    denominator uses the unweighted SDs, so before and after are on one scale (Austin 2009)."""
-    x = np.asarray(x, dtype=float)
-    t = np.asarray(t).astype(bool)
-    w = np.ones(len(x)) if w is None else np.asarray(w, dtype=float)
-    m1 = np.average(x[t], weights=w[t])
-    m0 = np.average(x[~t], weights=w[~t])
-    s = np.sqrt((x[t].var(ddof=1) + x[~t].var(ddof=1)) / 2)
-    return float((m1 - m0) / s) if s > 0 else 0.0
-
-
-def ess(w: np.ndarray) -> float:
-    """Kish's effective sample size ``(Σw)² / Σw²``."""
-    w = np.asarray(w, dtype=float)
-    return float(w.sum() ** 2 / (w**2).sum()) if (w**2).sum() > 0 else 0.0
-
-
-@dataclass
-class ATTEstimate:
-    """A doubly robust ATT with its pieces."""
-
-    estimate: float
-    std_error: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    ipw: float
-    naive: float
-    n_treated: int
-    n_control: int
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([self.__dict__])
-
-
-def dr_att(y: np.ndarray, t: np.ndarray, X: np.ndarray, ps: np.ndarray, level: float = 0.95) -> ATTEstimate:
-    """Doubly robust ATT: weighted outcome regression on the comparison units, augmented.
-
-    Parameters
-    ----------
-    y : outcome; t : 0/1 treated; X : (n, p) outcome-model covariates (no intercept);
-    ps : propensity scores
-
-    Notes
-    -----
-    With ATT weights ``w_i = e_i/(1−e_i)`` on the comparison units and ``m_0(x)`` the
-    weighted least-squares fit of ``y`` on ``x`` among them,
-
-    .. math:: \\hat\\tau = \\frac{1}{n_1}\\sum_{T_i=1} (y_i − m_0(x_i)) − \\frac{\\sum_{T_i=0} w_i (y_i − m_0(x_i))}{\\sum_{T_i=0} w_i},
-
-    consistent when either the propensity or the outcome model is right (Robins, Rotnitzky
-    & Zhao 1994; Sant'Anna & Zhao 2020, the ATT form; with an intercept in ``m_0`` the second
-    term is zero). The SE is from the estimated influence function
-    ``ψ_i = [T_i (r_i − τ) − (1−T_i) w_i r_i] / p̂``, ``r = y − m_0(x)``, treating the
-    propensity as known; normal-based interval.
-    """
-    y = np.asarray(y, dtype=float)
-    t = np.asarray(t).astype(bool)
-    X = np.asarray(X, dtype=float).reshape(len(y), -1)
-    w = np.where(t, 1.0, ps / (1 - ps))
-    Xi = np.column_stack([np.ones(len(y)), X])
-    c = ~t
-    sw = np.sqrt(w[c])
-    beta, *_ = np.linalg.lstsq(Xi[c] * sw[:, None], y[c] * sw, rcond=None)
-    r = y - Xi @ beta
-    n = len(y)
-    n1 = int(t.sum())
-    wc = w[c] / w[c].sum() * n1
-    tau = r[t].mean() - np.sum(wc * r[c]) / n1
-    psi = np.zeros(n)
-    psi[t] = r[t] - r[t].mean()
-    psi[c] = -(wc * (r[c] - np.sum(wc * r[c]) / n1))
-    se = float(np.sqrt(np.sum(psi**2)) / n1)
-    ipw = float(y[t].mean() - np.sum(wc * y[c]) / n1)
-    naive = float(y[t].mean() - y[c].mean())
-    z = stats.norm.ppf(0.5 + level / 2)
-    p = float(2 * stats.norm.sf(abs(tau / se))) if se > 0 else np.nan
-    return ATTEstimate(float(tau), se, float(tau - z * se), float(tau + z * se), p, ipw, naive, n1, int(c.sum()))
 
 
 # ---------------------------------------------------------------------------- design
@@ -373,7 +194,12 @@ def estimate_outcome(fit: ComparisonFit, outcome: str) -> dict | None:
 
 
 def comparison_tables(pc: pd.DataFrame, families: dict[str, list[str]], primary: str, min_cell: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Pure core of :func:`comparison_results` on a pilot+comparison frame (``_t`` = pilot)."""
+    """Pure core of :func:`comparison_results` on a pilot+comparison frame (``_t`` = pilot).
+
+    Text levels of the categorical covariates held by fewer than ``min_cell`` families are
+    pooled as ``(other)`` first (:func:`~hbeval.randomisation.balance.pool_rare_levels`): a
+    level's label is data, and the balance rows are named after it."""
+    pc = pc.assign(**{c: pool_rare_levels(pc[c], min_cell) for c in CATEGORICAL_COVARIATES if c in pc.columns})
     fit = fit_comparison(pc, primary)
     parts = [balance_table(fit, min_cell), overlap_table(fit, min_cell)]
     est_rows, eff_rows = [], []
@@ -451,54 +277,3 @@ def comparison_results(study, frame: pd.DataFrame | None = None) -> tuple[pd.Dat
     if pc["_t"].sum() < 2 or (1 - pc["_t"]).sum() < 2:
         return pd.DataFrame(columns=["section", "item", "method"]), pd.DataFrame()
     return comparison_tables(pc, cfg.families, cfg.primary, cfg.min_cell)
-
-
-# ---------------------------------------------------------------------------- figures
-_L = {
-    "en": {"smd": "Standardised mean difference", "before": "unweighted", "after": "ATT-weighted", "ps": "Propensity score",
-           "n": "Families", "pilot": "pilot", "comparison": "comparison", "love": "Balance: pilot vs comparison (not randomised)",
-           "ov": "Propensity overlap (not randomised)"},
-    "fi": {"smd": "Standardoitu keskiarvoero", "before": "painottamaton", "after": "ATT-painotettu", "ps": "Osallistumistodennäköisyys",
-           "n": "Perheitä", "pilot": "kokeilu", "comparison": "vertailu", "love": "Tasapaino: kokeilu vs vertailuryhmä (ei satunnaistettu)",
-           "ov": "Osallistumistodennäköisyyksien päällekkäisyys (ei satunnaistettu)"},
-}
-
-
-def plot_love_comparison(comparison_df: pd.DataFrame, lang: str = "en"):
-    """Love plot: |SMD| per covariate before and after ATT weighting (0.1 marked)."""
-    from hbeval.report.figures import PALETTE, new_figure
-
-    L = _L.get(lang, _L["en"])
-    b = comparison_df[comparison_df["section"] == "balance"]
-    fig, ax = new_figure(7.0, 0.3 * max(len(b), 3) + 1.2)
-    y = np.arange(len(b))[::-1]
-    ax.plot(np.abs(b["smd_before"].astype(float)), y, "o", mfc="white", color=PALETTE["comparison"], label=L["before"])
-    ax.plot(np.abs(b["smd_after"].astype(float)), y, "o", color=PALETTE["pilot"], label=L["after"])
-    ax.axvline(0.1, color="black", lw=0.8, ls="--")
-    ax.set_yticks(y)
-    ax.set_yticklabels(b["item"].astype(str))
-    ax.set_xlabel("|" + L["smd"] + "|")
-    ax.set_title(L["love"])
-    ax.legend(loc="lower right")
-    return fig
-
-
-def plot_overlap(comparison_df: pd.DataFrame, lang: str = "en"):
-    """Mirrored histogram of the propensity by group from the binned (suppressed) counts of
-    ``comparison.csv``; suppressed bins are drawn empty, so no small count shows."""
-    from hbeval.report.figures import PALETTE, new_figure
-
-    L = _L.get(lang, _L["en"])
-    h = comparison_df[comparison_df["section"] == "overlap_hist"]
-    fig, ax = new_figure(7.0, 4.0)
-    for g, sign in (("pilot", 1), ("comparison", -1)):
-        s = h[h["group"] == g]
-        n = pd.to_numeric(s["n"], errors="coerce").fillna(0).to_numpy()
-        lo = s["bin_low"].astype(float).to_numpy()
-        ax.bar(lo, sign * n, width=np.diff(HIST_BINS)[0], align="edge", color=PALETTE[g], alpha=0.7, label=L[g])
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set_xlabel(L["ps"])
-    ax.set_ylabel(L["n"])
-    ax.set_title(L["ov"])
-    ax.legend()
-    return fig

@@ -152,7 +152,7 @@ def _outcome_frame(study) -> pd.DataFrame:
     out = fam.set_index("client_id")
     meas = study.table("measurements")
     if len(meas):
-        sc = score(meas)
+        sc = score(meas, cfg.instruments)
         sc.index = sc.index.astype(str)
         out = out.join(sc, how="left")
     bud = budget_outcomes(study.table("budgets"))

@@ -1,4 +1,4 @@
-"""``hbeval assign``: batch and sequential assignment, the registry glue, re-randomisation.
+"""``hbeval assign``: batch and sequential assignment, the registry glue.
 
 * :func:`assign_all` — batch: every unassigned ``group = pilot`` family, completely
   randomised within strata by :func:`hbeval.randomisation.design.draw_batch`, seeded from ``study.toml``.
@@ -6,9 +6,17 @@
   Pocock–Simon minimisation (``[design] assignment = "minimisation"``), drawn from a generator
   keyed by the study's secret allocation key, so that nothing in the study folder tells the
   next allocation.
-* :func:`verify` — the registry's hash chain.
-* :func:`redraw` — many assignments redrawn under the procedure that was actually used, for
-  randomisation inference; :func:`procedure` describes that procedure for the report.
+* :func:`verify` — the registry's keyed hash chain, and a receipt against it.
+
+Both batch and sequential assignment need the study's allocation key (``HBEVAL_ALLOCATION_KEY``
+or ``[design] key_file``): it keys the registry's chain (an HMAC over every row) so that
+nobody without it can rewrite the registry unseen, and it conceals the sequential draws. Keys
+that hold fewer than 128 bits are refused (:func:`hbeval.study.config.key_problem`). Every
+allocation prints a receipt (the sequence number and the head hash) to keep outside the study
+folder; ``hbeval assign --verify --head RECEIPT`` checks the registry against it.
+
+Re-randomisation (the procedure actually used, and its redraws) is in
+:mod:`hbeval.randomisation.redraw`.
 
 Every allocation goes to ``STUDY/allocation.sqlite`` (:mod:`hbeval.randomisation.registry`) inside one
 ``BEGIN IMMEDIATE`` transaction, which also rewrites ``STUDY/assignments.csv`` from it.
@@ -17,7 +25,6 @@ Every allocation goes to ``STUDY/allocation.sqlite`` (:mod:`hbeval.randomisation
 from __future__ import annotations
 
 import datetime as dt
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,21 +34,19 @@ import numpy as np
 import pandas as pd
 
 from hbeval.randomisation import registry
-from hbeval.study.config import StudyConfig, load_config
+from hbeval.study.config import KEY_HOWTO, StudyConfig, key_problem, load_config
 from hbeval.randomisation.design import (
     BATCH_ALGORITHM,
     BLOCKS_ALGORITHM,
     MINIMISATION_ALGORITHM,
     arms_of,
-    batch_draws,
     block_sequence,
-    blocked_draws,
     draw_batch,
     keyed_rng,
-    minimisation_draws,
     pocock_simon_choice,
 )
 from hbeval.errors import InputError, UsageError
+from hbeval.privacy import has_identity_code, mask_identity_codes
 
 ASSIGNMENTS = "assignments.csv"
 from hbeval.arms import GROUPS  # noqa: E402,F401
@@ -63,14 +68,59 @@ def _load_clients(study_dir: Path) -> pd.DataFrame:
     A plain ``clients.csv`` that already has ``client_id`` and ``group`` is read directly
     (``assign`` runs once per enrolling family, and a full ingestion per family would be slow
     and would race between coordinators); anything else (a ``hetu`` column, Finnish headers,
-    ``;``-separated, ``.xlsx``) goes through :func:`hbeval.study.store.open_study`.
+    ``;``-separated, ``.xlsx``) is ingested alone (:func:`_ingest_clients`: the same reading,
+    typing and pseudonymisation as the study's ingestion, without the other tables), and only a
+    clients table with errors goes through :func:`hbeval.study.store.open_study`, whose ledger
+    names them.
     """
     fast = _read_plain_clients(study_dir)
     if fast is not None:
         return fast
-    from hbeval.study.store import open_study
+    alone = _ingest_clients(study_dir)
+    if alone is not None:
+        return alone
+    from hbeval.study.store import open_study  # local: the full ingestion is the rare path
 
     return open_study(study_dir).table("clients")
+
+
+def _ingest_clients(study_dir: Path) -> pd.DataFrame | None:
+    """The clients table ingested on its own, in memory; ``None`` when any row has an error.
+
+    Every ``assign --client`` changes ``assignments.csv``, an input of the study store, so
+    going through :func:`hbeval.study.store.open_study` would re-ingest the whole study (every
+    register table) for each enrolled family.
+    """
+    import tempfile  # local: only this path needs them, and ingest pulls in duckdb
+
+    import duckdb
+
+    from hbeval.study import ingest
+    from hbeval.study.quality import Ledger
+    from hbeval.study.schema import tables
+
+    try:
+        cfg = load_config(study_dir)
+        src = ingest.find_sources(study_dir).get("clients")
+        if src is None:
+            return None
+        ledger = Ledger()
+        with tempfile.TemporaryDirectory(prefix="hbeval-assign-") as tmp, duckdb.connect() as con:
+            ingest._load_table(con, src, tables()["clients"], ledger, cfg.pseudonym_key(study_dir), Path(tmp),
+                               dt.date.today(), strata=tuple(cfg.strata))
+            (n_errors,) = con.execute("SELECT count(*) FROM _errs").fetchone() or (0,)
+            if ledger.has_errors() or n_errors:
+                return None
+            df = con.execute("SELECT * FROM typed_clients ORDER BY _row").df()
+    except Exception:  # noqa: BLE001 - anything unusual: the full ingestion reads it and explains
+        return None
+    df = df[[c for c in df.columns if c != "_row" and not c.startswith("__raw_")]]
+    if df["client_id"].isna().any() or df["client_id"].duplicated().any():
+        return None
+    for c in df.columns:
+        if str(df[c].dtype).startswith("datetime64"):
+            df[c] = df[c].astype("datetime64[ns]")
+    return df
 
 
 def _read_plain_clients(study_dir: Path) -> pd.DataFrame | None:
@@ -101,6 +151,10 @@ def _read_plain_clients(study_dir: Path) -> pd.DataFrame | None:
 
 def _family(clients: pd.DataFrame, client_id: str) -> pd.Series:
     hit = clients[clients["client_id"].astype(str) == str(client_id)]
+    if hit.empty and has_identity_code(client_id):
+        raise InputError(f"{mask_identity_codes(client_id)} looks like a hetu (henkilötunnus), which is not a client_id: "
+                         "ingestion replaces every hetu with a pseudonymous client_id. Give the family's client_id, or "
+                         "put the family (with its hetu) in clients.csv first", file="clients.csv", column="client_id")
     if hit.empty:
         raise InputError(f"family {client_id} is not in clients.csv: add it there before assigning it",
                          file="clients.csv", column="client_id")
@@ -136,15 +190,21 @@ def _refuse_supplied(study_dir: Path) -> None:
         )
 
 
-def _key(cfg: StudyConfig, study_dir: Path) -> bytes:
+def _key(cfg: StudyConfig, study_dir: Path, what: str = "sequential assignment") -> bytes:
+    """The allocation key, refused when missing or weaker than 128 bits (the message says how to make one)."""
     key = cfg.allocation_key(study_dir)
+    where = f"the key file {cfg.allocation_key_file}" if cfg.allocation_key_file else f"environment variable {cfg.allocation_key_env}"
+    column = "design.key_file" if cfg.allocation_key_file else "design.key_env"
     if not key:
-        where = f"the key file {cfg.allocation_key_file}" if cfg.allocation_key_file else f"environment variable {cfg.allocation_key_env}"
         raise InputError(
-            f"no allocation key: sequential assignment needs the study's secret key in {where} "
-            "(hbeval never uses a default key; keep the key outside the study folder)",
-            file="study.toml", column="design.key_env",
+            f"no allocation key: {what} needs the study's secret key in {where}, which keys the allocation "
+            f"registry (hbeval never uses a default key; keep the key outside the study folder); {KEY_HOWTO}",
+            file="study.toml", column=column,
         )
+    weak = key_problem(key)
+    if weak:
+        raise InputError(f"the allocation key in {where} is too weak: {weak}; {KEY_HOWTO}", file="study.toml",
+                         column=column)
     return key
 
 
@@ -160,6 +220,21 @@ def _key_inside(cfg: StudyConfig, study_dir: Path) -> bool:
         return False
 
 
+def _connect(path: Path, key: bytes) -> Any:
+    """Open (and with the key create) the registry; a registry hbeval must not extend is bad input."""
+    try:
+        return registry.connect(path, key=key)
+    except registry.RegistryError as e:
+        raise InputError(str(e), file=registry.REGISTRY_NAME) from e
+
+
+def _append(conn: Any, rows: list[dict[str, Any]], key: bytes) -> list[dict[str, Any]]:
+    try:
+        return registry.append(conn, rows, key)
+    except registry.RegistryError as e:
+        raise InputError(str(e), file=registry.REGISTRY_NAME) from e
+
+
 # ---------------------------------------------------------------------- batch
 def assign_all(study_dir: str | Path, now: dt.datetime | None = None) -> pd.DataFrame:
     """Batch assignment of every unassigned pilot family.
@@ -173,17 +248,25 @@ def assign_all(study_dir: str | Path, now: dt.datetime | None = None) -> pd.Data
     -------
     The newly assigned families: ``client_id, frame_arm, teaming_arm, stratum, assigned_on,
     cell`` sorted by ``client_id`` (empty when every pilot family was already assigned).
-    ``STUDY/allocation.sqlite`` gets one row per family and ``STUDY/assignments.csv`` is
-    rewritten from it; both depend only on the inputs and ``now``.
+    ``STUDY/allocation.sqlite`` gets one row per family, chained with the allocation key, and
+    ``STUDY/assignments.csv`` is rewritten from it; both depend only on the inputs, the key and
+    ``now``.
+
+    Raises
+    ------
+    InputError
+        No allocation key, or a weak one: the arms are drawn from the public seed, but the
+        registry's chain is keyed, so that nobody without the key can rewrite it unseen.
     """
     study_dir = Path(study_dir)
     cfg = load_config(study_dir)
     clients = _load_clients(study_dir)
     _check_strata(clients, cfg)
     _refuse_supplied(study_dir)
+    key = _key(cfg, study_dir, "batch assignment")
     now = _now(now)
     pilot = clients[clients["group"].astype(str) == "pilot"]
-    conn = registry.connect(study_dir / registry.REGISTRY_NAME)
+    conn = _connect(study_dir / registry.REGISTRY_NAME, key)
     try:
         registry.begin(conn)
         try:
@@ -207,7 +290,7 @@ def assign_all(study_dir: str | Path, now: dt.datetime | None = None) -> pd.Data
                 }
                 for r in arms.itertuples(index=False)
             ]
-            written = registry.append(conn, rows)  # public seed, no key: not sealed (bytes independent of env)
+            written = _append(conn, rows, key)  # drawn from the public seed; chained with the key
             registry.write_export(conn, study_dir / ASSIGNMENTS)
             conn.execute("COMMIT")
         except BaseException:
@@ -272,7 +355,7 @@ def assign_one(study_dir: str | Path, client_id: str, now: dt.datetime | None = 
     key = _key(cfg, study_dir)
     now = _now(now)
     stratum = "|".join("(missing)" if pd.isna(fam[s]) else str(fam[s]) for s in cfg.strata) or "all"
-    conn = registry.connect(study_dir / registry.REGISTRY_NAME)
+    conn = _connect(study_dir / registry.REGISTRY_NAME, key)
     try:
         registry.begin(conn)
         try:
@@ -291,10 +374,9 @@ def assign_one(study_dir: str | Path, client_id: str, now: dt.datetime | None = 
                        "algorithm": f"{BLOCKS_ALGORITHM} sizes={','.join(map(str, cfg.block_sizes))}"}
             frame, team = arms_of(np.array([row["cell"]]))
             row.update({"client_id": client_id, "frame_arm": str(frame[0]), "teaming_arm": str(team[0]),
-                        "stratum": stratum, "batch": None, "seed": None, "key_id": StudyConfig.key_id(key),
+                        "stratum": stratum, "batch": None, "seed": None, "key_id": registry.key_fingerprint(key),
                         "assigned_on": now.date().isoformat(), "recorded_at": now.isoformat(timespec="seconds")})
-            written = registry.append(conn, [row])
-            registry.seal(conn, key, StudyConfig.key_id(key), written)
+            _append(conn, [row], key)
             registry.write_export(conn, study_dir / ASSIGNMENTS)
             conn.execute("COMMIT")
         except BaseException:
@@ -347,8 +429,10 @@ def _minimisation_row(conn, clients: pd.DataFrame, fam: pd.Series, cfg: StudyCon
 
 
 # ---------------------------------------------------------------------- verify and run
-def verify(study_dir: str | Path) -> tuple[bool, str]:
-    """Check ``allocation.sqlite``'s hash chain and that ``assignments.csv`` matches it.
+def verify(study_dir: str | Path, head: str | None = None) -> tuple[bool, str]:
+    """Check ``allocation.sqlite`` (its chain; with the allocation key every row's MAC and the
+    head's; with ``head``, a receipt, that the chain still holds it) and that ``assignments.csv``
+    matches it.
 
     Returns ``(ok, message)``; the message names the first bad row.
     """
@@ -364,20 +448,24 @@ def verify(study_dir: str | Path) -> tuple[bool, str]:
         key = cfg.allocation_key(study_dir)
     except InputError:
         key = None
-    ok, msg = registry.verify(reg, study_dir / ASSIGNMENTS, key=key, key_id=StudyConfig.key_id(key) if key else None)
+    ok, msg = registry.verify(reg, study_dir / ASSIGNMENTS, key=key, head=head)
     if ok and not key:
-        msg += " (no allocation key at hand: seals not checked)"
+        msg += (" (no allocation key at hand: the rows' MACs were not checked"
+                + ("; the receipt pins every row up to it)" if head else
+                   "; give the key, or a receipt with --head, to check that no row was rewritten)"))
     return ok, msg
 
 
 def run(study_dir: str | Path, *, all: bool = False, client: str | None = None, verify: bool = False,
-        now: dt.datetime | None = None) -> int:
-    """The body of ``hbeval assign STUDY --all | --client ID | --verify``; returns the exit code."""
+        head: str | None = None, now: dt.datetime | None = None) -> int:
+    """The body of ``hbeval assign STUDY --all | --client ID | --verify [--head RECEIPT]``; returns the exit code."""
     study_dir = Path(study_dir)
     if sum([bool(all), client is not None, bool(verify)]) != 1:
         raise UsageError("give exactly one of --all, --client ID, --verify")
+    if head is not None and not verify:
+        raise UsageError("--head RECEIPT goes with --verify")
     if verify:
-        ok, msg = globals()["verify"](study_dir)
+        ok, msg = globals()["verify"](study_dir, head=head)
         print(("OK: " if ok else "FAILED: ") + msg, file=sys.stdout if ok else sys.stderr)
         return 0 if ok else 1
     if not study_dir.is_dir():
@@ -393,173 +481,28 @@ def run(study_dir: str | Path, *, all: bool = False, client: str | None = None, 
                   f"({total} in the registry); wrote {ASSIGNMENTS}")
             for (f, t), n in counts.items():
                 print(f"  {f}/{t}: {n}")
-            print(f"registry head: {_head(study_dir)} (note it outside the study folder: it pins the registry)")
+        _print_receipt(study_dir)
         return 0
     cfg = load_config(study_dir)
     if _key_inside(cfg, study_dir):
         print("warning: the allocation key file is inside the study folder; anyone with the folder can read "
               "the coming allocations. Keep it elsewhere.", file=sys.stderr)
-    res = assign_one(study_dir, client, now=now)
+    res = assign_one(study_dir, str(client), now=now)
     if res["new"]:
         print(f"family {res['client_id']}: {res['frame_arm']} / {res['teaming_arm']} (stratum {res['stratum']}, "
-              f"assigned on {res['assigned_on']}); registry head {_head(study_dir)}")
+              f"assigned on {res['assigned_on']})")
     else:
         print(f"family {res['client_id']} was already assigned on {res['assigned_on']}: {res['frame_arm']} / "
               f"{res['teaming_arm']} (stratum {res['stratum']}); not re-drawn")
+    _print_receipt(study_dir)
     return 0
 
 
-def _head(study_dir: Path) -> str:
-    conn = registry.connect(study_dir / registry.REGISTRY_NAME, create=False)
-    try:
-        return registry.head(conn)[1][:16]
-    finally:
-        conn.close()
-
-
-# ---------------------------------------------------------------------- procedure and redraws
-def _algorithm_params(text: str) -> dict[str, str]:
-    return dict(re.findall(r"(\w+)=(\S+)", text or ""))
-
-
-def _registry_rows(study_dir: Path) -> pd.DataFrame | None:
-    reg = study_dir / registry.REGISTRY_NAME
-    return registry.read(reg) if reg.exists() else None
-
-
-def _supplied(study: Any) -> pd.DataFrame:
-    if hasattr(study, "table"):
-        a = study.table("assignments")
-    else:
-        p = _study_dir(study) / ASSIGNMENTS
-        if not p.exists():
-            raise InputError("no allocation.sqlite and no assignments.csv: the study has no assignment", file=ASSIGNMENTS)
-        a = pd.read_csv(p, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    return a
-
-
-def procedure(study: Any) -> dict[str, Any]:
-    """The assignment procedure actually used, as recorded (for the report and manifest).
-
-    Keys: ``method`` (``batch``, ``blocks``, ``minimisation``, ``mixed`` or ``supplied``),
-    ``n_assigned``, ``strata`` (the stratification columns, from the algorithm record),
-    ``n_strata``, ``block_sizes``, ``minimisation_p``, ``seeds`` (public batch seeds),
-    ``key_ids`` (fingerprints of allocation keys), ``algorithms``, ``registry_head`` (hash of
-    the last row) and ``description`` (one sentence).
-    """
-    study_dir = _study_dir(study)
-    rows = _registry_rows(study_dir)
-    if rows is None:
-        a = _supplied(study)
-        return {"method": "supplied", "n_assigned": int(len(a)), "n_strata": int(a["stratum"].nunique()) if len(a) else 0,
-                "strata": None, "block_sizes": None, "minimisation_p": None, "seeds": [], "key_ids": [],
-                "algorithms": [], "registry_head": None,
-                "description": "assignments supplied by the pilot (assignments.csv); re-randomisation treats them as "
-                               "complete randomisation within the given strata"}
-    methods = sorted(rows["method"].unique())
-    method = methods[0] if len(methods) == 1 else ("mixed" if methods else "none")
-    algs = sorted(rows["algorithm"].unique())
-    params: dict[str, str] = {}
-    for a in algs:
-        params.update(_algorithm_params(a))
-    sizes = [int(x) for x in params["sizes"].split(",")] if "sizes" in params else None
-    p = float(params["p"]) if "p" in params else None
-    strata = params.get("strata", params.get("factors"))
-    desc = {
-        "batch": "complete randomisation of the four cells within strata (randomizr's rule for misfits)",
-        "blocks": f"stratified permuted blocks of random size {sizes} in enrolment order, concealed by a keyed generator",
-        "minimisation": f"Pocock-Simon minimisation over {strata} with probability {p} of a minimising cell",
-        "mixed": "a mix of procedures: " + ", ".join(methods),
-        "none": "no allocation recorded",
-    }[method]
-    return {
-        "method": method,
-        "n_assigned": int(len(rows)),
-        "strata": strata.split(",") if strata else [],
-        "n_strata": int(rows["stratum"].nunique()),
-        "block_sizes": sizes,
-        "minimisation_p": p,
-        "seeds": sorted(rows["seed"].dropna().unique().tolist()),
-        "key_ids": sorted(rows["key_id"].dropna().unique().tolist()),
-        "algorithms": algs,
-        "registry_head": str(rows["row_hash"].iloc[-1]) if len(rows) else None,
-        "description": desc,
-    }
-
-
-def redraw(study: Any, client_ids: Sequence[str], n_draws: int,
-           seed: int | Sequence[int] | np.random.Generator) -> np.ndarray:
-    """Assignments redrawn ``n_draws`` times under the procedure actually used.
-
-    Parameters
-    ----------
-    study : a :class:`hbeval.study.store.Study` or a study folder path
-    client_ids : the families whose codes are returned (columns, in this order); each must be
-        assigned
-    n_draws : number of redraws
-    seed : seed, seed sequence or generator
-
-    Returns
-    -------
-    ``int8`` array ``(n_draws, len(client_ids))`` of cell codes.
-
-    Notes
-    -----
-    The procedure is read from the registry, row by row:
-
-    * ``batch`` rows: complete randomisation within (batch run × stratum), misfit rule
-      included (:func:`hbeval.randomisation.design.batch_draws`, vectorised over draws);
-    * ``blocks`` rows: permuted blocks of random size (the recorded sizes) within each stratum,
-      in enrolment order (``seq``), vectorised (:func:`hbeval.randomisation.design.blocked_draws`);
-    * ``minimisation`` rows: Pocock–Simon with the recorded ``p`` simulated in enrolment order
-      (vectorised over draws); families assigned by other procedures enter as fixed starting
-      counts (exact when they were assigned first).
-
-    A study that supplied its own ``assignments.csv`` (no registry) is redrawn as complete
-    randomisation within its ``stratum`` column, the only procedure its file can describe.
-    The whole design is redrawn (every assigned family) and then the requested columns are
-    taken, so the draws respect the design even when only a subset is analysed.
-    """
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    study_dir = _study_dir(study)
-    rows = _registry_rows(study_dir)
-    if rows is None:
-        a = _supplied(study)
-        ids = a["client_id"].astype(str).to_numpy()
-        strat = a["stratum"].astype(object).where(a["stratum"].notna(), "(missing)").astype(str).to_numpy()
-        codes = batch_draws(strat, n_draws, rng)
-    else:
-        ids = rows["client_id"].astype(str).to_numpy()
-        codes = np.empty((n_draws, len(rows)), dtype=np.int8)
-        method = rows["method"].to_numpy()
-        b = np.flatnonzero(method == "batch")
-        if len(b):
-            lab = (rows["batch"].iloc[b].astype("Int64").astype(str) + "\x1f" + rows["stratum"].iloc[b].astype(str)).to_numpy()
-            codes[:, b] = batch_draws(lab, n_draws, rng)
-        k = np.flatnonzero(method == "blocks")  # already in seq (enrolment) order
-        if len(k):
-            sub = rows.iloc[k]
-            for sizes_txt, grp in sub.groupby(sub["algorithm"].map(lambda a: _algorithm_params(a).get("sizes", "4,8")), sort=True):
-                sizes = tuple(int(x) for x in sizes_txt.split(","))
-                pos = k[np.isin(sub.index, grp.index)]
-                codes[:, pos] = blocked_draws(rows["stratum"].iloc[pos].astype(str).to_numpy(), n_draws, sizes, rng)
-        m = np.flatnonzero(method == "minimisation")
-        if len(m):
-            params = _algorithm_params(rows["algorithm"].iloc[m[0]])
-            p = float(params.get("p", "0.8"))
-            factors = [f for f in params.get("factors", "").split(",") if f]
-            clients = study.table("clients") if hasattr(study, "table") else _load_clients(study_dir)
-            lev = _factor_levels(clients, list(ids), factors)
-            other = np.setdiff1d(np.arange(len(rows)), m)
-            n_lev = int(lev.max()) + 1
-            start = np.zeros((lev.shape[1], n_lev, 4), dtype=np.int64)
-            for f in range(lev.shape[1]):
-                np.add.at(start[f], (lev[other, f], rows["cell"].to_numpy()[other]), 1)
-            codes[:, m] = minimisation_draws(lev[m], n_draws, p, rng, start_counts=start)
-    where = {c: i for i, c in enumerate(ids)}
-    want = [str(c) for c in client_ids]
-    missing = [c for c in want if c not in where]
-    if missing:
-        raise InputError(f"{len(missing)} families are not assigned (e.g. {missing[0]}): cannot redraw their arms",
-                         file=ASSIGNMENTS)
-    return codes[:, [where[c] for c in want]]
+def _print_receipt(study_dir: Path) -> None:
+    """``receipt: seq N head HEX``: to keep outside the study folder (e-mail, a case note)."""
+    h = registry.head_of(study_dir / registry.REGISTRY_NAME)
+    if h is None:
+        return
+    print(f"receipt: seq {h['seq']} head {h['head'][:registry.RECEIPT_HEX]}")
+    print(f"  keep it outside the study folder (e-mail, a case note); check the registry against it with "
+          f"hbeval assign {study_dir} --verify --head {h['receipt']}")

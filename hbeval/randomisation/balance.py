@@ -1,8 +1,8 @@
 """Baseline balance of the randomised arms, following iebaltab (``results/balance.csv``).
 
 :func:`balance_table` is pure (a DataFrame of families in, a tidy table out);
-:func:`balance_results` is the glue ``hbeval analyze`` calls; :func:`plot_love` draws the
-normalised differences.
+:func:`balance_results` is the glue ``hbeval analyze`` calls; the love plot of the normalised
+differences is :func:`hbeval.report.plots.plot_love`.
 
 Comparisons (``group_a`` → ``group_b``; differences are ``b − a``):
 
@@ -350,10 +350,10 @@ def balance_results(study: Any, n_draws: int | None = None) -> pd.DataFrame:
 
     Pilot families with an assignment; covariates :data:`DEFAULT_COVARIATES` present in
     ``clients`` plus the baseline primary score ``<primary>_start`` when measured;
-    randomisation-inference draws from :func:`hbeval.randomisation.allocate.redraw` (``config.ri_draws``
+    randomisation-inference draws from :func:`hbeval.randomisation.redraw.redraw` (``config.ri_draws``
     by default) seeded by ``[config.seed, 31]``.
     """
-    from hbeval.randomisation.allocate import redraw
+    from hbeval.randomisation.redraw import redraw
 
     cfg = study.config
     fam = study.families()
@@ -363,7 +363,7 @@ def balance_results(study: Any, n_draws: int | None = None) -> pd.DataFrame:
     try:
         from hbeval.study.scoring import score
 
-        sc = score(study.table("measurements"))
+        sc = score(study.table("measurements"), cfg.instruments)
         col = f"{cfg.primary}_start"
         if col in sc.columns and sc[col].notna().any():
             fam = fam.merge(sc[[col]], left_on="client_id", right_index=True, how="left")
@@ -375,42 +375,3 @@ def balance_results(study: Any, n_draws: int | None = None) -> pd.DataFrame:
         draws = redraw(study, fam["client_id"].astype(str).tolist(), int(n_draws or cfg.ri_draws),
                        np.random.default_rng([cfg.seed, SEEDS["balance_ri"]]))
     return balance_table(fam, covs, cfg.min_cell, draws=draws)
-
-
-# ---------------------------------------------------------------------- figure
-_LABELS = {
-    "en": {"title": "Covariate balance (normalised differences)", "x": "Normalised difference (b − a)",
-           "frame_shares": "frame + shares vs frame only", "teaming": "teaming vs none"},
-    "fi": {"title": "Taustamuuttujien tasapaino (standardoidut erot)", "x": "Standardoitu ero (b − a)",
-           "frame_shares": "kehys + osuudet vs pelkkä kehys", "teaming": "tiimiytys vs ei tiimiytystä"},
-}
-
-
-def plot_love(balance_df: pd.DataFrame, lang: str = "en"):
-    """Love plot: the normalised difference of every covariate at the two margins.
-
-    Suppressed rows are left out (their values are blank); dashed lines at ±0.1 and dotted
-    at ±0.25 (common rules of thumb for imbalance).
-    """
-    from hbeval.report.figures import PALETTE, new_figure
-
-    lab = _LABELS["fi" if lang == "fi" else "en"]
-    d = balance_df[(balance_df["row_type"] == "covariate") & balance_df["comparison"].isin(["frame_shares", "teaming"])]
-    variables = list(dict.fromkeys(d["variable"]))
-    fig, ax = new_figure(7.0, max(2.5, 0.28 * len(variables) + 1.2))
-    ypos = {v: i for i, v in enumerate(reversed(variables))}
-    markers = {"frame_shares": ("o", PALETTE["frame_shares/no_teaming"]), "teaming": ("s", PALETTE["frame_only/teaming"])}
-    for comp, (mk, col) in markers.items():
-        s = d[(d["comparison"] == comp) & d["normalized_difference"].notna()]
-        ax.scatter(s["normalized_difference"].astype(float), [ypos[v] for v in s["variable"]], marker=mk, color=col,
-                   label=lab[comp], zorder=3)
-    for v, ls in ((0.1, "--"), (0.25, ":")):
-        ax.axvline(v, color=PALETTE["neutral"], ls=ls, lw=0.8)
-        ax.axvline(-v, color=PALETTE["neutral"], ls=ls, lw=0.8)
-    ax.axvline(0, color=PALETTE["neutral"], lw=0.8)
-    ax.set_yticks(list(ypos.values()), list(ypos.keys()))
-    ax.set_xlabel(lab["x"])
-    ax.set_title(lab["title"])
-    if variables:
-        ax.legend(loc="best", fontsize=8)
-    return fig

@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 
 from hbeval.arms import CELLS
-from hbeval.privacy import suppress_count, suppress_small_groups
+from hbeval.privacy import exclusion_reason_code, suppress_count, suppress_small_groups
+from hbeval.randomisation.balance import pool_rare_levels
+from hbeval.study.schema import exclusion_reason_keywords
 from hbeval.study.scoring import score
 
 STAGES = ("assessed", "excluded", "allocated", "received", "lost_to_follow_up", "analysed")
@@ -20,7 +22,9 @@ def consort_flow(families: pd.DataFrame, scores: pd.DataFrame, budgets: pd.DataF
     families), ``excluded`` (one row per reason), ``allocated`` (per cell), ``received``
     (a confirmed budget; in teaming cells also at least one teaming meeting),
     ``lost_to_follow_up`` (no end score of the primary outcome), ``analysed`` (start and end
-    score of the primary outcome).
+    score of the primary outcome). Exclusion reasons are shown as the codes of
+    ``data_schema/exclusion_reasons.json`` (see :func:`exclusion_reason_codes`), never as the
+    text typed into ``clients.csv``.
     """
     fam = families.set_index("client_id")
     s = scores.reindex(fam.index)
@@ -41,7 +45,9 @@ def consort_flow(families: pd.DataFrame, scores: pd.DataFrame, budgets: pd.DataF
     add("assessed", "pilot", "all", pilot_like.sum())
     excl = fam[fam["group"] == "excluded"]
     add("excluded", "pilot", "all", len(excl), "all reasons")
-    for reason, n in excl["exclusion_reason"].fillna("(no reason given)").value_counts().sort_index().items():
+    keywords = exclusion_reason_keywords()
+    codes = excl["exclusion_reason"].astype(object).map(lambda r: exclusion_reason_code(r, keywords))
+    for reason, n in codes.value_counts().sort_index().items():  # codes only: the free text may name a person
         add("excluded", "pilot", "all", n, str(reason))
     pilot = fam["group"] == "pilot"
     unassigned = pilot & fam_cell.isna()
@@ -120,8 +126,6 @@ def baseline_table(families: pd.DataFrame, scores: pd.DataFrame, outcomes: list[
             x = pd.to_numeric(data.loc[mask, var], errors="coerce")
             rows.append({"variable": var, "level": "", "group": g, "n": int(x.notna().sum()),
                          "missing": int(x.isna().sum()), "mean": x.mean(), "sd": x.std(ddof=1), "percent": np.nan})
-    from hbeval.randomisation.balance import pool_rare_levels
-
     for var in BASELINE_CATEGORICAL:
         if var not in data.columns:
             continue
@@ -142,10 +146,26 @@ def baseline_table(families: pd.DataFrame, scores: pd.DataFrame, outcomes: list[
     return out[["variable", "level", "group", "n", "missing", "mean", "sd", "percent"]]
 
 
+def exclusion_reason_codes(reasons: pd.Series, min_cell: int) -> pd.Series:
+    """Free-text exclusion reasons as documented codes, rare codes pooled.
+
+    Each text is mapped to a code of ``data_schema/exclusion_reasons.json`` by its keywords
+    (:func:`hbeval.privacy.exclusion_reason_code`; unmatched text is ``(other)``), and a code
+    held by fewer than ``min_cell`` excluded families becomes ``(other)`` too
+    (:func:`~hbeval.randomisation.balance.pool_rare_levels`, the rule of every other text level).
+    """
+    keywords = exclusion_reason_keywords()
+    codes = reasons.astype(object).map(lambda r: exclusion_reason_code(r, keywords))
+    return pool_rare_levels(codes, min_cell)
+
+
 def consort_results(study) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(consort.csv, baseline.csv)`` for a :class:`~hbeval.study.store.Study`."""
     fam = study.families()
-    scores = score(study.table("measurements"))
+    excluded = fam["group"] == "excluded"
+    fam = fam.assign(exclusion_reason=fam["exclusion_reason"].astype(object))
+    fam.loc[excluded, "exclusion_reason"] = exclusion_reason_codes(fam.loc[excluded, "exclusion_reason"], study.config.min_cell)
+    scores = score(study.table("measurements"), study.config.instruments)
     flow = consort_flow(fam, scores, study.table("budgets"), study.table("teaming_meetings"), study.config.primary)
     outcomes = [study.config.primary] + [o for o in ("kompassi_total",) if o != study.config.primary]
     return consort_table(flow, study.config.min_cell), baseline_table(fam, scores, outcomes, study.config.min_cell)

@@ -1,16 +1,36 @@
-"""The allocation registry ``STUDY/allocation.sqlite``: append-only, hash-chained.
+"""The allocation registry ``STUDY/allocation.sqlite``: append-only, hash-chained, keyed.
 
 Every allocation is one row of table ``allocations``. A row carries the SHA-256 of the
-previous row (``prev_hash``) and its own hash (``row_hash``) over all its fields, so that any
-edit, deletion, insertion or reordering breaks the chain at the first changed row. Table
-``meta`` keeps the number of rows and the head hash, written in the same transaction as the
-rows, so that a row cut off the end is noticed too.
+previous row (``prev_hash``; row 1 points to :func:`genesis`, a hash of the key's fingerprint)
+and its own hash (``row_hash``) over all its fields, so that any edit, deletion, insertion or
+reordering breaks the chain at the first changed row. Since
+``hbeval-registry/2`` every row, batch or sequential, also carries ``row_mac``, an
+HMAC-SHA-256 of its hash under the study's allocation key, and table ``meta`` keeps the number
+of rows, the head hash and ``head_mac`` (the same HMAC over both), written in the same
+transaction as the rows. So:
+
+* with the key, :func:`verify` catches an edited, inserted, reordered, appended or deleted
+  row even when the plain hash chain was recomputed (the forger cannot make the MACs), a row
+  cut off the end (the head MAC names the old head), and a registry replaced by one made with
+  another key;
+* without the key, a *receipt* (the sequence number and head hash that hbeval prints after
+  every allocation, kept outside the study folder) pins every row up to it: the head hash
+  commits to the whole chain before it, so a truncation, a replacement or a rewrite of an
+  earlier row no longer contains the receipt's head at its sequence number. This is the
+  published tree head of Certificate Transparency, for a chain.
+
+What neither check can see is a registry rolled back to an older copy of itself (kept by
+someone with file access) after which no receipt was taken: keep the latest receipt.
+
+``hbeval-registry/1`` files (a plain SHA-256 chain; keyed seals on sequential rows only) are
+still read and verified, with a message that their chain alone does not prove anything against
+someone who can rewrite the file; hbeval does not append to them.
 
 Writers take SQLite's write lock with ``BEGIN IMMEDIATE`` (:func:`begin`) before they read the state they
 decide on, so concurrent coordinators are serialised: no family is assigned twice and a
 block's position is never taken twice. The file uses the rollback journal (no WAL side
 files) and holds no wall-clock value other than the ``recorded_at`` the caller passes, so its
-bytes depend only on the allocations and the injected clock.
+bytes depend only on the allocations, the key and the injected clock.
 
 This module knows nothing about designs or studies: rows in, rows out, chain checks.
 """
@@ -24,6 +44,7 @@ import io
 import json
 import os
 import random
+import re
 import sqlite3
 import tempfile
 import time
@@ -34,8 +55,13 @@ from typing import Any
 import pandas as pd
 
 REGISTRY_NAME = "allocation.sqlite"
-SCHEMA_VERSION = "hbeval-registry/1"
+SCHEMA_VERSION = "hbeval-registry/2"
+SCHEMA_V1 = "hbeval-registry/1"
+#: The ``prev_hash`` of the first row of an ``hbeval-registry/1`` file (``/2``: :func:`genesis`).
 GENESIS = "0" * 64
+#: Hex digits of the head hash printed on a receipt (80 bits); ``--head`` needs at least 16.
+RECEIPT_HEX = 20
+MIN_RECEIPT_HEX = 16
 
 #: Fields of one allocation, in hashing order (``row_hash`` excluded).
 FIELDS: tuple[str, ...] = (
@@ -49,7 +75,7 @@ FIELDS: tuple[str, ...] = (
     "batch",  # batch run number (batch rows), else NULL
     "stratum_seq",  # 1-based position among the rows of the same method and stratum
     "seed",  # the public seed of a batch run, else NULL
-    "key_id",  # fingerprint of the allocation key (keyed methods), else NULL
+    "key_id",  # fingerprint of the key the arm was drawn with (keyed methods), else NULL
     "algorithm",  # algorithm and version, with its parameters
     "assigned_on",  # ISO date
     "recorded_at",  # ISO timestamp
@@ -58,7 +84,6 @@ FIELDS: tuple[str, ...] = (
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS seals (seq INTEGER PRIMARY KEY, key_id TEXT NOT NULL, mac TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS allocations (
     seq INTEGER PRIMARY KEY,
     client_id TEXT NOT NULL UNIQUE,
@@ -75,23 +100,30 @@ CREATE TABLE IF NOT EXISTS allocations (
     assigned_on TEXT NOT NULL,
     recorded_at TEXT NOT NULL,
     prev_hash TEXT NOT NULL,
-    row_hash TEXT NOT NULL
+    row_hash TEXT NOT NULL,
+    row_mac TEXT NOT NULL
 );
 """
 
 EXPORT_COLUMNS = ["client_id", "frame_arm", "teaming_arm", "stratum", "assigned_on"]
 
 
-def row_hash(row: Mapping[str, Any]) -> str:
+class RegistryError(ValueError):
+    """A registry that hbeval must not append to (older format, another key)."""
+
+
+def row_hash(row: Mapping[str, Any], version: str = SCHEMA_VERSION) -> str:
     """SHA-256 (hex) of a row's fields in :data:`FIELDS` order, as canonical JSON.
 
     Notes
     -----
-    ``sha256("hbeval-registry/1\\n" + json.dumps([row[f] for f in FIELDS]))`` with sorted,
-    compact, UTF-8 JSON; integers stay integers and NULL is ``null``.
+    ``sha256(version + "\\n" + json.dumps([row[f] for f in FIELDS]))`` with compact, UTF-8
+    JSON; integers stay integers and NULL is ``null``. ``version`` is the registry's schema
+    (``hbeval-registry/2``; ``/1`` to check an old file), so a hash of one format never passes
+    for the other.
     """
     vals = [_norm(row.get(f)) for f in FIELDS]
-    payload = SCHEMA_VERSION + "\n" + json.dumps(vals, ensure_ascii=False, separators=(",", ":"))
+    payload = version + "\n" + json.dumps(vals, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -107,23 +139,81 @@ def _norm(v: Any) -> Any:
     return v
 
 
-def connect(path: str | Path, create: bool = True, timeout: float = 120.0) -> sqlite3.Connection:
-    """Open (and create) a registry; autocommit mode, transactions are explicit."""
+def _mac(key: bytes, message: str) -> str:
+    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A short public name of an allocation key: 16 hex of ``HMAC-SHA-256(key, "hbeval-registry/2 key-id")``.
+
+    Notes
+    -----
+    The fingerprint lets :func:`verify` say "this registry was chained with another key"
+    instead of failing at row 1. It is a keyed PRF of the key, so it says nothing about the key
+    except by trying keys one by one; that is why hbeval refuses keys of fewer than 128 bits
+    (:func:`hbeval.study.config.key_problem`) before any fingerprint is stored: 2^128 trials
+    are out of reach, whereas a fingerprint of a short or low-entropy key (a plain hash or an
+    HMAC alike) would give the key away to a dictionary search.
+    """
+    return _mac(key, "hbeval-registry/2 key-id")[:16]
+
+
+def genesis(key_id: str) -> str:
+    """The ``prev_hash`` of row 1 of an ``hbeval-registry/2`` chain: ``sha256("hbeval-registry/2 genesis:" + key_id)``.
+
+    Binding the key's fingerprint into the start of the chain makes every head, and so every
+    receipt, name the key the registry was chained with: a registry re-made with another key
+    does not hold the receipt's head even when its rows are the same.
+    """
+    return hashlib.sha256(f"{SCHEMA_VERSION} genesis:{key_id}".encode()).hexdigest()
+
+
+def chain_start(meta: Mapping[str, str]) -> str:
+    """Where a registry's chain starts: :func:`genesis` of its key (``/2``), else :data:`GENESIS`."""
+    return genesis(meta.get("key_id", "")) if meta.get("schema") == SCHEMA_VERSION else GENESIS
+
+
+def row_mac(key: bytes, row_hash_: str) -> str:
+    """``HMAC-SHA-256(key, "hbeval-registry/2 row:" + row_hash)`` (hex); the row hash covers ``seq`` and ``prev_hash``."""
+    return _mac(key, f"{SCHEMA_VERSION} row:{row_hash_}")
+
+
+def head_mac(key: bytes, n_rows: int, head_hash: str) -> str:
+    """``HMAC-SHA-256(key, "hbeval-registry/2 head:<n_rows>:<head_hash>")`` (hex): the keyed registry head."""
+    return _mac(key, f"{SCHEMA_VERSION} head:{int(n_rows)}:{head_hash}")
+
+
+def seal_mac(key: bytes, seq: int, row_hash_: str) -> str:
+    """The ``hbeval-registry/1`` seal of a sequential row: ``HMAC-SHA-256(key, "hbeval-seal/1:<seq>:<row_hash>")``."""
+    return _mac(key, f"hbeval-seal/1:{int(seq)}:{row_hash_}")
+
+
+def connect(path: str | Path, create: bool = True, timeout: float = 120.0,
+            key: bytes | None = None) -> sqlite3.Connection:
+    """Open a registry; autocommit mode, transactions are explicit.
+
+    With ``create`` a missing registry is made (tables and a keyed empty head), which needs the
+    allocation ``key``; an existing one is opened as it is.
+    """
     path = Path(path)
     if not create and not path.exists():
         raise FileNotFoundError(path)
     conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
     conn.execute("PRAGMA journal_mode=DELETE")
-    conn.execute("PRAGMA busy_timeout=%d" % int(timeout * 1000))  # readers wait for a commit to finish
+    conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")  # readers wait for a commit to finish
     if create and not _has_tables(conn):
+        if key is None:
+            conn.close()
+            raise RegistryError("creating an allocation registry needs the allocation key")
         begin(conn, timeout)
         try:
             for stmt in _DDL.strip().split(";"):
                 if stmt.strip():
                     conn.execute(stmt)
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('n_rows', '0')")
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('head_hash', ?)", (GENESIS,))
+            kid = key_fingerprint(key)
+            for k, v in (("schema", SCHEMA_VERSION), ("n_rows", "0"), ("head_hash", genesis(kid)),
+                         ("key_id", kid), ("head_mac", head_mac(key, 0, genesis(kid)))):
+                conn.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (k, v))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -158,37 +248,85 @@ def begin(conn: sqlite3.Connection, timeout: float = 120.0) -> None:
 
 def _has_tables(conn: sqlite3.Connection) -> bool:
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    return {"meta", "allocations", "seals"} <= names
-
-
-def seal_mac(key: bytes, seq: int, row_hash_: str) -> str:
-    """``HMAC-SHA-256(key, "hbeval-seal/1:<seq>:<row_hash>")`` (hex)."""
-    return hmac.new(key, f"hbeval-seal/1:{int(seq)}:{row_hash_}".encode(), hashlib.sha256).hexdigest()
-
-
-def seal(conn: sqlite3.Connection, key: bytes, key_id: str, rows: list[dict[str, Any]]) -> None:
-    """Seal the last of ``rows`` (the new head) with a keyed MAC; same transaction as the rows.
-
-    The hash chain shows any change to a row unless someone rewrites every hash after it; a
-    seal cannot be rewritten without the allocation key, so a rewritten chain fails at the
-    first seal after the change (checked by :func:`verify` when the key is at hand).
-    """
-    if rows:
-        last = rows[-1]
-        conn.execute("INSERT INTO seals VALUES (?, ?, ?)", (last["seq"], key_id, seal_mac(key, last["seq"], last["row_hash"])))
+    return {"meta", "allocations"} <= names
 
 
 def head(conn: sqlite3.Connection) -> tuple[int, str]:
-    """``(last seq, last row_hash)`` (``(0, GENESIS)`` when empty)."""
+    """``(last seq, last row_hash)`` (``(0, chain start)`` when empty)."""
     r = conn.execute("SELECT seq, row_hash FROM allocations ORDER BY seq DESC LIMIT 1").fetchone()
-    return (0, GENESIS) if r is None else (int(r[0]), str(r[1]))
+    return (0, chain_start(_meta(conn))) if r is None else (int(r[0]), str(r[1]))
 
 
-def append(conn: sqlite3.Connection, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Append rows to the chain; call inside the caller's ``BEGIN IMMEDIATE`` transaction.
+def head_of(path: str | Path) -> dict[str, Any] | None:
+    """The registry head as a receipt carries it, or ``None`` when there is no readable registry.
 
-    ``seq`` and ``prev_hash`` are filled in here. Returns the rows as written.
+    Returns
+    -------
+    ``{"schema", "seq", "head", "receipt"}``: the number of rows, the full head hash (the last
+    row's ``row_hash``) and the receipt text ``"<seq>:<first 20 hex of head>"``, which
+    ``hbeval assign --verify --head`` accepts.
     """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+        try:
+            if not _has_tables(conn):
+                return None
+            seq, h = head(conn)
+            (schema,) = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() or (SCHEMA_V1,)
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return None
+    return {"schema": str(schema), "seq": seq, "head": h, "receipt": receipt(seq, h)}
+
+
+def receipt(seq: int, head_hash: str) -> str:
+    """The receipt of a registry head: ``"<seq>:<first RECEIPT_HEX hex of the head hash>"``."""
+    return f"{int(seq)}:{head_hash[:RECEIPT_HEX]}"
+
+
+def parse_receipt(text: str) -> tuple[int | None, str]:
+    """``(seq or None, hex prefix)`` from ``"412:3f9a…"``, ``"seq 412 head 3f9a…"`` or ``"3f9a…"``.
+
+    Raises
+    ------
+    ValueError
+        When there are fewer than :data:`MIN_RECEIPT_HEX` hex digits.
+    """
+    t = text.strip().lower().replace("…", "").replace("...", "")
+    m = re.fullmatch(r"(?:receipt:\s*)?(?:seq\s+)?(?:(\d+)\s*(?::|\s+head\s+|\s+))?([0-9a-f]+)", t)
+    if not m or len(m.group(2)) < MIN_RECEIPT_HEX:
+        raise ValueError(f"a receipt is '<seq>:<hex>' with at least {MIN_RECEIPT_HEX} hex digits of the head "
+                         f"(as hbeval assign printed it), not {text!r}")
+    return (int(m.group(1)) if m.group(1) else None), m.group(2)
+
+
+def _meta(conn: sqlite3.Connection) -> dict[str, str]:
+    return dict(conn.execute("SELECT key, value FROM meta").fetchall())
+
+
+def append(conn: sqlite3.Connection, rows: Iterable[Mapping[str, Any]], key: bytes) -> list[dict[str, Any]]:
+    """Append rows to the keyed chain; call inside the caller's ``BEGIN IMMEDIATE`` transaction.
+
+    ``seq``, ``prev_hash``, ``row_hash`` and ``row_mac`` are filled in here, and ``meta`` gets
+    the new head and its MAC. Returns the rows as written.
+
+    Raises
+    ------
+    RegistryError
+        The registry is ``hbeval-registry/1`` or was chained with another key.
+    """
+    meta = _meta(conn)
+    if meta.get("schema") != SCHEMA_VERSION:
+        raise RegistryError(f"this allocation registry is {meta.get('schema', SCHEMA_V1)} (a plain-hash chain) and "
+                            f"hbeval now writes only {SCHEMA_VERSION}; keep the hbeval version that started this study "
+                            "for its allocations, or start a new registry")
+    if meta.get("key_id") != key_fingerprint(key):
+        raise RegistryError(f"this allocation registry was chained with the key {meta.get('key_id')}, not with the "
+                            f"allocation key at hand ({key_fingerprint(key)}): use the study's key")
     seq, prev = head(conn)
     written = []
     for r in rows:
@@ -197,16 +335,17 @@ def append(conn: sqlite3.Connection, rows: Iterable[Mapping[str, Any]]) -> list[
         row["seq"] = seq
         row["prev_hash"] = prev
         row["row_hash"] = row_hash(row)
+        row["row_mac"] = row_mac(key, row["row_hash"])
         prev = row["row_hash"]
         written.append(row)
     if written:
-        cols = list(FIELDS) + ["row_hash"]
+        cols = [*FIELDS, "row_hash", "row_mac"]
         conn.executemany(
             f"INSERT INTO allocations ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
             [tuple(w[c] for c in cols) for w in written],
         )
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'n_rows'", (str(seq),))
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'head_hash'", (prev,))
+        for k, v in (("n_rows", str(seq)), ("head_hash", prev), ("head_mac", head_mac(key, seq, prev))):
+            conn.execute("UPDATE meta SET value = ? WHERE key = ?", (v, k))
     return written
 
 
@@ -257,91 +396,178 @@ def write_export(conn: sqlite3.Connection, csv_path: str | Path) -> Path:
     return csv_path
 
 
-def verify(path: str | Path, assignments_csv: str | Path | None = None,
-           key: bytes | None = None, key_id: str | None = None) -> tuple[bool, str]:
-    """Check the hash chain; name the first bad row.
+def _v1_key_id(key: bytes) -> str:
+    """The key fingerprint ``hbeval-registry/1`` stored beside its seals."""
+    return hashlib.sha256(b"hbeval-key-id:" + key).hexdigest()[:12]
 
-    Checks, in order: every row's ``seq`` is its position (1, 2, ...), its ``prev_hash`` is the
-    previous row's hash, its ``row_hash`` is the hash of its fields; ``meta`` agrees on the
-    number of rows and the head hash (a row cut off the end); no family appears twice; and,
-    when given, ``assignments.csv`` holds exactly the registry's assignments; and, when the
-    allocation ``key`` is given, every seal made with it matches its row and every row drawn
-    with that key (``key_id``) is sealed (so a chain rewritten from some row on is caught at
-    the first keyed row after it).
+
+def _load(path: Path) -> tuple[list[dict[str, Any]], dict[str, str], list[tuple[Any, ...]]]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+    try:
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(allocations)")}
+        mac = "row_mac" if "row_mac" in cols else "NULL"
+        names = [*FIELDS, "row_hash", "row_mac"]
+        rows = [dict(zip(names, v)) for v in
+                conn.execute(f"SELECT {', '.join(FIELDS)}, row_hash, {mac} FROM allocations ORDER BY seq").fetchall()]
+        meta = _meta(conn)
+        has_seals = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'seals'").fetchone()[0]
+        seals = conn.execute("SELECT seq, key_id, mac FROM seals ORDER BY seq").fetchall() if has_seals else []
+    finally:
+        conn.close()
+    return rows, meta, seals
+
+
+def verify(path: str | Path, assignments_csv: str | Path | None = None, key: bytes | None = None,
+           key_id: str | None = None, head: str | None = None) -> tuple[bool, str]:
+    """Check the registry: its chain, with the allocation ``key`` its MACs, against a receipt its head.
+
+    Checks, in order:
+
+    1. every row's ``seq`` is its position (1, 2, ...), its ``prev_hash`` is the previous row's
+       hash, its ``row_hash`` is the hash of its fields, no family appears twice, and (with the
+       ``key``, ``hbeval-registry/2``) its ``row_mac`` is the HMAC of its hash;
+    2. ``meta`` agrees on the number of rows and the head hash (a row cut off the end), and with
+       the key ``head_mac`` is the HMAC of both (a truncation whose count and head were fixed);
+    3. for an ``hbeval-registry/1`` file with the key: every seal made with it (``key_id``,
+       default the v1 fingerprint of ``key``) matches and every row drawn with it is sealed;
+    4. with a receipt ``head`` (:func:`parse_receipt`): the row at the receipt's ``seq`` has a
+       hash starting with the receipt's digits (without a ``seq``: some row has). Later rows
+       are fine; a truncation, a replacement or any rewrite up to that row is not;
+    5. when given, ``assignments.csv`` holds exactly the registry's assignments.
 
     Returns
     -------
     ``(ok, message)``; the message names the first bad row ("row k" is the k-th row in
-    ``seq`` order, 1-based) and what is wrong with it.
+    ``seq`` order, 1-based) and what is wrong with it, or what was checked.
     """
     path = Path(path)
     if not path.exists():
         return False, f"{path.name} does not exist"
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
-        try:
-            rows = conn.execute(f"SELECT {', '.join(FIELDS)}, row_hash FROM allocations ORDER BY seq").fetchall()
-            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            has_seals = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'seals'").fetchone()[0]
-            seals = conn.execute("SELECT seq, key_id, mac FROM seals ORDER BY seq").fetchall() if has_seals else []
-        finally:
-            conn.close()
+        rows, meta, seals = _load(path)
     except sqlite3.DatabaseError as e:
         return False, f"{path.name} cannot be read as an allocation registry ({e})"
-    prev = GENESIS
+    schema = meta.get("schema", SCHEMA_V1)
+    if schema not in (SCHEMA_V1, SCHEMA_VERSION):
+        return False, f"{path.name}: unknown registry format {schema!r}"
+    mac_key = key if schema == SCHEMA_VERSION else None  # the key that made this file's MACs, if it is /2
+    if mac_key is not None and meta.get("key_id") != key_fingerprint(mac_key):
+        return False, (f"{path.name}: chained with the key {meta.get('key_id')}, not with the allocation key at hand "
+                       f"({key_fingerprint(mac_key)}): the registry was replaced, or the key is not this study's")
+    start = chain_start(meta)
+    bad = _check_rows(path.name, rows, schema, start, mac_key) or _check_head(path.name, rows, meta, start, mac_key)
+    if bad:
+        return False, bad
+    extra = ""
+    if key is not None and schema == SCHEMA_V1:
+        bad, extra = _check_v1_seals(path.name, rows, seals, key, key_id or _v1_key_id(key))
+        if bad:
+            return False, bad
+    if mac_key is not None:
+        extra = f", {len(rows)} seals verified with the key"
+    if head is not None:
+        try:
+            bad = _check_receipt(path.name, rows, start, *parse_receipt(head))
+        except ValueError as e:
+            return False, str(e)
+        if bad:
+            return False, bad
+        extra += f", receipt {head.strip()} found in the chain"
+    if assignments_csv is not None and Path(assignments_csv).exists():
+        bad = _check_export(path.name, rows, Path(assignments_csv))
+        if bad:
+            return False, bad
+    n, prev = len(rows), (rows[-1]["row_hash"] if rows else start)
+    msg = f"{path.name}: {n} allocations, hash chain intact (head {receipt(n, prev)}){extra}"
+    if schema == SCHEMA_V1:
+        msg += (f" [{SCHEMA_V1}: a plain-hash chain with seals on sequential rows only, which anyone with the file "
+                "can recompute for batch rows; only a receipt kept outside the folder (--head) pins it]")
+    return True, msg
+
+
+def _check_rows(name: str, rows: list[dict[str, Any]], schema: str, start: str, key: bytes | None) -> str | None:
+    prev = start
     seen: dict[str, int] = {}
-    for i, vals in enumerate(rows, start=1):
-        row = dict(zip([*FIELDS, "row_hash"], vals))
+    for i, row in enumerate(rows, start=1):
         who = f"row {i} (seq {row['seq']}, client_id {row['client_id']})"
         if row["seq"] != i:
             what = "a row before it was deleted" if isinstance(row["seq"], int) and row["seq"] > i else "rows were inserted or renumbered"
-            return False, f"{path.name}: {who}: sequence number should be {i} ({what})"
+            return f"{name}: {who}: sequence number should be {i} ({what})"
         if row["prev_hash"] != prev:
-            return False, (f"{path.name}: {who}: previous-row hash does not match row {i - 1} "
-                           f"(a row was deleted, inserted or moved before it)")
-        if row_hash(row) != row["row_hash"]:
-            return False, f"{path.name}: {who}: contents do not match the row's hash (edited or moved)"
+            return (f"{name}: {who}: previous-row hash does not match row {i - 1} "
+                    f"(a row was deleted, inserted or moved before it)")
+        if row_hash(row, schema) != row["row_hash"]:
+            return f"{name}: {who}: contents do not match the row's hash (edited or moved)"
+        if key is not None and not hmac.compare_digest(str(row["row_mac"] or ""), row_mac(key, row["row_hash"])):
+            return (f"{name}: {who}: its MAC does not match the allocation key (the row was edited, added or "
+                    "re-chained outside hbeval)")
         if row["client_id"] in seen:
-            return False, f"{path.name}: {who}: family already allocated in row {seen[row['client_id']]}"
+            return f"{name}: {who}: family already allocated in row {seen[row['client_id']]}"
         seen[row["client_id"]] = i
         prev = row["row_hash"]
-    n = len(rows)
+    return None
+
+
+def _check_head(name: str, rows: list[dict[str, Any]], meta: dict[str, str], start: str,
+                key: bytes | None) -> str | None:
+    n, prev = len(rows), (rows[-1]["row_hash"] if rows else start)
     try:
         meta_n = int(meta.get("n_rows", "-1"))
     except ValueError:
         meta_n = -1
     if meta_n != n or meta.get("head_hash") != prev:
         if meta_n > n:
-            return False, f"{path.name}: row {n + 1}: missing (the registry recorded {meta_n} rows; rows were cut off the end)"
-        return False, f"{path.name}: row {min(n, max(meta_n, 0)) + 1}: not recorded in the registry head (rows added or changed outside hbeval)"
-    sealed = ""
-    if key is not None and key_id is not None:
-        by_seq = {r[0]: r for r in rows}
-        mine = {s_[0]: s_ for s_ in seals if s_[1] == key_id}
-        for sq, s_ in sorted(mine.items()):
-            r = by_seq.get(sq)
-            if r is None or not hmac.compare_digest(s_[2], seal_mac(key, sq, r[-1])):
-                return False, (f"{path.name}: row {sq}: its seal does not match (the hash chain was rewritten at or "
-                               "before this row)")
-        unsealed = [r[0] for r in rows if r[FIELDS.index("key_id")] == key_id and r[0] not in mine]
-        if unsealed:
-            return False, f"{path.name}: row {unsealed[0]}: drawn with the key but not sealed (added or rewritten outside hbeval)"
-        sealed = f", {len(mine)} seals verified with the key"
-    if assignments_csv is not None and Path(assignments_csv).exists():
-        try:
-            got = pd.read_csv(assignments_csv, dtype=str, keep_default_na=False, encoding="utf-8")
-        except Exception as e:  # noqa: BLE001 - any unreadable export is a failed check
-            return False, f"{Path(assignments_csv).name} cannot be read ({e})"
-        want = export_frame(pd.DataFrame(rows, columns=[*FIELDS, "row_hash"]) if rows else
-                            pd.DataFrame(columns=[*FIELDS, "row_hash"]))
-        missing = [c for c in EXPORT_COLUMNS if c not in got.columns]
-        if missing:
-            return False, f"{Path(assignments_csv).name}: columns {missing} missing"
-        got = got[EXPORT_COLUMNS].sort_values("client_id", kind="mergesort").reset_index(drop=True)
-        if len(got) != len(want) or not (got.to_numpy() == want.to_numpy()).all():
-            bad = _first_difference(got, want)
-            return False, f"{Path(assignments_csv).name} differs from {path.name} ({bad}); re-export with hbeval assign"
-    return True, f"{path.name}: {n} allocations, hash chain intact (head {prev[:12]}){sealed}"
+            return f"{name}: row {n + 1}: missing (the registry recorded {meta_n} rows; rows were cut off the end)"
+        return f"{name}: row {min(n, max(meta_n, 0)) + 1}: not recorded in the registry head (rows added or changed outside hbeval)"
+    if key is not None and not hmac.compare_digest(meta.get("head_mac", ""), head_mac(key, n, prev)):
+        return (f"{name}: row {n + 1}: the head ({n} rows) was not recorded with the allocation key (rows were cut off "
+                "the end, or the head was rewritten outside hbeval)")
+    return None
+
+
+def _check_v1_seals(name: str, rows: list[dict[str, Any]], seals: list[tuple[Any, ...]], key: bytes,
+                    key_id: str) -> tuple[str | None, str]:
+    by_seq = {r["seq"]: r for r in rows}
+    mine = {s_[0]: s_ for s_ in seals if s_[1] == key_id}
+    for sq, s_ in sorted(mine.items()):
+        r = by_seq.get(sq)
+        if r is None or not hmac.compare_digest(s_[2], seal_mac(key, sq, r["row_hash"])):
+            return f"{name}: row {sq}: its seal does not match (the hash chain was rewritten at or before this row)", ""
+    unsealed = [r["seq"] for r in rows if r["key_id"] == key_id and r["seq"] not in mine]
+    if unsealed:
+        return f"{name}: row {unsealed[0]}: drawn with the key but not sealed (added or rewritten outside hbeval)", ""
+    return None, f", {len(mine)} seals verified with the key"
+
+
+def _check_receipt(name: str, rows: list[dict[str, Any]], start: str, seq: int | None, digest: str) -> str | None:
+    if seq is None:
+        if any(str(h).startswith(digest) for h in [start, *(r["row_hash"] for r in rows)]):
+            return None
+        return (f"{name}: no row has the receipt's head {digest}: the registry was replaced, cut off or rewritten "
+                "before the receipt's row")
+    if seq > len(rows):
+        return (f"{name}: row {len(rows) + 1}: missing; the receipt is for row {seq} but the registry has {len(rows)} "
+                "rows (rows were cut off the end, or the registry was replaced)")
+    h = start if seq == 0 else str(rows[seq - 1]["row_hash"])
+    if not h.startswith(digest):
+        return (f"{name}: row {seq}: its hash {h[:len(digest)]} is not the receipt's {digest} (the registry was replaced, "
+                "or a row up to this one was rewritten)")
+    return None
+
+
+def _check_export(name: str, rows: list[dict[str, Any]], csv_path: Path) -> str | None:
+    try:
+        got = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except Exception as e:  # noqa: BLE001 - any unreadable export is a failed check
+        return f"{csv_path.name} cannot be read ({e})"
+    want = export_frame(pd.DataFrame(rows, columns=[*FIELDS, "row_hash", "row_mac"]))
+    missing = [c for c in EXPORT_COLUMNS if c not in got.columns]
+    if missing:
+        return f"{csv_path.name}: columns {missing} missing"
+    got = got[EXPORT_COLUMNS].sort_values("client_id", kind="mergesort").reset_index(drop=True)
+    if len(got) != len(want) or not (got.to_numpy() == want.to_numpy()).all():
+        return f"{csv_path.name} differs from {name} ({_first_difference(got, want)}); re-export with hbeval assign"
+    return None
 
 
 def _first_difference(got: pd.DataFrame, want: pd.DataFrame) -> str:

@@ -4,7 +4,8 @@
   sub-items), item wording paraphrased;
 * the CONSORT extension for factorial trials (Kahan et al., JAMA 2023;330:2106–2114), its
   modified items paraphrased and attached to the CONSORT 2025 item they extend;
-* CHEERS 2022 comes from :mod:`hbeval.economics.cheers` (the economics engineer's table).
+* CHEERS 2022 is ``results/cheers.csv`` (written by :mod:`hbeval.economics.cheers`), shown by
+  :func:`cheers_display`.
 
 ``where`` names the report section (a key of :data:`hbeval.report.render.SECTIONS`), or is empty
 when only the evaluators can answer the item (registration, funding, discussion ...);
@@ -111,7 +112,7 @@ def consort_checklist(lang: str = "en") -> pd.DataFrame:
 
     Columns: ``item, part, topic, requirement, where, sections, status``.
     """
-    ext = {}
+    ext: dict[str, list[tuple[str, str, tuple[str, ...], str]]] = {}
     for item, topic, text, secs, status in FACTORIAL:
         ext.setdefault(item, []).append((topic, text, secs, status))
     rows = []
@@ -130,10 +131,8 @@ def display_checklist(df: pd.DataFrame, lang: str = "en") -> pd.DataFrame:
                          "status": [i18n.value(s, lang) for s in df["status"]]})
 
 
-def cheers_display(config, lang: str = "en") -> pd.DataFrame:
-    """CHEERS 2022 from :func:`hbeval.economics.cheers.cheers_checklist`, in the report's columns."""
-    from hbeval.economics.cheers import cheers_checklist
-
-    c = cheers_checklist(config, lang=lang)
+def cheers_display(cheers: pd.DataFrame, lang: str = "en") -> pd.DataFrame:
+    """CHEERS 2022 (``results/cheers.csv``: ``item, topic, where_answered, status, answer``) in the report's columns."""
+    c = cheers
     return pd.DataFrame({"item": c["item"].astype(str), "topic": c["topic"], "where": c["where_answered"],
                          "status": [i18n.value(s, lang) for s in c["status"]], "answer": c["answer"].fillna("")})

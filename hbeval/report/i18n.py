@@ -9,7 +9,11 @@ Finnish).
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hbeval.study.schema import Instrument
 
 LANGS = ("en", "fi")
 
@@ -26,6 +30,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "table": ("Table", "Taulukko"),
     "suppression_note": ("Counts below {k} are shown as “<{k}” and statistics of groups smaller than {k} are left blank.",
                          "Alle {k} lukumäärät näytetään muodossa ”<{k}”, ja alle {k} perheen ryhmien tunnusluvut jätetään tyhjiksi."),
+    "small_cells_note": ("The suppression threshold of this study is {k}, below the usual 5 (privacy.allow_small_cells = true "
+                         "in study.toml): counts this small can identify families, so handle the report accordingly.",
+                         "Tämän tutkimuksen tietosuojaraja on {k}, alle tavanomaisen 5:n (privacy.allow_small_cells = true "
+                         "study.toml-tiedostossa): näin pienet lukumäärät voivat tunnistaa perheitä, joten käsittele raporttia sen mukaisesti."),
     # --- sections
     "sec_summary": ("Executive summary", "Tiivistelmä"),
     "sec_flow": ("Participant flow (CONSORT)", "Osallistujien kulku (CONSORT)"),
@@ -255,6 +263,11 @@ VALUES: dict[str, tuple[str, str]] = {
     "declined": ("declined", "kieltäytyi"), "moved away": ("moved away", "muutti pois"),
     "not eligible": ("not eligible", "ei soveltuva"), "service need ended": ("service need ended", "palvelutarve päättyi"),
     "(no reason given)": ("(no reason given)", "(syytä ei kirjattu)"),
+    # exclusion-reason codes (data_schema/exclusion_reasons.json)
+    "moved_away": ("moved away", "muutti pois"), "not_eligible": ("not eligible", "ei soveltuva"),
+    "service_need_ended": ("service need ended", "palvelutarve päättyi"), "deceased": ("deceased", "kuollut"),
+    "no_contact": ("could not be contacted", "ei tavoitettu"), "other_service": ("another service chosen", "muu palvelu"),
+    "(other)": ("(other)", "(muu)"),
     # cost categories and periods
     "usual_services": ("Usual services", "Tavanomaiset palvelut"), "purchased_services": ("Purchased services", "Ostopalvelut"),
     "budget_spending": ("Budget spending", "Budjetin käyttö"), "income_support": ("Income support", "Toimeentulotuki"),
@@ -301,9 +314,29 @@ def col(name: str, lang: str = "en") -> str:
     return COLUMNS[name][_idx(lang)] if name in COLUMNS else name
 
 
+#: Labels of the outcomes of the study's own instrument definitions (``STUDY/instruments/*.json``),
+#: set by :func:`use_instruments` when a report opens the study; they take precedence over OUTCOMES.
+_STUDY_OUTCOMES: dict[str, tuple[str, str]] = {}
+
+
+def use_instruments(insts: Mapping[str, Instrument] | None) -> None:
+    """Label the outcomes of a study's own instruments from their definitions: the total as
+    ``<name_en> total (min–max)`` / ``<name_fi>, kokonaispisteet (min–max)``, a domain as
+    ``<name>: <label>``. Packaged definitions keep the labels of :data:`OUTCOMES`."""
+    _STUDY_OUTCOMES.clear()
+    for ins in (insts or {}).values():
+        if ins.origin == "packaged":
+            continue
+        rng = f"{ins.score_min:g}–{ins.score_max:g}"
+        _STUDY_OUTCOMES[ins.total] = (f"{ins.name_en} total ({rng})", f"{ins.name_fi}, kokonaispisteet ({rng})")
+        for d in ins.domains:
+            _STUDY_OUTCOMES[f"{ins.instrument}_{d.item}"] = (f"{ins.name_en}: {d.label_en}", f"{ins.name_fi}: {d.label_fi}")
+
+
 def outcome(name: str, lang: str = "en") -> str:
     """The label of an outcome (the raw name when unknown)."""
-    return OUTCOMES[name][_idx(lang)] if name in OUTCOMES else name
+    labels = _STUDY_OUTCOMES.get(name) or OUTCOMES.get(name)
+    return labels[_idx(lang)] if labels else name
 
 
 def value(v: Any, lang: str = "en") -> str:
@@ -313,8 +346,8 @@ def value(v: Any, lang: str = "en") -> str:
     s = str(v)
     if s in VALUES:
         return VALUES[s][_idx(lang)]
-    if s in OUTCOMES:
-        return OUTCOMES[s][_idx(lang)]
+    if s in _STUDY_OUTCOMES or s in OUTCOMES:
+        return outcome(s, lang)
     if " vs " in s:  # rosi comparisons: "frame_only/teaming vs comparison"
         a, b = s.split(" vs ", 1)
         return f"{value(a, lang)} vs {value(b, lang)}"
@@ -458,3 +491,95 @@ STRINGS.update({
                     "on korjatulla p-arvolla alle 0,05."),
     "n_missing": ("This part of the analysis was not produced for this study.", "Tätä analyysin osaa ei tuotettu tälle tutkimukselle."),
 })
+
+#: Titles, axis labels and legends of the figures (:mod:`hbeval.report.plots`), ``fig_<figure>_<item>``.
+STRINGS.update({
+    # CONSORT flow diagram
+    "fig_flow_assessed": ("Assessed for eligibility", "Soveltuvuus arvioitu"),
+    "fig_flow_excluded": ("Excluded", "Poissuljettu"),
+    "fig_flow_allocated": ("Allocated", "Satunnaistettu"),
+    "fig_flow_received": ("received the allocated intervention", "sai satunnaistetun intervention"),
+    "fig_flow_lost": ("Lost to follow-up\n(no end score)", "Menetetty seurannassa\n(ei loppumittausta)"),
+    "fig_flow_analysed": ("Analysed\n(start and end score)", "Analysoitu\n(alku- ja loppumittaus)"),
+    "fig_flow_comparison": ("Comparison group\n(not randomised)", "Vertailuryhmä\n(ei satunnaistettu)"),
+    "fig_flow_identified": ("Identified", "Tunnistettu"),
+    "fig_flow_randomised": ("Randomised to the 2×2", "Satunnaistettu 2×2-asetelmaan"),
+    "fig_flow_enrol": ("Enrolment", "Rekrytointi"),
+    "fig_flow_alloc": ("Allocation", "Satunnaistaminen"),
+    "fig_flow_follow": ("Follow-up", "Seuranta"),
+    "fig_flow_anal": ("Analysis", "Analyysi"),
+    "fig_flow_notalloc": ("not yet allocated", "ei vielä satunnaistettu"),
+    "fig_flow_title": ("CONSORT flow diagram", "CONSORT-kulkukaavio"),
+    # love plot of the randomised margins
+    "fig_love_title": ("Covariate balance (normalised differences)", "Taustamuuttujien tasapaino (standardoidut erot)"),
+    "fig_love_x": ("Normalised difference (b − a)", "Standardoitu ero (b − a)"),
+    "fig_love_frame_shares": ("frame + shares vs frame only", "kehys + osuudet vs pelkkä kehys"),
+    "fig_love_teaming": ("teaming vs none", "tiimiytys vs ei tiimiytystä"),
+    # forest plot
+    "fig_forest_x": ("Effect (points; 95 % CI)", "Vaikutus (pisteinä; 95 %:n luottamusväli)"),
+    "fig_forest_title": ("Effects of the randomised contrasts", "Satunnaistettujen vertailujen vaikutukset"),
+    # the comparison group's balance and overlap
+    "fig_comp_smd": ("Standardised mean difference", "Standardoitu keskiarvoero"),
+    "fig_comp_before": ("unweighted", "painottamaton"),
+    "fig_comp_after": ("ATT-weighted", "ATT-painotettu"),
+    "fig_comp_ps": ("Propensity score", "Osallistumistodennäköisyys"),
+    "fig_comp_n": ("Families", "Perheitä"),
+    "fig_comp_pilot": ("pilot", "kokeilu"),
+    "fig_comp_comparison": ("comparison", "vertailu"),
+    "fig_comp_love": ("Balance: pilot vs comparison (not randomised)",
+                      "Tasapaino: kokeilu vs vertailuryhmä (ei satunnaistettu)"),
+    "fig_comp_overlap": ("Propensity overlap (not randomised)",
+                         "Osallistumistodennäköisyyksien päällekkäisyys (ei satunnaistettu)"),
+    # costs by category
+    "fig_costs_usual_services": ("Usual services", "Tavanomaiset palvelut"),
+    "fig_costs_purchased_services": ("Purchased services", "Ostopalvelut"),
+    "fig_costs_budget_spending": ("Budget spending", "Budjetin käyttö"),
+    "fig_costs_income_support": ("Income support", "Toimeentulotuki"),
+    "fig_costs_staff_time": ("Staff time", "Työaika"),
+    "fig_costs_teaming": ("Teaming meetings", "Tiimikokoukset"),
+    "fig_costs_title": ("Mean cost per family, follow-up year", "Keskimääräinen kustannus perhettä kohden, seurantavuosi"),
+    "fig_costs_y": ("€ per family", "€ perhettä kohden"),
+    "fig_costs_pilot": ("Pilot", "Pilotti"),
+    "fig_costs_comparison": ("Comparison", "Vertailu"),
+    "fig_costs_pre": ("pre-period", "esijakso"),
+    "fig_costs_follow_up": ("follow-up", "seuranta"),
+    # CE plane and CEAC
+    "fig_ce_dE": ("Δ effect (points of {o})", "Vaikutuksen ero (pistettä, {o})"),
+    "fig_ce_dC": ("Δ cost (€ per family)", "Kustannusero (€ perhettä kohden)"),
+    "fig_ce_plane": ("Cost-effectiveness plane: {c}", "Kustannusvaikuttavuustaso: {c}"),
+    "fig_ce_wtp": ("WTP €{w:,.0f} per point", "Maksuhalukkuus {w:,.0f} € / piste"),
+    "fig_ce_point": ("estimate", "estimaatti"),
+    "fig_ce_reps": ("bootstrap replicates", "bootstrap-toistot"),
+    "fig_ceac_title": ("Cost-effectiveness acceptability curve", "Kustannusvaikuttavuuden hyväksyttävyyskäyrä"),
+    "fig_ceac_x": ("Willingness to pay (€ per point)", "Maksuhalukkuus (€ / piste)"),
+    "fig_ceac_y": ("Probability cost-effective", "Todennäköisyys olla kustannusvaikuttava"),
+    # ROSI tornado
+    "fig_tornado_title": ("One-way sensitivity of ROSI: {c}", "ROSI:n yksisuuntainen herkkyysanalyysi: {c}"),
+    "fig_tornado_x": ("ROSI (%)", "ROSI (%)"),
+    "fig_tornado_low": ("low value", "matala arvo"),
+    "fig_tornado_high": ("high value", "korkea arvo"),
+    "fig_tornado_base": ("base case", "perusskenaario"),
+    "fig_tornado_deadweight": ("Deadweight", "Nollavaikutus (deadweight)"),
+    "fig_tornado_attribution": ("Attribution", "Muiden osuus (attribution)"),
+    "fig_tornado_displacement": ("Displacement", "Syrjäytys (displacement)"),
+    "fig_tornado_drop_off": ("Drop-off", "Vaikutuksen hiipuminen"),
+    "fig_tornado_discount_rate": ("Discount rate", "Diskonttokorko"),
+    "fig_tornado_horizon_years": ("Horizon (years)", "Aikahorisontti (v)"),
+    "fig_tornado_avoided_scale": ("Unit costs of avoided services", "Vältettyjen palvelujen yksikkökustannukset"),
+    "fig_tornado_intervention_scale": ("Intervention costs", "Intervention kustannukset"),
+    # power curves of `hbeval diagnose`
+    "fig_power_title": ("Power of the design by simulation (t-test, α = 0.05, two-sided){mic}",
+                        "Asetelman voima simuloiden (t-testi, α = 0,05, kaksisuuntainen){mic}"),
+    "fig_power_mic": ("; dotted: minimal important change {mic}", "; pisteviiva: pienin merkityksellinen muutos {mic}"),
+    "fig_power_x": ("True effect (points)", "Todellinen vaikutus (pisteinä)"),
+    "fig_power_y": ("Power", "Voima"),
+    "fig_power_n": ("n = {n}", "n = {n}"),
+})
+
+
+def fig(key: str, lang: str = "en", default: str | None = None, **fields: Any) -> str:
+    """The figure label ``fig_<key>`` in ``lang`` (:data:`STRINGS`); ``default`` (else the key) when it has none."""
+    if f"fig_{key}" not in STRINGS:
+        _idx(lang)
+        return key if default is None else default
+    return t(f"fig_{key}", lang, **fields)

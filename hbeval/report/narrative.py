@@ -111,16 +111,16 @@ def executive_summary(results: dict[str, pd.DataFrame], config: Any, lang: str =
         s = effect_sentence(eff, primary, c, lang, mic=config.mic)
         if s:
             out.append(s)
-    s = interaction_sentences(eff, primary, lang)
-    if s:
-        out.append(" ".join(s))
+    inter = interaction_sentences(eff, primary, lang)
+    if inter:
+        out.append(" ".join(inter))
     r = effect_row(eff, primary, "pilot_vs_comparison")
     if r is not None:
         out.append(i18n.t("n_comparison", lang, outcome=i18n.outcome(primary, lang), est=i18n.num(r["estimate"], lang, 2, sign=True),
                           ci=i18n.interval(r["ci_low"], r["ci_high"], lang)))
-    c = costs_sentence(results.get("costs", pd.DataFrame()), config, lang)
-    if c:
-        out.append(c)
+    cs = costs_sentence(results.get("costs", pd.DataFrame()), config, lang)
+    if cs:
+        out.append(cs)
     cea = cea_sentences(results.get("cea", pd.DataFrame()), results.get("ceac", pd.DataFrame()), config, lang,
                         contrasts=("pilot_vs_comparison",))
     out += cea

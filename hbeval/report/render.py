@@ -37,7 +37,6 @@ import shutil
 import sys
 import tempfile
 import time
-import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,9 +45,11 @@ import numpy as np
 import pandas as pd
 
 from hbeval import __version__
-from hbeval.report import i18n
+from hbeval.arms import CELL_CONTRASTS, CELLS  # the notebooks name them as R.CELLS, R.CELL_CONTRASTS
 from hbeval.errors import HbevalError, InputError, UsageError
 from hbeval.outdir import building, check_out, updating
+from hbeval.report import i18n
+from hbeval.study.config import check_config, slug  # slug: the folder-name rule lives beside the name's length check
 
 #: Sections of the report, in reading order (notebooks may emit them in any order).
 SECTIONS: tuple[str, ...] = ("summary", "flow", "baseline", "outcomes", "interaction", "attrition", "comparison",
@@ -58,7 +59,8 @@ BLOCK_MIME = "application/vnd.hbeval.block+json"
 PRIMARY_METHOD = "ancova_hc2;"
 LIN_METHOD = "lin_centred_interaction_hc2"
 RANDOMISED = ("frame_shares", "teaming", "frame_shares:teaming")
-from hbeval.arms import CELL_CONTRASTS, CELLS  # noqa: E402
+#: where ``hbeval analyze`` writes the bootstrap replicates that figures draw (not hashed by the manifest)
+REPLICATES_DIR = "replicates"
 
 
 # =============================================================================== paths
@@ -86,13 +88,6 @@ def notebook_paths() -> list[Path]:
     return sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
 
 
-def slug(name: str) -> str:
-    """``Hämeenlinna HB pilot`` → ``hameenlinna-hb-pilot`` (the default report folder name)."""
-    s = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii").lower()
-    s = re.sub(r"[^a-z0-9]+", "-", s).strip("-")
-    return s or "study"
-
-
 def default_out(study_name: str, base: Path | None = None) -> Path:
     """``reports/<study name slug>`` under ``base`` (the current directory by default)."""
     return (base or Path.cwd()) / "reports" / slug(study_name)
@@ -105,7 +100,8 @@ def _jsonable(x: Any) -> Any:
 
 def results_are_current(study: Any, out: Path) -> bool:
     """Whether ``out`` holds results of exactly this study: same inputs, parameters and
-    hbeval version, and every ``results/*.csv`` unchanged since its manifest was written."""
+    hbeval version, every ``results/*.csv`` unchanged since its manifest was written, and the
+    CE plane's replicates (``replicates/ce_plane.csv``, which the manifest does not hash) present."""
     from hbeval.manifest import sha256_file
 
     p = Path(out) / "manifest.json"
@@ -120,7 +116,7 @@ def results_are_current(study: Any, out: Path) -> bool:
     if _jsonable(man.get("parameters")) != _jsonable(study.config.to_dict()):
         return False
     files = {f.name: sha256_file(f) for f in sorted((Path(out) / "results").glob("*.csv"))}
-    return bool(files) and files == man.get("results")
+    return bool(files) and files == man.get("results") and (Path(out) / REPLICATES_DIR / "ce_plane.csv").exists()
 
 
 def _with_seed(study: Any, seed: int | None) -> Any:
@@ -133,13 +129,14 @@ def compute_results(study: Any, out: Path, command: list[str], progress: bool = 
     """Compute every table (:func:`hbeval.analyze.compute`) and write ``out/results`` and
     ``out/manifest.json``; hbeval's own files of ``out/results`` are replaced, other files of
     ``out`` stay (:func:`hbeval.outdir.update_output`)."""
-    from hbeval.analyze import compute, write_results
+    from hbeval.analyze import compute, write_ce_plane_replicates, write_results
     from hbeval.manifest import build_manifest, write_manifest
 
     check_out(out, study.path)  # refuse before the work, not after
     results = compute(study, progress=progress)
     with updating(out, study.path, "results") as tmp:
         write_results(results, tmp)
+        write_ce_plane_replicates(study, tmp)
         write_manifest(build_manifest(study, tmp, command), tmp)
     return results
 
@@ -158,6 +155,7 @@ class Report:
             raise UsageError(f"--lang must be one of {', '.join(i18n.LANGS)}")
         self.study = study
         self.config = study.config
+        i18n.use_instruments(getattr(self.config, "instruments", None))  # labels of the study's own instruments
         self.out = Path(out)
         self.lang = lang
         self.blocks: list[dict[str, Any]] = []
@@ -189,6 +187,11 @@ class Report:
             p = self.out / "results" / f"{name}.csv"
             self._cache[name] = pd.read_csv(p) if p.exists() and p.stat().st_size > 1 else pd.DataFrame()
         return self._cache[name].copy()
+
+    def replicates(self, name: str) -> pd.DataFrame:
+        """``out/replicates/<name>.csv``: bootstrap replicates a figure draws (an empty frame when missing)."""
+        p = self.out / REPLICATES_DIR / f"{name}.csv"
+        return pd.read_csv(p) if p.exists() and p.stat().st_size > 1 else pd.DataFrame()
 
     def manifest(self) -> dict:
         from hbeval.manifest import read_manifest
@@ -245,7 +248,7 @@ class Report:
 
     def figure(self, name: str, fig: Any, caption: str) -> Path:
         """Save ``fig`` as ``out/figures/<name>.png`` (deterministic bytes) and show it."""
-        from hbeval.report.figures import save
+        from hbeval.report.plots.style import save  # matplotlib loads only when a figure is drawn
 
         path = save(fig, self.out / "figures" / f"{name}.png")
         b64 = base64.b64encode(path.read_bytes()).decode("ascii")
@@ -738,7 +741,7 @@ def run(study_dir: str | Path, out: str | Path | None = None, lang: str = "en", 
             print("[render] report.html and report.pdf", file=sys.stderr, flush=True)
         man = json.loads((tmp / "manifest.json").read_text(encoding="utf-8"))
         meta = {"study_name": study.config.name, "version": __version__, "seed": study.config.seed,
-                "price_year": study.config.price_year, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
+                "price_year": study.config.price_year, "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
                 "results_digest": hashlib.sha256(json.dumps(man["results"], sort_keys=True).encode()).hexdigest()[:16]}
         html_text = build_html(collect_blocks(nbs), lang, meta)
         (tmp / "report.html").write_text(html_text, encoding="utf-8")
@@ -836,6 +839,31 @@ def _fmt_key(keys: list[str], k: Any) -> str:
     return ", ".join(parts)
 
 
+def _manifest_config(cfg: Any, params: dict[str, Any], label: Path) -> Any:
+    """The study's config with the manifest's parameters, checked as ``study.toml`` is.
+
+    Privacy never comes from the manifest: ``min_cell`` is the larger of the two (an edited
+    manifest cannot make ``verify`` print counts the study suppresses) and
+    ``allow_small_cells`` is the study's.
+    """
+    cur = cfg.to_dict()
+    kw = {k: (tuple(v) if isinstance(getattr(cfg, k), tuple) and isinstance(v, list) else v)
+          for k, v in params.items() if k in cur and k != "allow_small_cells"}
+    if isinstance(kw.get("min_cell"), int) and not isinstance(kw["min_cell"], bool) and kw["min_cell"] < cfg.min_cell:
+        print(f"hbeval verify: the manifest's min_cell ({kw['min_cell']}) is below the study's ({cfg.min_cell}); "
+              f"verify uses {cfg.min_cell}, so no suppressed count is shown", file=sys.stderr)
+        kw["min_cell"] = cfg.min_cell
+    try:
+        new = dataclasses.replace(cfg, **kw)
+        check_config(new, source=str(label))
+    except InputError as e:
+        raise InputError(f"the manifest's parameters cannot be used: {e.message}", file=str(label), column=e.column) from e
+    except (TypeError, ValueError, AttributeError) as e:
+        raise InputError(f"the manifest's parameters have the wrong types ({e})", file=str(label),
+                         column="parameters") from e
+    return new
+
+
 def verify(out_dir: str | Path, progress: bool = True) -> int:
     """``hbeval verify OUT``: re-run the analysis of ``OUT/manifest.json`` and compare the
     SHA-256 of every ``results/*.csv``. Returns 0 when all match, 1 otherwise (printing
@@ -861,12 +889,10 @@ def verify(out_dir: str | Path, progress: bool = True) -> int:
     cur = _jsonable(study.config.to_dict())
     changed_params = sorted(k for k in set(params) | set(cur) if _jsonable(params.get(k)) != cur.get(k))
     if changed_params:
-        try:
-            cfg = dataclasses.replace(study.config, **{k: (tuple(v) if isinstance(getattr(study.config, k), tuple) else v)
-                                                      for k, v in params.items() if k in cur})
-            study = dataclasses.replace(study, config=cfg)
-        except (TypeError, ValueError) as e:
-            problems.append(f"the manifest's parameters cannot be applied ({e})")
+        # only the changed keys: the manifest stores dicts with sorted keys, and the order of the outcome
+        # families is the order of the rows
+        cfg = _manifest_config(study.config, {k: params[k] for k in changed_params if k in params}, out / "manifest.json")
+        study = dataclasses.replace(study, config=cfg)
     if progress:
         print(f"hbeval verify: re-running the analysis of {study_path}", file=sys.stderr, flush=True)
     tmp = Path(tempfile.mkdtemp(prefix=".verify-"))
@@ -957,6 +983,6 @@ def compare_golden(out_dir: str | Path, golden_manifest_path: str | Path) -> int
     return 1
 
 
-__all__ = ["SECTIONS", "Report", "build_html", "collect_blocks", "compare_golden", "compute_results", "default_out",
+__all__ = ["CELLS", "CELL_CONTRASTS", "SECTIONS", "Report", "build_html", "collect_blocks", "compare_golden", "compute_results", "default_out",
            "diff_tables", "execute_notebooks", "notebook_paths", "render_pdf", "results_are_current", "run", "slug",
            "table_html", "verify"]

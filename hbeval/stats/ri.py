@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from hbeval.arms import CELL_CONTRASTS, CONTRAST_INTERACTION, CONTRASTS, SEEDS
-from hbeval.outcomes.effects import FactorialData, _covariates
+from hbeval.arms import CONTRAST_INTERACTION, CONTRASTS, SEEDS
+from hbeval.stats.factorial import FactorialData, _covariates
 
 RI_SEED_CONSTANT = SEEDS["ri"]
 #: Null estimates within this relative distance of the observed one count as at least as
@@ -34,7 +35,7 @@ RI_TIE_TOL = 1e-4
 _CHUNK = 512
 
 
-def blas_single_thread():
+def blas_single_thread() -> contextlib.AbstractContextManager[Any]:
     """Context limiting BLAS to one thread (``threadpoolctl`` when installed).
 
     The RI products are skinny (``q × n`` by ``n × B`` with ``q`` ≈ 12): threads buy little
@@ -46,47 +47,6 @@ def blas_single_thread():
     except ImportError:  # pragma: no cover - optional
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
-
-
-# ---------------------------------------------------------------------------- draws
-def redraw(study, client_ids: Sequence[str], n_draws: int, seed) -> np.ndarray:
-    """Re-draws of the assignment of ``client_ids`` under the study's assignment procedure.
-
-    Uses ``hbeval.randomisation.allocate.redraw`` (which reads the procedure actually used from the
-    allocation registry: batch, blocks or minimisation) for a study on disk; for an
-    in-memory study without a folder (tests, notebooks) the batch procedure of
-    :func:`hbeval.randomisation.design.batch_draws` on the families' strata. This is the one place to switch.
-
-    Returns
-    -------
-    ``int8`` array ``(n_draws, len(client_ids))`` of cell codes.
-    """
-    try:
-        from hbeval.randomisation.allocate import redraw as _assign_redraw  # type: ignore[attr-defined]
-    except ImportError:
-        _assign_redraw = None
-    if _assign_redraw is not None and getattr(study, "path", None) is not None:
-        return np.asarray(_assign_redraw(study, list(client_ids), n_draws, seed), dtype=np.int8)
-    from hbeval.randomisation.design import batch_draws
-
-    fam = study.families().set_index("client_id")
-    return batch_draws(fam.loc[list(client_ids), "stratum"].astype(str).to_numpy(), n_draws, _rng(seed))
-
-
-def procedure_label(study) -> str:
-    """Short name of the assignment procedure the re-draws follow (for ``method``)."""
-    if getattr(study, "path", None) is not None:
-        try:
-            from hbeval.randomisation.allocate import procedure
-
-            return str(procedure(study)["method"])
-        except Exception:  # noqa: BLE001 - a label only
-            pass
-    return "batch"
-
-
-def _rng(seed) -> np.random.Generator:
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
 # ---------------------------------------------------------------------------- RI core
@@ -137,7 +97,7 @@ def ri_factorial(d: FactorialData, draws: np.ndarray, chunk: int = _CHUNK, preci
         return _ri_factorial(d, draws, chunk, np.float32 if precision == "float32" else np.float64)
 
 
-def _ri_factorial(d: FactorialData, draws: np.ndarray, chunk: int, dtype) -> dict[str, np.ndarray]:
+def _ri_factorial(d: FactorialData, draws: np.ndarray, chunk: int, dtype: type[np.floating[Any]]) -> dict[str, np.ndarray]:
     W, _ = _covariates(d)
     res = Residualiser(W)
     yt = res.resid(d.y)
@@ -214,10 +174,10 @@ def holm(p: Sequence[float]) -> np.ndarray:
     -----
     With ``p_(1) ≤ … ≤ p_(m)``: ``p̃_(i) = max_{j≤i} min(1, (m − j + 1) p_(j))``.
     """
-    p = np.asarray(p, dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    q = p[ok]
+    pv = np.asarray(p, dtype=float)
+    out = np.full(pv.shape, np.nan)
+    ok = np.isfinite(pv)
+    q = pv[ok]
     m = len(q)
     if m == 0:
         return out

@@ -26,7 +26,10 @@ import os
 import re
 import shutil
 import tempfile
+import time
+import zipfile
 from dataclasses import dataclass
+from html import unescape as html_unescape
 from pathlib import Path
 
 import duckdb
@@ -34,8 +37,10 @@ import numpy as np
 import pandas as pd
 
 from hbeval import __version__
-from hbeval.study.config import StudyConfig, load_config
+from hbeval.outdir import TMP_MARKER, _alive
+from hbeval.study.config import StudyConfig, load_config, regular_file
 from hbeval.errors import InputError
+from hbeval.privacy import IDENTITY_CODE_PREFILTER_RE2, has_identity_code
 from hbeval.study.pseudonym import check_hetu, pseudonym
 from hbeval.study.quality import Ledger, mask
 from hbeval.study.schema import (
@@ -43,9 +48,12 @@ from hbeval.study.schema import (
     TableSchema,
     column_alias_map,
     data_schema_dir,
+    Instrument,
     instruments,
     is_direct_identifier,
     normalise_name,
+    study_instrument_files,
+    table_schema,
     tables,
     value_alias_map,
 )
@@ -60,6 +68,18 @@ FUTURE_DAYS = 366
 EARLIEST_DATE = "1900-01-01"
 _CP1252_UNDEFINED = {0x81, 0x8D, 0x8F, 0x90, 0x9D}
 _CHUNK = 1 << 24
+#: A table with more columns is refused: the checks compiled per column grow with the
+#: square of their number (10,000 columns took over 15 minutes), and no export needs more.
+MAX_COLUMNS = 500
+#: A worksheet whose used area (rows × columns, declared or found) is larger is refused
+#: before it is read: the reader allocates the whole rectangle (``A1:XFD1048576`` is 512 GiB).
+MAX_XLSX_CELLS = 10_000_000
+#: A file whose exact duplicate rows are at least this share of its rows gets a warning in the
+#: ledger (an export sent twice duplicates every row and doubles the costs). Fewer repeats are
+#: normal: two identical visits on one day are two rows that look the same.
+DUPLICATE_WARN_SHARE = 0.05
+#: Untagged ``.hbeval/ingest-*`` folders older than this (seconds) are left by an earlier version.
+_STALE_UNTAGGED = 3600
 
 
 def work_dir(study_dir: Path) -> Path:
@@ -89,11 +109,13 @@ def find_sources(study_dir: Path) -> dict[str, Source]:
     for name in TABLE_ORDER:
         for ext in (".csv", ".xlsx"):
             p = study_dir / f"{name}{ext}"
-            if p.exists():
+            if os.path.lexists(p):  # a dangling link is an error below, not a missing table
+                regular_file(p)
                 found.setdefault(name, []).append(Source(name, p, name if ext == ".xlsx" else None))
     for wb in sorted(study_dir.glob("*.xlsx")):
         if wb.stem in TABLE_ORDER or wb.name.startswith("~$"):
             continue
+        regular_file(wb)
         for sheet in _sheet_names(wb):
             t = normalise_name(sheet)
             if t in TABLE_ORDER:
@@ -119,6 +141,105 @@ def _workbook(path: Path):
 
 def _sheet_names(path: Path) -> list[str]:
     return list(_workbook(path).sheet_names)
+
+
+_XML_ATTR = r'\b{}\s*=\s*"([^"]*)"'
+_CELL_REF = re.compile(r"([A-Z]{1,3})?([0-9]+)")
+_ROW_OR_CELL = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(row|c)\b([^<>]*)>")
+_R_ATTR = re.compile(rb'\br\s*=\s*"([A-Z]{0,3})([0-9]+)"')
+
+
+def _col_number(letters: str) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + ord(ch) - 64
+    return n
+
+
+def _sheet_xml(zf: zipfile.ZipFile, sheet: str) -> str | None:
+    """Path inside the workbook of the worksheet named ``sheet`` (None when not found)."""
+    try:
+        book = zf.read("xl/workbook.xml")[: 1 << 20].decode("utf-8", "replace")
+        rels = zf.read("xl/_rels/workbook.xml.rels")[: 1 << 20].decode("utf-8", "replace")
+    except KeyError:
+        return None
+    targets = {}
+    for m in re.finditer(r"<Relationship\b[^>]*>", rels):
+        rid, tgt = re.search(_XML_ATTR.format("Id"), m.group(0)), re.search(_XML_ATTR.format("Target"), m.group(0))
+        if rid and tgt:
+            targets[rid.group(1)] = tgt.group(1)
+    for m in re.finditer(r"<(?:\w+:)?sheet\b[^>]*>", book):
+        name, rid = re.search(_XML_ATTR.format("name"), m.group(0)), re.search(_XML_ATTR.format(r"r:id"), m.group(0))
+        if name and rid and html_unescape(name.group(1)) == sheet and rid.group(1) in targets:
+            tgt = targets[rid.group(1)]
+            return tgt.lstrip("/") if tgt.startswith("/") else "xl/" + tgt
+    return None
+
+
+def _sheet_extent(zf: zipfile.ZipFile, member: str) -> tuple[int, int, int, int, int]:
+    """``(declared rows, declared columns, rows, columns, row of the rightmost cell)`` of a
+    worksheet's XML: the ``<dimension ref>`` it declares, and the bounding box of the rows and
+    cells it holds (a cell without an ``r`` attribute follows the one before it, as readers
+    place it). Streamed: the XML is never held whole."""
+    decl_rows = decl_cols = rows = cols = right_row = 0
+    row, col, tail, head = 0, 0, b"", True
+    with zf.open(member) as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            buf = tail + chunk
+            if head:
+                d = re.search(rb'<(?:\w+:)?dimension\b[^>]*\bref\s*=\s*"([^"]*)"', buf)
+                if d:
+                    last = d.group(1).decode("ascii", "replace").split(":")[-1]
+                    m = _CELL_REF.fullmatch(last.replace("$", ""))
+                    if m:
+                        decl_rows, decl_cols = int(m.group(2)), _col_number(m.group(1) or "A")
+                head = b"<sheetData" not in buf and len(buf) < (4 << 20)
+            cut = buf.rfind(b"<")
+            body, tail = (buf[:cut], buf[cut:]) if cut >= 0 and b">" not in buf[cut:] else (buf, b"")
+            for m in _ROW_OR_CELL.finditer(body):
+                r = _R_ATTR.search(m.group(2))
+                if m.group(1) == b"row":
+                    row = int(r.group(2)) if r else row + 1
+                    col = 0
+                else:
+                    col = _col_number(r.group(1).decode()) if r and r.group(1) else col + 1
+                    if r:
+                        row = int(r.group(2))
+                if col > cols:
+                    cols, right_row = col, row
+                rows = max(rows, row)
+    return decl_rows, decl_cols, rows, cols, right_row
+
+
+def _check_xlsx_extent(path: Path, sheet: str, label: str) -> None:
+    """Refuse a sheet whose declared or used area is beyond :data:`MAX_COLUMNS` columns or
+    :data:`MAX_XLSX_CELLS` cells, before the reader allocates it."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            member = _sheet_xml(zf, sheet)
+            if member is None or member not in zf.namelist():
+                return  # let the reader say what is wrong
+            extent = _sheet_extent(zf, member)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return  # not readable as a zip: the reader's own error names the file
+    decl_rows, decl_cols, rows, cols, right_row = extent
+    fix = "delete the rows and columns beyond the table (or save the sheet as CSV)"
+    for n_rows, n_cols, at_row, how in ((decl_rows, decl_cols, 1, "declares a range reaching"),
+                                        (rows, cols, right_row, "has a cell in")):
+        letter = _col_letter(max(n_cols, 1) - 1)
+        if n_cols > MAX_COLUMNS:
+            raise InputError(f"sheet {sheet} {how} column {letter} ({n_cols:,} columns; hbeval reads at most "
+                             f"{MAX_COLUMNS}): {fix}", file=label, row=max(at_row, 1), column=letter)
+        if n_rows * n_cols > MAX_XLSX_CELLS:
+            raise InputError(f"sheet {sheet} {how} row {n_rows:,} ({n_rows:,} rows × {n_cols} columns, more than the "
+                             f"{MAX_XLSX_CELLS:,} cells hbeval reads from a sheet): {fix}", file=label, row=n_rows,
+                             column=letter)
+
+
+def _check_width(header: list[str], label: str) -> None:
+    if len(header) > MAX_COLUMNS:
+        raise InputError(f"{len(header):,} columns, more than the {MAX_COLUMNS} hbeval reads: keep the table's own "
+                         "columns and remove the rest", file=label, row=1, column=_col_letter(MAX_COLUMNS))
 
 
 def file_sha256(path: Path) -> str:
@@ -255,6 +376,7 @@ def _read_csv(con: duckdb.DuckDBPyConnection, src: Source, raw: str, tmpdir: Pat
         raise InputError("the first row is empty: the header must be on row 1", file=path.name, row=1, column="A")
     delim = _sniff_delimiter(header_text)
     header = next(csv.reader([header_text], delimiter=delim))
+    _check_width(header, src.label)
     read_path = path
     if enc == "cp1252":
         read_path = tmpdir / f"{src.table}.utf8.csv"
@@ -290,6 +412,11 @@ def _read_csv(con: duckdb.DuckDBPyConnection, src: Source, raw: str, tmpdir: Pat
     return header, n_ok + len(rej)
 
 
+#: The value shown for a row that could not be split into fields: its text may hold a
+#: dropped identifier column (a name, a phone number) or free text, so it is never echoed.
+_ROW_NOT_SHOWN = "(row text not shown)"
+
+
 def _structural_fault(error_type: str, csv_line: str | None, delim: str, header: list[str]) -> tuple[str, str, str]:
     """(column, problem, value) of a row DuckDB could not split into the header's fields:
     the first missing column, or the first column beyond the header."""
@@ -300,13 +427,13 @@ def _structural_fault(error_type: str, csv_line: str | None, delim: str, header:
         n = 0
     if "MISSING" in error_type.upper():
         col = header[n] if n < len(header) else _col_letter(n)
-        return col, f"row has too few fields ({n} of {len(header)}; truncated?)", line[-80:]
+        return col, f"row has too few fields ({n} of {len(header)}; truncated?)", _ROW_NOT_SHOWN
     if "TOO MANY" in error_type.upper().replace("_", " ") or n > len(header):
-        return _col_letter(len(header)), f"row has too many fields ({n} for {len(header)} columns; a stray separator?)", line[:80]
+        return _col_letter(len(header)), f"row has too many fields ({n} for {len(header)} columns; a stray separator?)", _ROW_NOT_SHOWN
     q = line.find('"')
     k = line[:q].count(delim) if q >= 0 else 0
     col = header[k] if k < len(header) else _col_letter(k)
-    return col, f"row cannot be read as CSV ({error_type.lower()}; an unterminated quote?)", line[:80]
+    return col, f"row cannot be read as CSV ({error_type.lower()}; an unterminated quote?)", _ROW_NOT_SHOWN
 
 
 def _read_xlsx(con: duckdb.DuckDBPyConnection, src: Source, raw: str) -> tuple[list[str], int]:
@@ -314,6 +441,7 @@ def _read_xlsx(con: duckdb.DuckDBPyConnection, src: Source, raw: str) -> tuple[l
     wb = _workbook(src.path)
     label = src.label
     name = src.sheet if src.sheet in wb.sheet_names else wb.sheet_names[0]
+    _check_xlsx_extent(src.path, name, label)
     try:
         rows = wb.get_sheet_by_name(name).to_python(skip_empty_area=False)
     except Exception as e:
@@ -331,6 +459,7 @@ def _read_xlsx(con: duckdb.DuckDBPyConnection, src: Source, raw: str) -> tuple[l
             file=label, row=1, column=_col_letter(i),
         )
     header = [str(v).strip() for v in header_vals]
+    _check_width(header, label)
     ncol = len(header)
     data: list[list[str | None]] = []
     row_no: list[int] = []
@@ -471,6 +600,7 @@ class _Check:
     rule: str
     violation: str  # SQL boolean on the typed/raw row
     value: str  # SQL of the offending raw value
+    scan: str | None = None  # SQL column whose values are searched for identity codes (see _find_identity_codes)
 
 
 def _raw_name(name: str) -> str:
@@ -519,6 +649,8 @@ def _field_sql(schema: TableSchema, hm: HeaderMap, today: dt.date) -> tuple[list
             typed = rc
             if f.name not in _NO_FREE_TEXT:
                 checks.append(_hetu_check(f.name, rc))
+            elif f.name == "client_id" and schema.name == "clients":  # the other tables must refer to these
+                checks.append(_client_id_check(rc))
         elif f.type in ("number", "integer"):
             typed = _number_sql(rc)
             checks.append(_Check(f.name, "not a number", f"{present} AND {t} IS NULL", rc))
@@ -547,14 +679,45 @@ def _field_sql(schema: TableSchema, hm: HeaderMap, today: dt.date) -> tuple[list
 
 #: String columns that hold codes, not free text: not scanned for identity codes.
 _NO_FREE_TEXT = {"client_id", "service_code"}
-_HETU_SQL = r"(^|[^0-9A-Za-z])[0-9]{6}[-+A-FU-Y][0-9]{3}[0-9A-Y]($|[^0-9A-Za-z])"
+
+
+def _identity_code_violation(name: str, col: str) -> str:
+    return f"{col} IN (SELECT v FROM _hetu_hits WHERE c = {_q(name)})"
 
 
 def _hetu_check(name: str, col: str) -> _Check:
     """A henkilötunnus typed into a free-text column would be kept (and could surface as a
-    category label in a results table): reject the row."""
+    category label in a results table): reject the row. Any form counts (see
+    :func:`hbeval.privacy.find_identity_codes`: dashes, case, spaces, no separator, full-width digits)."""
     return _Check(name, "an identity code (henkilötunnus) in a free-text column; remove it",
-                  f"{col} IS NOT NULL AND regexp_matches({col}, '{_HETU_SQL}')", f"'(masked)'")
+                  _identity_code_violation(name, col), "'(masked)'", scan=col)
+
+
+def _client_id_check(col: str) -> _Check:
+    """A ``client_id`` that is a henkilötunnus would be stored, and written to the registry
+    and ``assignments.csv``, as it is: refuse it and say how to have it pseudonymised."""
+    return _Check("client_id", "client_id looks like an identity code (henkilötunnus): name the column hetu "
+                               "(or henkilötunnus) and set the pseudonym key, so that ingestion replaces it by a pseudonym",
+                  _identity_code_violation("client_id", col), "'(masked)'", scan=col)
+
+
+def _find_identity_codes(con: duckdb.DuckDBPyConnection, typed: str, checks: list[_Check]) -> None:
+    """``_hetu_hits(c, v)``: the values of the scanned columns that hold an identity code.
+
+    DuckDB narrows each column's distinct values down with a cheap RE2 superset
+    (:data:`hbeval.privacy.IDENTITY_CODE_PREFILTER_RE2`); the exact rule
+    (:func:`hbeval.privacy.has_identity_code`) runs on what is left, so ingestion and the
+    privacy tests use one definition."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _hetu_hits(c VARCHAR, v VARCHAR)")
+    pre = _q(IDENTITY_CODE_PREFILTER_RE2)
+    for chk in checks:
+        if chk.scan is None:
+            continue
+        vals = con.execute(f"SELECT v FROM (SELECT DISTINCT {chk.scan} AS v FROM {typed}) "
+                           f"WHERE v IS NOT NULL AND regexp_matches(v, {pre})").fetchall()
+        hits = [(chk.column, v) for (v,) in vals if has_identity_code(v)]
+        if hits:
+            con.executemany("INSERT INTO _hetu_hits VALUES (?, ?)", hits)
 
 
 # ------------------------------------------------------------------ one table
@@ -568,6 +731,7 @@ def _load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema
     else:
         header, n_read = _read_csv(con, src, raw, tmpdir)
     ledger.start_file(schema.name, label, n_read)
+    _note_duplicates(con, raw, len(header), label, ledger)
     hm = map_header(header, schema, label)
     for h in hm.dropped:
         ledger.note(label, f"direct identifier column '{h}' dropped", n_read)
@@ -613,6 +777,7 @@ def _load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema
     typed = f"typed_{schema.name}"
     con.execute(f"CREATE OR REPLACE TABLE {typed} AS SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM {raw} r{join})")
     con.execute("CREATE OR REPLACE TEMP TABLE _errs(_row BIGINT, col VARCHAR, val VARCHAR, rule VARCHAR)")
+    _find_identity_codes(con, typed, checks)
     if checks:
         union = " UNION ALL ".join(
             f"SELECT _row, {_q(c.column)}, CAST({c.value} AS VARCHAR), {_q(c.rule)} FROM {typed} WHERE {c.violation}"
@@ -622,6 +787,25 @@ def _load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema
     con.execute("INSERT INTO _errs SELECT _row, col, value, problem FROM _structural")
     con.execute(f"DROP TABLE {raw}")
     con.execute("DROP TABLE IF EXISTS _pseud")
+
+
+def _note_duplicates(con: duckdb.DuckDBPyConnection, raw: str, ncol: int, label: str, ledger: Ledger) -> None:
+    """Warn (a ledger note, severity ``info``) when many rows repeat an earlier row exactly.
+
+    Notes
+    -----
+    The count is :math:`n - n_{distinct}`, rows whose every cell equals that of an earlier
+    row; the warning is given when it is at least :data:`DUPLICATE_WARN_SHARE` of :math:`n`.
+    """
+    if ncol == 0:
+        return
+    cols = ", ".join(f"c{i}" for i in range(ncol))
+    n, dup = con.execute(f"SELECT count(*), count(*) - (SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {raw})) "
+                         f"FROM {raw}").fetchone()
+    if dup and dup >= DUPLICATE_WARN_SHARE * n:
+        ledger.note(label, f"warning: {dup} of {n} rows repeat an earlier row exactly (every value equal): an export "
+                           "sent twice? They are kept and counted twice; remove the copies if they are not real "
+                           "repeats", dup)
 
 
 def _finish_table(con: duckdb.DuckDBPyConnection, schema: TableSchema, label: str, ledger: Ledger) -> None:
@@ -646,8 +830,10 @@ def _empty_table(con: duckdb.DuckDBPyConnection, schema: TableSchema) -> None:
 
 
 # ------------------------------------------------------------------ cross-table checks
-def _cross_checks(con: duckdb.DuckDBPyConnection, labels: dict[str, str], ledger: Ledger) -> None:
-    """Keys, references and rules that span rows or tables; recorded as errors."""
+def _cross_checks(con: duckdb.DuckDBPyConnection, labels: dict[str, str], ledger: Ledger,
+                  insts: dict[str, Instrument] | None = None) -> None:
+    """Keys, references and rules that span rows or tables; recorded as errors. ``insts``:
+    the study's instruments (:func:`hbeval.study.schema.instruments`; ``None``: the packaged)."""
 
     have = {r[0][len("typed_"):] for r in con.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'typed\\_%' ESCAPE '\\'").fetchall()}
@@ -685,10 +871,9 @@ def _cross_checks(con: duckdb.DuckDBPyConnection, labels: dict[str, str], ledger
             JOIN (SELECT client_id, instrument, max(measured_on) AS s FROM typed_measurements
                   WHERE timepoint = 'start' GROUP BY ALL) st USING (client_id, instrument)
             WHERE e.timepoint = 'end' AND e.measured_on < st.s""", "measured_on", "end measurement before the start measurement")
-        for ins in instruments().values():
-            items = ", ".join(_q(i) for i in ins.items)
-            add("measurements", f"SELECT _row, item AS val FROM typed_measurements WHERE instrument = {_q(ins.instrument)} "
-                                f"AND item NOT IN ({items})", "item", f"unknown item of {ins.instrument} (see data_schema/instruments)")
+        insts = instruments() if insts is None else insts
+        for ins in insts.values():
+            add("measurements", _item_check(ins, insts), "item", _item_rule(ins))
             add("measurements", f"SELECT _row, score AS val FROM typed_measurements WHERE instrument = {_q(ins.instrument)} "
                                 f"AND (score < {ins.score_min} OR score > {ins.score_max})", "score",
                 f"score outside the {ins.instrument} range {ins.score_min:g}–{ins.score_max:g}")
@@ -715,6 +900,25 @@ def _cross_checks(con: duckdb.DuckDBPyConnection, labels: dict[str, str], ledger
                            "(SELECT service_code FROM unit_costs_all)", "role", "role has no staff:<role> hourly cost in the catalogue")
 
 
+def _item_check(ins: Instrument, insts: dict[str, Instrument]) -> str:
+    """SQL selecting the rows of ``ins`` whose item it does not define; for an open instrument
+    (items of the study's choosing), the items that cannot name an outcome: not a code
+    ``[a-z0-9_]``, or ``<instrument>_<item>`` already another outcome."""
+    rows = f"SELECT _row, item AS val FROM typed_measurements WHERE instrument = {_q(ins.instrument)} AND item"
+    if not ins.open_items:
+        return f"{rows} NOT IN ({', '.join(_q(i) for i in ins.items)})"
+    taken = [o for other in insts.values() for o in other.outcomes if not (other is ins and o != ins.total)]
+    return (f"{rows} NOT IN ({', '.join(_q(i) for i in ins.items)}) AND (NOT regexp_full_match(item, '[a-z0-9][a-z0-9_]*') "
+            f"OR {_q(ins.instrument + '_')} || item IN ({', '.join(_q(o) for o in taken)}))")
+
+
+def _item_rule(ins: Instrument) -> str:
+    if not ins.open_items:
+        return f"unknown item of {ins.instrument} (see {ins.origin if ins.origin != 'packaged' else 'data_schema/instruments'})"
+    return (f"item of {ins.instrument} is not a code of its own (lower-case letters, digits and _, not naming "
+            "another outcome)")
+
+
 # ------------------------------------------------------------------ entry point
 @dataclass
 class IngestResult:
@@ -738,11 +942,13 @@ def code_fingerprint() -> str:
 
 
 def input_files(study_dir: Path) -> dict[str, Path]:
-    """Every input file of the study (tables, study.toml) by name."""
+    """Every input file of the study (tables, study.toml, ``instruments/*.json``) by name."""
     study_dir = Path(study_dir)
     out = {"study.toml": study_dir / "study.toml"}
     for src in find_sources(study_dir).values():
         out[src.path.name] = src.path
+    for p in study_instrument_files(study_dir):
+        out[f"{p.parent.name}/{p.name}"] = regular_file(p, label=f"{p.parent.name}/{p.name}")
     return dict(sorted(out.items()))
 
 
@@ -767,16 +973,18 @@ def ingest(study_dir: str | Path, *, today: dt.date | None = None, write_store: 
     hashes = {n: file_sha256(p) for n, p in input_files(study_dir).items()}
     wd = work_dir(study_dir)
     wd.mkdir(exist_ok=True)
+    _sweep_ingest_dirs(wd)
     ledger = Ledger()
     tmpdir = Path(tempfile.mkdtemp(prefix="ingest-", dir=wd))
     tmp_store = tmpdir / STORE_NAME
     try:
+        (tmpdir / TMP_MARKER).write_text(str(os.getpid()), encoding="ascii")
         con = duckdb.connect(str(tmp_store))
         con.execute("SET preserve_insertion_order = true")
         con.execute("CREATE TABLE _errs_all(file VARCHAR, _row BIGINT, col VARCHAR, val VARCHAR, rule VARCHAR)")
         labels: dict[str, str] = {}
         for name in TABLE_ORDER:
-            schema = tables()[name]
+            schema = table_schema(name, config.instruments)
             if name not in sources:
                 continue
             src = sources[name]
@@ -784,7 +992,7 @@ def ingest(study_dir: str | Path, *, today: dt.date | None = None, write_store: 
             labels[name] = src.label
             con.execute(f"INSERT INTO _errs_all SELECT {_q(src.label)}, _row, col, val, rule FROM _errs")
         _catalogue(con, "unit_costs" in labels, "price_index" in labels)
-        _cross_checks(con, labels, ledger)
+        _cross_checks(con, labels, ledger, config.instruments)
         for name in TABLE_ORDER:
             if name in labels:
                 if con.execute(f"SELECT count(*) FROM information_schema.tables WHERE table_name = 'typed_{name}'").fetchone()[0]:
@@ -814,6 +1022,25 @@ def ingest(study_dir: str | Path, *, today: dt.date | None = None, write_store: 
         return IngestResult(ledger=ledger, store=store, config=config, input_hashes=hashes)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _sweep_ingest_dirs(wd: Path) -> None:
+    """Remove ``.hbeval/ingest-*`` folders of runs that were killed: they hold copies of the
+    inputs. Each carries :data:`hbeval.outdir.TMP_MARKER` with its process id; an untagged one
+    (from an earlier version) goes when it is older than an hour."""
+    for d in wd.glob("ingest-*"):
+        if d.is_symlink() or not d.is_dir():
+            continue
+        tag = d / TMP_MARKER
+        try:
+            if tag.is_file():
+                dead = not _alive(int(tag.read_text(encoding="ascii").strip()))
+            else:
+                dead = time.time() - d.stat().st_mtime > _STALE_UNTAGGED
+        except (OSError, ValueError):
+            continue
+        if dead:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _catalogue(con: duckdb.DuckDBPyConnection, has_study_costs: bool, has_study_index: bool) -> None:

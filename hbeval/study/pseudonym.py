@@ -13,6 +13,8 @@ import hmac
 from stdnum.exceptions import ValidationError
 from stdnum.fi import hetu as _hetu
 
+from hbeval.privacy import normalise_for_codes
+
 PREFIX = "p"
 DIGEST_CHARS = 20  # 80 bits: collisions are negligible for a national register
 
@@ -24,14 +26,20 @@ def check_hetu(value: str) -> str | None:
     for people without a permanent code.
     """
     try:
-        return _hetu.validate(str(value).strip(), allow_temporary=True)
+        return _hetu.validate(_normal_form(value), allow_temporary=True)
     except (ValidationError, ValueError, TypeError):
         return None
 
 
+def _normal_form(value: object) -> str:
+    """The hetu as registers write it: NFKC, every dash variant a hyphen, upper case, no
+    spaces (so ``131052–308t`` is the same person as ``131052-308T``)."""
+    return "".join(normalise_for_codes(str(value)).split())
+
+
 def why_invalid(value: str) -> str:
     try:
-        _hetu.validate(str(value).strip(), allow_temporary=True)
+        _hetu.validate(_normal_form(value), allow_temporary=True)
     except ValidationError as e:
         return f"not a valid henkilötunnus ({e.message})"
     except Exception as e:  # pragma: no cover - defensive

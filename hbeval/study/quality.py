@@ -3,12 +3,12 @@ value and rule; counts go to ``results/data_quality.csv``."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-_HETU_RE = re.compile(r"\b(\d{6})[-+A-FU-Y](\d{3})[0-9A-Y]\b", re.IGNORECASE)
+from hbeval.privacy import mask_identity_codes
+
 EXAMPLES_PER_RULE = 20
 
 
@@ -16,8 +16,7 @@ def mask(value: object) -> str:
     """A value fit for a message: identity codes are masked, long values cut."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return ""
-    s = str(value)
-    s = _HETU_RE.sub(lambda m: m.group(1)[:2] + "****-****", s)
+    s = mask_identity_codes(value)  # every form of a hetu (hbeval.privacy.find_identity_codes)
     return s if len(s) <= 60 else s[:57] + "..."
 
 

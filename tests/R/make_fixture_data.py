@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from hbeval.demo import simulate_families
-from hbeval.outcomes.effects import drop_singleton_strata
+from hbeval.stats.ols import drop_singleton_strata
 
 ITEMS = ("osallisuus", "mieli", "arki", "taidot", "keho")
 

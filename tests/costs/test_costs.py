@@ -11,7 +11,6 @@ import pytest
 
 from hbeval.costs.engine import (
     CATEGORIES,
-    bootstrap_weights,
     connect_tables,
     difference_table,
     family_costs_from_tables,
@@ -20,6 +19,7 @@ from hbeval.costs.engine import (
     wide_costs,
 )
 from hbeval.errors import InputError
+from hbeval.stats.bootstrap import bootstrap_weights
 
 D = pd.Timestamp
 
@@ -308,24 +308,6 @@ def test_study_costs_match_the_tables_they_were_written_from(small_demo_dir, tmp
     assert c1.equals(costs_results(study))
     assert not c1["n"].astype(str).str.len().eq(0).any()
     assert "client_id" not in c1.columns
-
-
-def test_plot_costs_in_both_languages():
-    import matplotlib.figure
-
-    from hbeval.costs.engine import plot_costs
-
-    _, fc = _demo_costs()
-    s = summarise_costs(fc, n_reps=100, seed=1, min_cell=5)
-    for lang in ("en", "fi"):
-        fig = plot_costs(s, lang=lang)
-        assert isinstance(fig, matplotlib.figure.Figure)
-        labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
-        assert len(labels) == 6 and all("n=" in x for x in labels)  # pilot, its 4 cells, comparison
-    # small counts are suppressed in the figure's labels too
-    fig = plot_costs(summarise_costs(fc, n_reps=100, seed=1, min_cell=15))
-    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
-    assert any("n=<15" in x for x in labels) and not any("n=14" in x for x in labels)
 
 
 def test_income_support_by_kind_is_a_breakdown_not_added_twice():

@@ -9,19 +9,10 @@ import pandas as pd
 import pytest
 from scipy import optimize
 
-from hbeval.economics.cea import (
-    _jackknife,
-    _ols,
-    bootstrap_ols,
-    cea_analysis,
-    fieller_interval,
-    icer_bootstrap_ci,
-    icer_point,
-    plot_ce_plane,
-    plot_ceac,
-    quadrant,
-)
-from hbeval.costs.engine import bootstrap_weights
+from hbeval.economics.cea import cea_analysis, ce_plane_replicates
+from hbeval.stats.bootstrap import bootstrap_weights
+from hbeval.stats.icer import bootstrap_ols, fieller_interval, icer_bootstrap_ci, icer_point, quadrant
+from hbeval.stats.ols import jackknife_coef, ols_fit
 from hbeval.randomisation.design import CELLS
 
 Z = 1.959963984540054
@@ -143,7 +134,7 @@ def test_closed_form_jackknife_equals_leave_one_out():
     n = 40
     X = np.column_stack([np.ones(n), rng.normal(size=n), rng.normal(size=n)])
     y = X @ [0.5, 1.0, 0.0] + rng.normal(size=n)
-    jk = _jackknife(_ols(X, y))
+    jk = jackknife_coef(ols_fit(X, y))
     for i in (0, 7, 39):
         keep = np.arange(n) != i
         np.testing.assert_allclose(jk[i], np.linalg.lstsq(X[keep], y[keep], rcond=None)[0], rtol=1e-9, atol=1e-10)
@@ -198,7 +189,7 @@ def test_cea_recovers_known_differences_and_tables_are_consistent():
 
 
 def test_delta_effect_follows_the_primary_specification():
-    effects = pytest.importorskip("hbeval.outcomes.effects")
+    effects = pytest.importorskip("hbeval.stats.factorial")
     d = _data(seed=12)
     res = cea_analysis(d, n_reps=200, seed=1)
     m = (d["group"] == "pilot").to_numpy()
@@ -234,17 +225,33 @@ def test_nmb_regression_matches_statsmodels_hc2():
     assert (hi - lo) == pytest.approx(ci.iloc[1] - ci.iloc[0], rel=2e-3)
 
 
-def test_same_seed_same_tables_and_figures():
+def test_same_seed_same_tables_and_plane_replicates():
     d = _data(seed=14)
     a = cea_analysis(d, n_reps=500, seed=3)
     b = cea_analysis(d, n_reps=500, seed=3)
     pd.testing.assert_frame_equal(a.to_frame(), b.to_frame())
     pd.testing.assert_frame_equal(a.ceac_frame(), b.ceac_frame())
-    import matplotlib.figure
+    pd.testing.assert_frame_equal(ce_plane_replicates(a), ce_plane_replicates(b))
 
-    for lang in ("en", "fi"):
-        assert isinstance(plot_ce_plane(a, "teaming", lang=lang), matplotlib.figure.Figure)
-        assert isinstance(plot_ceac(a.ceac_frame(), lang=lang), matplotlib.figure.Figure)
+
+def test_ce_plane_replicates_are_the_first_draws_of_the_reported_contrasts(tmp_path):
+    """``replicates/ce_plane.csv``: the first draws of every contrast, exact through the CSV,
+    and none of a contrast that cea.csv suppresses."""
+    a = cea_analysis(_data(seed=14), n_reps=500, seed=3)
+    r = ce_plane_replicates(a, max_per_contrast=300)
+    assert list(r.columns) == ["contrast", "replicate", "delta_cost", "delta_effect"]
+    assert list(dict.fromkeys(r["contrast"])) == list(a.contrasts) and len(r) == 300 * len(a.contrasts)
+    t = r[r["contrast"] == "teaming"]
+    assert t["replicate"].tolist() == list(range(300))
+    np.testing.assert_array_equal(t["delta_cost"], a.contrasts["teaming"].reps_cost[:300])
+    np.testing.assert_array_equal(t["delta_effect"], a.contrasts["teaming"].reps_effect[:300])
+    r.to_csv(tmp_path / "ce_plane.csv", index=False)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ce_plane.csv"), r)
+    assert len(ce_plane_replicates(a)) == 500 * len(a.contrasts)  # fewer draws than the cap: all of them
+    small = cea_analysis(_data(n_cell=3, n_comp=50, seed=15), n_reps=200, seed=1, min_cell=20)
+    shown = small.to_frame().dropna(subset=["delta_cost_eur"])["contrast"]
+    s = ce_plane_replicates(small)
+    assert "frame_shares" not in set(s["contrast"]) and set(s["contrast"]) == set(shown)
 
 
 def test_small_groups_are_suppressed():

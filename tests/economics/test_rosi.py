@@ -14,7 +14,6 @@ from hbeval.economics.rosi import (
     COMPARISONS,
     RosiParams,
     adjusted_rosi,
-    plot_tornado,
     rosi,
     rosi_inputs,
     rosi_sensitivity,
@@ -134,10 +133,6 @@ def test_sensitivity_moves_rosi_in_the_expected_directions():
     assert p.loc["discount_rate", "swing"] == 0 and p.loc["drop_off", "swing"] == 0
     # sorted for the tornado: widest swing first
     assert list(p["swing"]) == sorted(p["swing"], reverse=True)
-    import matplotlib.figure
-
-    for lang in ("en", "fi"):
-        assert isinstance(plot_tornado(s, "pilot vs comparison", lang=lang), matplotlib.figure.Figure)
 
 
 def test_rosi_results_on_a_study(small_demo_dir, tmp_path):

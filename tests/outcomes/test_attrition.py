@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hbeval.outcomes.attrition import attrition_results, attrition_table, lee_bounds, lee_bounds_bootstrap
+from hbeval.outcomes.attrition import attrition_results, attrition_table
+from hbeval.stats.bounds import lee_bounds, lee_bounds_bootstrap
 
 
 def _lee_by_hand(y, obs, t):

@@ -7,18 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hbeval.outcomes.comparison import (
-    att_weights,
-    common_support,
-    comparison_tables,
-    dr_att,
-    ess,
-    logit_fit,
-    plot_love_comparison,
-    plot_overlap,
-    propensity,
-    smd,
-)
+from hbeval.outcomes.comparison import comparison_tables
+from hbeval.stats.propensity import att_weights, common_support, dr_att, ess, logit_fit, propensity, smd
 
 EXPERIMENTAL_NSW = 1794.34  # Dehejia-Wahba sample: mean re78 treated - control
 
@@ -183,16 +173,6 @@ def test_no_small_counts_in_histogram(demo_comparison):
     n = comp.loc[comp["section"] == "overlap_hist", "n"].astype(str)
     nums = pd.to_numeric(n, errors="coerce")
     assert ((nums.isna() & (n == "<5")) | (nums == 0) | (nums >= 5)).all()
-
-
-@pytest.mark.parametrize("lang", ["en", "fi"])
-def test_plots(demo_comparison, lang):
-    comp, _ = demo_comparison
-    f1 = plot_love_comparison(comp, lang)
-    f2 = plot_overlap(comp, lang)
-    assert f1.axes and f2.axes
-    if lang == "fi":
-        assert "ei satunnaistettu" in f1.axes[0].get_title()
 
 
 def test_pure_core_without_study():

@@ -1,5 +1,5 @@
 """effects.csv and process.csv from a study: contract columns, every declared outcome,
-privacy, determinism, the forest plot; and small-sample behaviour of the estimator."""
+privacy, determinism; and small-sample behaviour of the estimator (the forest plot: tests/report/test_plots.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,10 @@ import pytest
 from hbeval.outcomes.effects import (
     CONTRASTS,
     effects_results,
-    factorial_data,
-    hedges_g,
-    ols_hc2,
-    plot_forest,
     process_results,
 )
+from hbeval.stats.factorial import factorial_data, hedges_g
+from hbeval.stats.ols import ols_hc2
 from hbeval.outcomes.frame import InMemoryStudy
 
 CONTRACT = ["outcome", "contrast", "estimate", "std_error", "ci_low", "ci_high", "p_value", "p_value_ri", "p_value_adj", "n", "method"]
@@ -131,20 +129,6 @@ def test_small_counts_suppressed_in_process():
     assert set(p.loc[p["cell"] != "all", "n"]) == {"<5"}
     assert p.loc[p["cell"] != "all", "mean"].isna().all()
     assert p.loc[p["cell"] == "all", "n"].iloc[0] == "8"
-
-
-@pytest.mark.parametrize("lang", ["en", "fi"])
-def test_forest_plot(effects, lang):
-    fig = plot_forest(effects, lang)
-    ax = fig.axes[0]
-    labels = [t.get_text() for t in ax.get_yticklabels()]
-    from hbeval.report import i18n
-
-    # translated contrast labels, the non-randomised contrast marked as such
-    assert i18n.value("pilot_vs_comparison", lang) in labels
-    assert i18n.value("frame_shares", lang) in labels
-    assert ("ei satunnaistettu" in " ".join(labels)) == (lang == "fi")
-    assert ("not randomised" in " ".join(labels)) == (lang == "en")
 
 
 def test_unestimable_outcome_gives_rows_not_errors():

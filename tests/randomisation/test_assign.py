@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import secrets
+import sqlite3
 import datetime as dt
 import os
 import subprocess
@@ -16,8 +18,11 @@ import pytest
 
 from hbeval.randomisation import allocate as assign
 from hbeval.randomisation import registry
+from hbeval.randomisation.redraw import procedure, redraw
 from hbeval.randomisation.design import block_sequence, draw_batch, is_block_sequence
+from hbeval.cli import main
 from hbeval.errors import InputError, UsageError
+from hbeval.study.config import key_problem
 
 NOW = dt.datetime(2025, 3, 1, 9, 30, tzinfo=dt.timezone.utc)
 KEY = "a-test-allocation-key-0123456789"
@@ -48,6 +53,12 @@ def _study(path: Path, clients: pd.DataFrame, design: str = "") -> Path:
 def key(monkeypatch):
     monkeypatch.setenv("HBEVAL_ALLOCATION_KEY", KEY)
     return KEY.encode()
+
+
+@pytest.fixture(autouse=True)
+def _allocation_key(monkeypatch):
+    """Batch assignment keys the registry's chain too: every test has the key unless it removes it."""
+    monkeypatch.setenv("HBEVAL_ALLOCATION_KEY", KEY)
 
 
 # ---------------------------------------------------------------- batch
@@ -136,13 +147,13 @@ def test_supplied_assignments_are_not_overwritten(tmp_path, key):
     assert not ok and "supplied" in msg
     # downstream: redraws within the supplied stratum column
     ids = list(supplied["client_id"])
-    d = assign.redraw(st, ids, 2000, 1)
+    d = redraw(st, ids, 2000, 1)
     assert d.shape == (2000, len(ids)) and d.dtype == np.int8
     for lab in supplied["stratum"].unique():
         m = (supplied["stratum"] == lab).to_numpy()
         c = np.stack([(d[:, m] == k).sum(axis=1) for k in range(4)], axis=1)
         assert (c.max(axis=1) - c.min(axis=1) <= 1).all()
-    assert assign.procedure(st)["method"] == "supplied"
+    assert procedure(st)["method"] == "supplied"
 
 
 # ---------------------------------------------------------------- sequential
@@ -171,6 +182,84 @@ def test_no_key_no_sequential_assignment(tmp_path, monkeypatch):
     assert not (st / "assignments.csv").exists()
 
 
+# ---------------------------------------------------------------- keys and receipts
+def test_no_key_no_batch_assignment(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("HBEVAL_ALLOCATION_KEY")
+    st = _study(tmp_path / "s", _clients())
+    with pytest.raises(InputError, match=r"no allocation key: batch assignment .*secrets.token_urlsafe\(32\)"):
+        assign.assign_all(st, now=NOW)
+    assert not (st / "assignments.csv").exists() and not (st / "allocation.sqlite").exists()
+    assert main(["assign", str(st), "--all"]) == 1
+    assert "HBEVAL_ALLOCATION_KEY" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("weak", ["short-key", "a" * 40, "ab" * 20, "a" * 39 + "b", "0123456789" * 3,
+                                  "abcdefghijklmnop" * 3, "correct-horse-battery"])
+def test_weak_allocation_keys_are_refused(weak, tmp_path, monkeypatch):
+    assert key_problem(weak.encode())
+    monkeypatch.setenv("HBEVAL_ALLOCATION_KEY", weak)
+    cl = _clients()
+    st = _study(tmp_path / "s", cl)
+    with pytest.raises(InputError, match=r"too weak: .*token_urlsafe\(32\)"):
+        assign.assign_all(st, now=NOW)
+    with pytest.raises(InputError, match="too weak"):
+        assign.assign_one(st, cl.loc[cl["group"] == "pilot", "client_id"].iloc[0], now=NOW)
+    assert not (st / "allocation.sqlite").exists()
+
+
+def test_a_weak_key_file_is_refused_and_a_strong_one_works(tmp_path, monkeypatch):
+    monkeypatch.delenv("HBEVAL_ALLOCATION_KEY")
+    keyfile = tmp_path / "alloc.key"
+    st = _study(tmp_path / "s", _clients(), f'\n[design]\nkey_file = "{keyfile}"\n')
+    keyfile.write_text("password1234password12\n")
+    with pytest.raises(InputError, match="too weak") as e:
+        assign.assign_all(st, now=NOW)
+    assert e.value.column == "design.key_file" and "password" not in str(e.value)
+    keyfile.write_text(secrets.token_urlsafe(32) + "\n")
+    assert not assign.assign_all(st, now=NOW).empty and assign.verify(st)[0]
+
+
+@pytest.mark.parametrize("strong", ["FNTV7EHe6lfBeczOmtwpnH8BiKNSfqz8a1rWT30_otI", "tyW_vNPylfglSPrj8A5Piw",
+                                    "d1908d52777c15ecef623bc3c1b5e2fa", KEY])
+def test_random_keys_pass(strong):
+    assert key_problem(strong.encode()) is None
+    assert key_problem(strong[:-1].encode() if len(strong) == 22 else b"x" * 21)  # one short of 22 characters
+
+
+def test_random_keys_of_the_recommended_size_always_pass():
+    assert all(key_problem(secrets.token_urlsafe(32).encode()) is None for _ in range(2000))
+    assert all(key_problem(secrets.token_hex(32).encode()) is None for _ in range(2000))
+
+
+def test_every_allocation_prints_a_receipt_that_verifies(tmp_path, capsys, monkeypatch):
+    cl = _clients()
+    st = _study(tmp_path / "s", cl)
+    assert assign.run(st, all=True, now=NOW) == 0
+    out = capsys.readouterr().out
+    h = registry.head_of(st / "allocation.sqlite")
+    assert f"receipt: seq {h['seq']} head {h['head'][:20]}" in out and f"--verify --head {h['receipt']}" in out
+    assert assign.run(st, verify=True, head=h["receipt"]) == 0
+    pd.concat([cl, _clients(3, seed=5, prefix="N").assign(group="pilot")]).to_csv(st / "clients.csv", index=False)
+    assert assign.run(st, client="N0000", now=NOW) == 0
+    h2 = registry.head_of(st / "allocation.sqlite")
+    assert h2["seq"] == h["seq"] + 1 and f"receipt: seq {h2['seq']} head {h2['head'][:20]}" in capsys.readouterr().out
+    monkeypatch.delenv("HBEVAL_ALLOCATION_KEY")  # a reviewer with the receipt only
+    assert assign.run(st, verify=True, head=h["receipt"]) == 0  # an older receipt stays valid
+    assert assign.run(st, verify=True, head=h2["receipt"]) == 0
+    assert assign.run(st, verify=True, head=f"{h2['seq'] + 1}:{h2['head'][:20]}") == 1
+    assert "cut off" in capsys.readouterr().err
+    with pytest.raises(UsageError):
+        assign.run(st, all=True, head=h["receipt"])
+
+
+def test_a_hetu_given_as_client_is_masked_and_explained(tmp_path, capsys):
+    st = _study(tmp_path / "s", _clients())
+    assert main(["assign", str(st), "--client", "131052-308T"]) == 1
+    cap = capsys.readouterr()
+    assert "131052" not in cap.err + cap.out and "308T" not in cap.err + cap.out
+    assert "hetu" in cap.err and "pseudonymous client_id" in cap.err and "clients.csv" in cap.err
+
+
 def test_already_assigned_family_gets_its_arm_back(tmp_path, key, capsys, monkeypatch):
     cl = _clients()
     st = _study(tmp_path / "s", cl)
@@ -197,7 +286,7 @@ def test_sequential_blocks_follow_the_keyed_sequence(tmp_path, key):
         assert (g["cell"].to_numpy() == block_sequence(key, lab, len(g))).all()
         assert list(g["stratum_seq"]) == list(range(1, len(g) + 1))
     assert assign.verify(st)[0]
-    p = assign.procedure(st)
+    p = procedure(st)
     assert p["method"] == "blocks" and p["block_sizes"] == [4, 8] and len(p["key_ids"]) == 1
     assert KEY not in str(p)
 
@@ -270,6 +359,9 @@ def test_folder_does_not_reveal_the_next_allocation(tmp_path, key):
     assert (block_sequence(key, "A|home_help", 41)[:40] == actual).all()  # the key does
     candidates = {str(v) for v in rows[["key_id", "row_hash", "prev_hash", "algorithm", "seed"]].to_numpy().ravel() if v}
     candidates |= {"99", "t", "", "hbeval", str(st)}
+    c = sqlite3.connect(st / "allocation.sqlite")  # the keyed chain: every MAC and the meta values
+    candidates |= {str(v) for (v,) in c.execute("SELECT row_mac FROM allocations UNION SELECT value FROM meta")}
+    c.close()
     matches = [np.mean(block_sequence(c.encode() or b"\0", "A|home_help", 40) == actual) for c in candidates]
     assert max(matches) < 0.6 and np.mean(matches) < 0.35  # chance agreement is 1/4
     # 3. the next allocation under the true key vs under look-alike keys: not determined by the folder
@@ -304,9 +396,9 @@ def test_minimisation_balances_margins_and_redraws(tmp_path, key):
         for lev in fam[f].unique():
             c = np.bincount(rows["cell"].to_numpy()[(fam[f] == lev).to_numpy()], minlength=4)
             assert c.max() - c.min() <= 3, (f, lev, c)
-    p = assign.procedure(st)
+    p = procedure(st)
     assert p["method"] == "minimisation" and p["minimisation_p"] == 0.9 and p["strata"] == ["site", "service_line"]
-    d = assign.redraw(st, list(cl["client_id"]), 300, 1)
+    d = redraw(st, list(cl["client_id"]), 300, 1)
     assert d.shape == (300, n) and not (d == d[0]).all()
 
 
@@ -316,7 +408,7 @@ def test_redraw_batch_respects_strata_and_order_of_ids(tmp_path):
     st = _study(tmp_path / "s", cl)
     new = assign.assign_all(st, now=NOW)
     ids = list(new["client_id"])[::-1]
-    d = assign.redraw(st, ids, 4000, 2)
+    d = redraw(st, ids, 4000, 2)
     assert d.dtype == np.int8 and d.shape == (4000, len(ids))
     strat = new.set_index("client_id").loc[ids, "stratum"].to_numpy()
     for lab in np.unique(strat):
@@ -325,11 +417,11 @@ def test_redraw_batch_respects_strata_and_order_of_ids(tmp_path):
         assert (c.max(axis=1) - c.min(axis=1) <= 1).all()
     freq = np.stack([(d == k).mean(axis=0) for k in range(4)])
     assert np.abs(freq - 0.25).max() < 0.04
-    same = assign.redraw(st, ids, 10, 2)
+    same = redraw(st, ids, 10, 2)
     assert (same == d[:10]).all() or same.shape == (10, len(ids))
-    assert (assign.redraw(st, ids, 50, 9) == assign.redraw(st, ids, 50, 9)).all()
+    assert (redraw(st, ids, 50, 9) == redraw(st, ids, 50, 9)).all()
     with pytest.raises(InputError, match="not assigned"):
-        assign.redraw(st, ids + ["ZZZ"], 5, 1)
+        redraw(st, ids + ["ZZZ"], 5, 1)
 
 
 def test_redraw_blocks_in_enrolment_order(tmp_path, key):
@@ -339,6 +431,6 @@ def test_redraw_blocks_in_enrolment_order(tmp_path, key):
     order = list(np.random.default_rng(0).permutation(cl["client_id"]))
     for cid in order:
         assign.assign_one(st, cid, now=NOW)
-    d = assign.redraw(st, order, 500, 3)  # columns in enrolment order
+    d = redraw(st, order, 500, 3)  # columns in enrolment order
     assert all(is_block_sequence(r) for r in d)
-    assert not all(is_block_sequence(r) for r in assign.redraw(st, sorted(order), 200, 3))
+    assert not all(is_block_sequence(r) for r in redraw(st, sorted(order), 200, 3))

@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pandas as pd
 import pytest
 
 pytest.importorskip("hbeval.study.store")
 
 from hbeval.randomisation import allocate as assign  # noqa: E402
-from hbeval.randomisation.balance import balance_results, plot_love  # noqa: E402
+from hbeval.randomisation.balance import balance_results  # noqa: E402
 from hbeval.randomisation.design import draw_batch  # noqa: E402
+from hbeval.randomisation.redraw import procedure, redraw  # noqa: E402
 from hbeval.demo import write_demo  # noqa: E402
 from hbeval.study.store import open_study  # noqa: E402
 
@@ -44,8 +46,8 @@ def test_assign_all_through_ingestion(demo):
     assert fam.loc[fam["group"] != "pilot", "cell"].isna().all()
     # the Study object works as well as the path for redraws and the procedure
     ids = list(new["client_id"])
-    assert (assign.redraw(st, ids, 20, 3) == assign.redraw(root, ids, 20, 3)).all()
-    assert assign.procedure(st)["method"] == "batch"
+    assert (redraw(st, ids, 20, 3) == redraw(root, ids, 20, 3)).all()
+    assert procedure(st)["method"] == "batch"
 
 
 def test_balance_results_of_the_study(demo):
@@ -63,4 +65,12 @@ def test_balance_results_of_the_study(demo):
         nums = [int(v) for v in bt[c] if isinstance(v, str) and v.isdigit()]
         assert all(v == 0 or v >= st.config.min_cell for v in nums)
     assert np.isfinite(bt.loc[bt["row_type"] == "joint_f", "statistic"].astype(float)).any()
-    plot_love(bt)
+
+
+def test_assign_ingests_clients_alone_exactly_as_the_study_does(demo):
+    """``assign --client`` reads clients.csv (hetu, names) without ingesting every register table."""
+    root, _ = demo
+    alone = assign._ingest_clients(root)
+    assert alone is not None
+    pd.testing.assert_frame_equal(alone.reset_index(drop=True), open_study(root).table("clients").reset_index(drop=True))
+    assert not {"hetu", "henkilotunnus", "nimi"} & set(alone.columns)

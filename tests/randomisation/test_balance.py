@@ -1,4 +1,4 @@
-"""Balance table against a hand-computed fixture, missing indicators, suppression, love plot."""
+"""Balance table against a hand-computed fixture, missing indicators, suppression (the love plot: tests/report/test_plots.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 
-from hbeval.randomisation.balance import COLUMNS, balance_table, expand_covariates, omnibus_statistic, plot_love
+from hbeval.randomisation.balance import COLUMNS, balance_table, expand_covariates, omnibus_statistic
 
 CONTRACT = ["variable", "group_a", "group_b", "mean_a", "mean_b", "difference", "std_error", "normalized_difference",
             "p_value"]
@@ -142,7 +142,7 @@ def test_unassigned_rows_are_left_out_and_arm_columns_accepted(fam):
     pd.testing.assert_frame_equal(bt, ref)
 
 
-def test_on_a_simulated_pilot_and_love_plot():
+def test_on_a_simulated_pilot():
     from hbeval.demo import simulate_families
     from hbeval.randomisation.design import batch_draws, cell_code
 
@@ -160,8 +160,3 @@ def test_on_a_simulated_pilot_and_love_plot():
     # stratified randomisation: the strata's own dummies are balanced at the margins
     s = bt[bt["variable"].str.startswith("site=") & (bt["comparison"] == "frame_shares")]
     assert (s["normalized_difference"].abs() < 0.1).all()
-    for lang in ("en", "fi"):
-        fig = plot_love(bt, lang=lang)
-        labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
-        assert "household_size" in labels
-        assert fig.axes[0].get_title().startswith("Covariate" if lang == "en" else "Taustamuuttujien")

@@ -62,7 +62,6 @@ def test_notebooks_run_unchanged_with_nbclient(tmp_path_factory, tmp_path):
     """Execute every committed notebook as it is (its default parameters: ``../demo_study``)
     in a Jupyter kernel, from a folder laid out like the repository."""
     from nbclient import NotebookClient
-
     from test_report_e2e import shared_report
 
     src_report = shared_report(tmp_path_factory, "en")
@@ -75,6 +74,7 @@ def test_notebooks_run_unchanged_with_nbclient(tmp_path_factory, tmp_path):
     out = root / "reports" / slug
     out.mkdir(parents=True)
     shutil.copytree(src_report / "results", out / "results")
+    shutil.copytree(src_report / "replicates", out / "replicates")  # the CE planes' bootstrap replicates
     shutil.copy(src_report / "manifest.json", out / "manifest.json")
     for p in NOTEBOOKS:
         nb = nbformat.read(str(p), as_version=4)

@@ -10,11 +10,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from hbeval.report import checklists
-from hbeval.report import flow
-from hbeval.report import i18n
-from hbeval.report import narrative
+from hbeval.report import checklists, i18n, narrative
 from hbeval.report import render as report
+from hbeval.report.plots import flow
 
 
 # ------------------------------------------------------------------------------ i18n
@@ -63,10 +61,10 @@ def test_slug():
 # ------------------------------------------------------------------------- narrative
 def _effects(est=0.31, lo=0.11, hi=0.52, inter=(0.17, -0.23, 0.57)):
     rows = []
-    for c, (e, l, h) in {"frame_shares": (est, lo, hi), "teaming": (0.42, 0.22, 0.62),
-                         "frame_shares:teaming": inter}.items():
+    for c, (e, low, h) in {"frame_shares": (est, lo, hi), "teaming": (0.42, 0.22, 0.62),
+                           "frame_shares:teaming": inter}.items():
         rows.append({"family": "primary", "outcome": "kykyviisari_total", "contrast": c, "estimate": e, "std_error": 0.1,
-                     "ci_low": l, "ci_high": h, "p_value": 0.002, "p_value_ri": 0.003, "p_value_adj": 0.004,
+                     "ci_low": low, "ci_high": h, "p_value": 0.002, "p_value_ri": 0.003, "p_value_adj": 0.004,
                      "n": 308, "method": "ancova_hc2; ri=..."})
         rows.append({**rows[-1], "estimate": 99.0, "method": "lin_centred_interaction_hc2"})
     rows.append({"family": "primary", "outcome": "kykyviisari_total", "contrast": "pilot_vs_comparison", "estimate": 0.7,
@@ -145,11 +143,17 @@ def test_consort_2025_checklist_items_and_where_answered():
     assert "Osallistujien kulku (CONSORT)" in " ".join(fi["where"])
 
 
-def test_cheers_checklist_is_used():
+def test_cheers_checklist_is_used(tmp_path):
+    """The report shows ``results/cheers.csv`` as analyze wrote it (read back from the CSV)."""
+    from hbeval.analyze import write_csv
+    from hbeval.economics.cheers import cheers_checklist
     from hbeval.study.config import StudyConfig
 
-    c = checklists.cheers_display(StudyConfig(), "en")
+    write_csv(cheers_checklist(StudyConfig()), tmp_path / "cheers.csv")
+    c = checklists.cheers_display(pd.read_csv(tmp_path / "cheers.csv"), "en")
     assert len(c) == 28 and c["item"].tolist()[0] == "1"
+    assert list(c.columns) == ["item", "topic", "where", "status", "answer"]
+    assert c["answer"].str.contains("price year").any() and not c["answer"].isna().any()
 
 
 # ------------------------------------------------------------------------ flow diagram

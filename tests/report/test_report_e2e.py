@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hbeval.report import render as report
 from hbeval.analyze import run as analyze_run
 from hbeval.demo import write_demo
+from hbeval.report import render as report
 from hbeval.study.store import open_study
 
 SECTION_TITLES_EN = ("Executive summary", "Participant flow (CONSORT)", "Baseline characteristics and balance",

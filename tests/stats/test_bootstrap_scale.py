@@ -1,4 +1,4 @@
-"""The memory-bounded bootstrap engine (:func:`hbeval.costs.engine.bootstrap_counts`): results
+"""The memory-bounded bootstrap engine (:func:`hbeval.stats.bootstrap.bootstrap_counts`): results
 independent of the memory chunk, arms keep their sizes, unbiased counts, bounded memory."""
 
 from __future__ import annotations
@@ -8,16 +8,16 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from hbeval.economics.cea import bootstrap_ols
-from hbeval.costs.engine import (
-    BOOT_BLOCK,
+from hbeval.stats.bootstrap import (
     _BUCKET,
     _BUCKET_FROM,
+    BOOT_BLOCK,
     bootstrap_arm_means,
     bootstrap_counts,
     bootstrap_means,
     bootstrap_weights,
 )
+from hbeval.stats.icer import bootstrap_ols
 
 TINY = 1  # bytes: forces one block of BOOT_BLOCK replicates per chunk
 HUGE = 2**40  # everything in one chunk
@@ -98,7 +98,7 @@ def test_every_arm_keeps_its_size_in_every_replicate():
     assert bootstrap_weights(arm, 0, np.random.default_rng(1)).shape == (0, len(arm))
     assert bootstrap_arm_means(np.ones(len(arm)), arm, ("mid",), 0, np.random.default_rng(1)).shape == (0, 1, 1)
     # the same through the chunked engine: one count matrix per arm, arms sorted by name
-    for start, parts in bootstrap_counts(arm, 40, np.random.default_rng(1), max_bytes=TINY):
+    for _start, parts in bootstrap_counts(arm, 40, np.random.default_rng(1), max_bytes=TINY):
         assert [p.shape[1] for p in parts] == [sizes[k] for k in sorted(sizes)]
         assert all((p.sum(axis=1) == p.shape[1]).all() for p in parts)
 

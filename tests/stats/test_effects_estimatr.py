@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hbeval.outcomes.effects import (
+from hbeval.stats.factorial import (
     FactorialData,
     factorial_data,
     factorial_effects,

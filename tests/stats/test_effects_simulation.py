@@ -29,7 +29,7 @@ from scipy import stats
 
 from hbeval.demo import DemoEffects, simulate_families
 from hbeval.randomisation.design import batch_draws
-from hbeval.outcomes.effects import factorial_data, fit_interaction, fit_main
+from hbeval.stats.factorial import factorial_data, fit_interaction, fit_main
 from hbeval.stats.ri import blas_single_thread, ri_factorial, ri_pvalue
 
 ITEMS = ("osallisuus", "mieli", "arki", "taidot", "keho")

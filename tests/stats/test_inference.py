@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from hbeval.randomisation.design import batch_draws
-from hbeval.outcomes.effects import factorial_data, factorial_effects, fit_interaction, fit_main
-from hbeval.stats.ri import holm, redraw, ri_factorial, ri_observed, ri_pvalue, westfall_young
+from hbeval.randomisation.redraw import redraw
+from hbeval.stats.factorial import factorial_data, factorial_effects, fit_interaction, fit_main
+from hbeval.stats.ri import holm, ri_factorial, ri_observed, ri_pvalue, westfall_young
 
 
 def _data(seed=0, n=240, effect=0.0, n_strata=6):

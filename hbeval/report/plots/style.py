@@ -1,15 +1,19 @@
-"""Shared figure style and deterministic PNG output for every plot of the report."""
+"""The house style of every figure of the report (palette, rc parameters) and deterministic PNG output."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.typing import RcKeyType
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
-PALETTE = {
+#: colours of the four cells, the two groups, and everything else
+PALETTE: dict[str, str] = {
     "frame_only/no_teaming": "#4C72B0",
     "frame_only/teaming": "#55A868",
     "frame_shares/no_teaming": "#C44E52",
@@ -19,7 +23,8 @@ PALETTE = {
     "neutral": "#555555",
 }
 
-STYLE = {
+#: matplotlib rc parameters of every figure (``svg.hashsalt`` keeps SVG ids stable)
+STYLE: dict[RcKeyType, object] = {
     "figure.dpi": 100,
     "savefig.dpi": 120,
     "font.size": 10,
@@ -31,14 +36,14 @@ STYLE = {
 }
 
 
-def new_figure(width: float = 7.0, height: float = 4.0):
+def new_figure(width: float = 7.0, height: float = 4.0) -> tuple[Figure, Axes]:
     """A figure and axes in the house style."""
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
     return fig, ax
 
 
-def save(fig, path: str | Path) -> Path:
+def save(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as PNG without timestamps or software metadata (same bytes every run)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,27 +9,18 @@ CONSORT 2025 flow diagram extended with a comparison column.
 from __future__ import annotations
 
 import textwrap
+from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
 
+from hbeval.arms import CELLS
 from hbeval.report import i18n
+from hbeval.report.plots.style import PALETTE, new_figure
 
-from hbeval.arms import CELLS  # noqa: E402
-
-_L = {
-    "en": {"assessed": "Assessed for eligibility", "excluded": "Excluded", "allocated": "Allocated",
-           "received": "received the allocated intervention", "lost": "Lost to follow-up\n(no end score)",
-           "analysed": "Analysed\n(start and end score)", "comparison": "Comparison group\n(not randomised)",
-           "identified": "Identified", "randomised": "Randomised to the 2×2", "enrol": "Enrolment",
-           "alloc": "Allocation", "follow": "Follow-up", "anal": "Analysis", "notalloc": "not yet allocated",
-           "title": "CONSORT flow diagram"},
-    "fi": {"assessed": "Soveltuvuus arvioitu", "excluded": "Poissuljettu", "allocated": "Satunnaistettu",
-           "received": "sai satunnaistetun intervention", "lost": "Menetetty seurannassa\n(ei loppumittausta)",
-           "analysed": "Analysoitu\n(alku- ja loppumittaus)", "comparison": "Vertailuryhmä\n(ei satunnaistettu)",
-           "identified": "Tunnistettu", "randomised": "Satunnaistettu 2×2-asetelmaan", "enrol": "Rekrytointi",
-           "alloc": "Satunnaistaminen", "follow": "Seuranta", "anal": "Analyysi", "notalloc": "ei vielä satunnaistettu",
-           "title": "CONSORT-kulkukaavio"},
-}
+_KEYS = ("assessed", "excluded", "allocated", "received", "lost", "analysed", "comparison", "identified", "randomised",
+         "enrol", "alloc", "follow", "anal", "notalloc", "title")
 
 
 def _n(flow: pd.DataFrame, stage: str, group: str, cell: str = "all", reason: str | None = None) -> str:
@@ -42,7 +33,7 @@ def _n(flow: pd.DataFrame, stage: str, group: str, cell: str = "all", reason: st
     return str(v) if not isinstance(v, float) else f"{v:.0f}"
 
 
-def flow_counts(consort: pd.DataFrame) -> dict:
+def flow_counts(consort: pd.DataFrame) -> dict[str, Any]:
     """The numbers of the diagram as text (suppressed counts stay ``<k``)."""
     flow = consort.copy()
     flow["reason"] = flow["reason"].fillna("") if "reason" in flow else ""
@@ -59,13 +50,9 @@ def flow_counts(consort: pd.DataFrame) -> dict:
     }
 
 
-def plot_flow(consort: pd.DataFrame, lang: str = "en"):
+def plot_flow(consort: pd.DataFrame, lang: str = "en") -> Figure:
     """The CONSORT flow diagram (matplotlib Figure) from ``consort.csv``."""
-    from matplotlib.patches import FancyBboxPatch
-
-    from hbeval.report.figures import PALETTE, new_figure
-
-    L = _L["fi" if lang == "fi" else "en"]
+    L = {k: i18n.fig(f"flow_{k}", lang) for k in _KEYS}
     c = flow_counts(consort)
     fig, ax = new_figure(11.0, 7.6)
     ax.set_xlim(0, 100)

@@ -1,0 +1,621 @@
+"""Suppression that holds across every published table: no suppressed count can be derived.
+
+Each table suppresses its own counts below ``min_cell`` (the *primary* rule, shown ``<k``).
+That alone is not enough: a total minus its published parts, a margin minus the other cells,
+``n_assigned − n_observed`` or a share times a published ``n`` gives a suppressed count back.
+This module models every published count of families as a linear expression in unknown
+*latent* counts (the families of a cell, of a level of a covariate in a cell, with an end
+score in a cell, …), so that the relations between published counts (totals, margins,
+differences, the same count in two tables) are implied by shared latents, and suppresses
+further published counts (*complementary* suppression, shown ``suppressed``) until no
+suppressed count is determined by the published ones.
+
+Two layers:
+
+* :func:`protect` — the generic solver: expressions and values in, the cells to suppress out.
+  numpy only.
+* :func:`protect_results` — reads the result tables :func:`hbeval.analyze.compute` makes,
+  builds the expressions of their counts (:func:`table_cells`), calls :func:`protect`, marks
+  the chosen cells and adds a ``suppression`` column that says, for every row with a
+  suppressed value, which value is hidden and why.
+
+Notes
+-----
+Let the published counts be :math:`y = P z` and a suppressed count :math:`s = f^\\top z`,
+where :math:`z` are the latent counts and the rows of :math:`P` and :math:`f` are known
+(they follow from the table's structure). :math:`s` is determined by :math:`y` exactly when
+:math:`f` lies in the row space of :math:`P`, i.e. when
+
+.. math:: \\lVert f - V V^\\top f \\rVert = 0,
+
+with :math:`V` an orthonormal basis of the row space (from the SVD of :math:`P`). While some
+suppressed :math:`s` is determined, a published count that shares a latent with :math:`s` is
+suppressed as well (every cell with the same expression together): the smallest positive count
+whose removal leaves :math:`s` undetermined, else the smallest positive count, else the smallest
+(ties by table order). Zero counts are not sensitive: a published 0 stays.
+
+Out of scope (said here so that nobody relies on it): *bounds* attacks (counts are ≥ 0, a
+suppressed primary count is in ``[1, min_cell)``, so a sum of two suppressed cells that is
+small bounds both); statistics that are not counts (means, effect estimates) beyond the
+shares that are a count divided by a published ``n``; and relations through families the
+tables do not publish (subgroup rows are modelled as their own totals).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+#: How a complementary-suppressed count is shown (primary ones show ``<k``).
+COMPLEMENTARY = "suppressed"
+#: The column, added to a table that holds a suppressed value, that explains each one.
+NOTE_COLUMN = "suppression"
+CELLS = ("frame_only/no_teaming", "frame_only/teaming", "frame_shares/no_teaming", "frame_shares/teaming")
+
+Expr = Mapping[Hashable, float]
+
+
+# ============================================================================ the solver
+def _key(expr: Expr) -> tuple:
+    return tuple(sorted(((repr(k), float(v)) for k, v in expr.items() if v != 0)))
+
+
+class _Space:
+    """The row space of the published expressions, for membership tests."""
+
+    def __init__(self, rows: list[Expr], index: dict[Hashable, int]) -> None:
+        self.index = index
+        if not rows:
+            self.basis = np.zeros((0, len(index)))
+            return
+        P = np.zeros((len(rows), len(index)))
+        for i, r in enumerate(rows):
+            for k, v in r.items():
+                P[i, index[k]] = v
+        _, sv, vt = np.linalg.svd(P, full_matrices=False)
+        tol = max(P.shape) * np.finfo(float).eps * (sv[0] if len(sv) else 0.0) * 100
+        self.basis = vt[sv > tol]
+
+    def contains(self, expr: Expr) -> bool:
+        f = np.zeros(len(self.index))
+        for k, v in expr.items():
+            f[self.index[k]] = v
+        if not f.any():
+            return True
+        r = f - self.basis.T @ (self.basis @ f)
+        return bool(np.linalg.norm(r) <= 1e-7 * max(1.0, float(np.linalg.norm(f))))
+
+
+def _reduce(rows: list[Expr], targets: Sequence[Expr]) -> list[Expr]:
+    """``rows`` without those that hold a latent no other row and no target holds: such a
+    row only fixes its own latent and says nothing about the others (repeated until none)."""
+    counts: dict[Hashable, int] = defaultdict(int)
+    for e in [*rows, *targets]:
+        for k in e:
+            counts[k] += 1
+    keep = list(rows)
+    changed = True
+    while changed:
+        changed = False
+        nxt = []
+        for e in keep:
+            if any(counts[k] == 1 for k in e):
+                for k in e:
+                    counts[k] -= 1
+                changed = True
+            else:
+                nxt.append(e)
+        keep = nxt
+    return keep
+
+
+def _unique(exprs: Sequence[Expr]) -> list[Expr]:
+    seen: dict[tuple, Expr] = {}
+    for e in exprs:
+        if e:
+            seen.setdefault(_key(e), e)
+    return list(seen.values())
+
+
+def _roots(rows: Sequence[Expr]) -> dict[Hashable, Hashable]:
+    """Union-find over the latents: latents in one row are connected."""
+    parent: dict[Hashable, Hashable] = {}
+
+    def find(k: Hashable) -> Hashable:
+        parent.setdefault(k, k)
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for e in rows:
+        ks = list(e)
+        find(ks[0])
+        for k in ks[1:]:
+            ra, rb = find(ks[0]), find(k)
+            if ra != rb:
+                parent[rb] = ra
+    return {k: find(k) for k in list(parent)}
+
+
+def _determined_among(published: Sequence[Expr], targets: Sequence[Expr]) -> list[bool]:
+    """For each target expression, whether the published expressions determine it."""
+    rows = _reduce(_unique(published), targets)
+    root = _roots(rows)
+    by_root: dict[Hashable, list[Expr]] = defaultdict(list)
+    for e in rows:
+        by_root[root[next(iter(e))]].append(e)
+    spaces: dict[frozenset, _Space] = {}
+    out = []
+    for f in targets:
+        comp = frozenset(root[k] for k in f if k in root)
+        if not f or not comp:
+            out.append(False)
+            continue
+        if comp not in spaces:
+            rs = [e for c in sorted(comp, key=repr) for e in by_root[c]]
+            latents = sorted({k for e in rs for k in e}, key=repr)
+            spaces[comp] = _Space(rs, {k: j for j, k in enumerate(latents)})
+        sp = spaces[comp]
+        # a latent of f that no published row holds is free, and so is f
+        out.append(all(k in sp.index for k in f) and sp.contains(f))
+    return out
+
+
+def determined(exprs: Sequence[Expr], hidden: set[int]) -> list[int]:
+    """Indices of the hidden expressions that the published ones (all others) determine.
+
+    Parameters
+    ----------
+    exprs : every count as ``{latent: coefficient}``.
+    hidden : indices of the suppressed counts.
+    """
+    published = [e for i, e in enumerate(exprs) if i not in hidden]
+    order = sorted(hidden)
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i in order:
+        groups[_key(exprs[i])].append(i)
+    targets = [exprs[g[0]] for g in groups.values()]
+    flags = _determined_among(published, targets)
+    return sorted(i for f, g in zip(flags, groups.values()) if f for i in g)
+
+
+@dataclass
+class Protection:
+    """The result of :func:`protect`: ``complementary`` maps each newly suppressed index to
+    the index of the suppressed count it protects."""
+
+    complementary: dict[int, int] = field(default_factory=dict)
+
+
+def protect(exprs: Sequence[Expr], values: Sequence[float | None], max_tries: int = 40) -> Protection:
+    """Complementary suppression over a set of published counts.
+
+    Parameters
+    ----------
+    exprs : every count as a linear expression ``{latent: coefficient}`` in latent counts.
+        Counts with the same latents are related: ``a = x + y``, ``b = x`` and ``c = y``
+        say ``a = b + c``.
+    values : the published value of each count; ``None`` for a count already suppressed.
+    max_tries : how many candidate cells are tried (smallest first) for one determined count
+        before the smallest is taken.
+
+    Returns
+    -------
+    :class:`Protection`; no suppressed count (given or added) is then determined by the
+    published ones (see the module's Notes for the test).
+    """
+    hidden = {i for i, v in enumerate(values) if v is None}
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, e in enumerate(exprs):
+        groups[_key(e)].append(i)
+    prot = Protection()
+    while True:
+        det = determined(exprs, hidden)
+        if not det:
+            return prot
+        s = det[0]
+        chosen = _choose(s, exprs, values, hidden, groups, max_tries)
+        for j in chosen:
+            hidden.add(j)
+            prot.complementary[j] = s
+
+
+def _choose(s: int, exprs: Sequence[Expr], values: Sequence[float | None], hidden: set[int],
+            groups: Mapping[tuple, list[int]], max_tries: int) -> list[int]:
+    """The cells (all of one expression) to suppress so that ``s`` is no longer determined.
+
+    The candidates are the published expressions that take part in writing ``s`` as a
+    combination of published ones (the least-squares representation), cheapest first: a
+    positive count before a zero, then by value times the number of cells that show it. The
+    first whose suppression leaves ``s`` undetermined is taken; when none does alone, the
+    cheapest (the next round goes on from there)."""
+    published = [(k, [j for j in m if j not in hidden]) for k, m in groups.items()]
+    published = [(k, m) for k, m in published if m]
+    rows = [exprs[m[0]] for _, m in published]
+    latents = sorted({k for e in rows for k in e} | set(exprs[s]), key=repr)
+    index = {k: j for j, k in enumerate(latents)}
+    P = np.zeros((len(rows), len(latents)))
+    for i, e in enumerate(rows):
+        for k, v in e.items():
+            P[i, index[k]] = v
+    f = np.zeros(len(latents))
+    for k, v in exprs[s].items():
+        f[index[k]] = v
+    coef = np.linalg.lstsq(P.T, f, rcond=None)[0]
+    involved = [published[i][1] for i in np.flatnonzero(np.abs(coef) > 1e-9)]
+
+    def cost(m: list[int]) -> tuple[bool, float, int]:
+        v = min(float(values[j] or 0) for j in m)
+        return (v <= 0, v * len(m), min(m))
+
+    involved.sort(key=cost)
+    freeing = None
+    for pub in involved[:max_tries]:
+        gone = hidden | set(pub)
+        s_det, own_det = _determined_among([e for i, e in enumerate(exprs) if i not in gone], [exprs[s], exprs[pub[0]]])
+        if not s_det and not own_det:
+            return pub
+        if not s_det and freeing is None:
+            freeing = pub
+    return freeing or involved[0]
+
+
+# ============================================================================ the tables
+@dataclass
+class Cell:
+    """A published count: where it is, its expression, its value (``None`` when suppressed).
+
+    ``kind`` is ``count`` (the column holds the count), ``share`` (the column holds the
+    count divided by the row's ``n``) or ``text`` (the count is written inside text).
+    ``blank`` are the other columns of the row that reveal it and go with it.
+    """
+
+    table: str
+    row: int
+    column: str
+    expr: dict[Hashable, float]
+    value: float | None
+    kind: str = "count"
+    blank: tuple[str, ...] = ()
+
+
+def _count(v: object) -> float | None:
+    """A published count, ``None`` when it is suppressed (text such as ``<5``)."""
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return None
+    s = str(v).strip()
+    if re.fullmatch(r"-?\d+(\.0+)?", s):
+        return float(s)
+    return None
+
+
+def _num(v: object) -> float | None:
+    try:
+        x = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return None if np.isnan(x) else x
+
+
+def _sum(*exprs: Expr, sign: float = 1.0) -> dict[Hashable, float]:
+    out: dict[Hashable, float] = defaultdict(float)
+    for e in exprs:
+        for k, v in e.items():
+            out[k] += sign * v
+    return {k: v for k, v in out.items() if v != 0}
+
+
+def _neg(e: Expr) -> dict[Hashable, float]:
+    return {k: -v for k, v in e.items()}
+
+
+class _Builder:
+    """Collects the :class:`Cell` objects of the result tables."""
+
+    def __init__(self, results: Mapping[str, pd.DataFrame]) -> None:
+        self.r = results
+        self.cells: list[Cell] = []
+        consort = results.get("consort")
+        self.unassigned = consort is not None and bool((consort["cell"] == "not yet allocated").any())
+        self.primary = self._primary()
+
+    def _primary(self) -> str:
+        eff = self.r.get("effects")
+        if eff is not None and "family" in eff.columns and (eff["family"] == "primary").any():
+            return str(eff.loc[eff["family"] == "primary", "outcome"].iloc[0])
+        att = self.r.get("attrition")
+        if att is not None and "outcome" in att.columns and len(att):
+            return str(att["outcome"].iloc[0])
+        return "primary"
+
+    # -- the groups of families, as sums over cells
+    def group(self, g: str, key: tuple) -> dict[Hashable, float]:
+        """The families of group ``g`` (a cell, a margin, ``pilot``, ``comparison``) with the
+        latent ``key + (cell,)``."""
+        if g in CELLS:
+            return {key + (g,): 1.0}
+        if g == "comparison":
+            return {key + ("comparison",): 1.0}
+        if g in ("pilot", "all", "all cells"):
+            e = {key + (c,): 1.0 for c in CELLS}
+            if self.unassigned and g == "pilot" and key == ("size",):
+                e[key + ("unassigned",)] = 1.0
+            return e
+        if g in ("frame_only", "frame_shares"):
+            return {key + (c,): 1.0 for c in CELLS if c.startswith(g + "/")}
+        if g in ("no_teaming", "teaming"):
+            return {key + (c,): 1.0 for c in CELLS if c.endswith("/" + g)}
+        if g == "diagonal":
+            return {key + (CELLS[0],): 1.0, key + (CELLS[3],): 1.0}
+        if g == "off_diagonal":
+            return {key + (CELLS[1],): 1.0, key + (CELLS[2],): 1.0}
+        return {key + (g,): 1.0}
+
+    def size(self, g: str) -> dict[Hashable, float]:
+        return self.group(g, ("size",))
+
+    def add(self, table: str, row: int, column: str, expr: Expr, raw: object, kind: str = "count",
+            blank: Sequence[str] = ()) -> None:
+        if not expr:
+            return
+        self.cells.append(Cell(table, row, column, dict(expr), _count(raw), kind, tuple(blank)))
+
+    def share(self, table: str, row: int, column: str, expr: Expr, share: object, n: object,
+              blank: Sequence[str] = ()) -> None:
+        """A count published as ``share × n`` (``n`` another published count of the row)."""
+        nn, sh = _count(n), _num(share)
+        if nn == 0:
+            return  # an empty group: nothing to hide
+        value = None if nn is None or sh is None else float(round(sh * nn))
+        self.cells.append(Cell(table, row, column, dict(expr), value, "share", tuple(blank)))
+
+    # -- the tables
+    def consort(self, df: pd.DataFrame) -> None:
+        p = self.primary
+        reasons = df.index[(df["stage"] == "excluded") & (df["reason"].astype(str) != "all reasons")]
+        excl = {("excluded", str(df.at[i, "reason"])): 1.0 for i in reasons} or {("excluded", "*"): 1.0}
+        for i, r in df.iterrows():
+            st, g, c = r["stage"], r["group"], r["cell"]
+            if g == "comparison":
+                e = {"assessed": self.size("comparison"),
+                     "lost_to_follow_up": _sum(self.size("comparison"), _neg(self.group("comparison", ("obs", p)))),
+                     "analysed": self.group("comparison", ("both", p))}.get(st, {("consort", st, g, c): 1.0})
+            elif st == "assessed":
+                e = _sum(excl, self.size("pilot"))
+            elif st == "excluded":
+                e = excl if r["reason"] == "all reasons" else {("excluded", str(r["reason"])): 1.0}
+            elif st == "allocated":
+                e = {("size", "unassigned"): 1.0} if c == "not yet allocated" else self.size(c)
+            elif st == "lost_to_follow_up":
+                e = _sum(self.size(c), _neg(self.group(c, ("obs", p))))
+            elif st == "analysed":
+                e = self.group(c, ("both", p))
+            else:
+                e = self.group(c, ("consort", st))
+            self.add("consort", i, "n", e, r["n"])
+
+    def baseline(self, df: pd.DataFrame) -> None:
+        levels = df[df["level"].astype(str).str.len() > 0].groupby("variable")["level"].unique()
+        for i, r in df.iterrows():
+            v, lev, g = r["variable"], str(r["level"]) if pd.notna(r["level"]) else "", r["group"]
+            if lev:
+                n = self.group(g, ("level", v, lev))
+                miss = _sum(self.size(g), *[_neg(self.group(g, ("level", v, str(x)))) for x in levels[v]])
+            else:
+                n = self.group(g, ("nonmissing", v))
+                miss = _sum(self.size(g), _neg(n))
+            self.add("baseline", i, "n", n, r["n"], blank=("percent",))
+            self.add("baseline", i, "missing", miss, r["missing"])
+
+    def balance(self, df: pd.DataFrame) -> None:
+        stats = [c for c in ("mean_a", "mean_b", "sd_a", "sd_b", "difference", "std_error", "normalized_difference",
+                             "statistic", "p_value", "p_value_ri") if c in df.columns]
+        for i, r in df.iterrows():
+            var = str(r["variable"])
+            for side in ("a", "b"):
+                g = str(r[f"group_{side}"])
+                if r.get("row_type") != "covariate":
+                    self.add("balance", i, f"n_{side}", self.size(g), r[f"n_{side}"])
+                    continue
+                if var.endswith(" (missing)"):
+                    ones = _sum(self.size(g), _neg(self.group(g, ("nonmissing", var[: -len(" (missing)")]))))
+                    n = self.size(g)
+                elif "=" in var:
+                    v, lev = var.split("=", 1)
+                    ones = self.group(g, ("level", v, lev) if lev != "(other)" else ("level", v, lev, "balance"))
+                    n = self.size(g)
+                else:
+                    ones, n = {}, self.group(g, ("nonmissing", var))
+                self.add("balance", i, f"n_{side}", n, r[f"n_{side}"])
+                if ones:
+                    self.share("balance", i, f"mean_{side}", ones, r[f"mean_{side}"], r[f"n_{side}"], blank=stats)
+
+    def process(self, df: pd.DataFrame) -> None:
+        for i, r in df.iterrows():
+            m, g = r["measure"], r["cell"]
+            self.add("process", i, "n", self.group(g, ("process_n", m)), r["n"])
+            binary = _num(r["mean"]) is not None and _num(r["mean"]) == _num(r["share_nonzero"])
+            self.share("process", i, "share_nonzero", self.group(g, ("process_nonzero", m)), r["share_nonzero"], r["n"],
+                       blank=("mean", "sd", "median") if binary else ())
+
+    def attrition(self, df: pd.DataFrame) -> None:
+        p = self.primary
+        for i, r in df.iterrows():
+            sec, c = r["section"], r.get("cell")
+            if sec == "rate":
+                self.add("attrition", i, "n_assigned", self.size(c), r["n_assigned"], blank=("attrition_rate",))
+                self.add("attrition", i, "n_observed", self.group(c, ("obs", p)), r["n_observed"], blank=("attrition_rate",))
+                continue
+            n = {"differential": self.size("all"), "lee_bounds": self.group("all", ("obs", p)),
+                 "complete_cases": self.group("all", ("effects", p, "ancova")),
+                 "ipw": self.group("all", ("effects", p, "ancova")),
+                 "missing_baseline_dummy": self.group("all", ("obs", p))}.get(sec, {("attrition", sec): 1.0})
+            self.add("attrition", i, "n", n, r["n"])
+            m = re.search(r"(\S+) missing starts", str(r.get("method", "")))
+            if m:
+                e = _sum(self.group("all", ("obs", p)), _neg(self.group("all", ("effects", p, "ancova"))))
+                self.add("attrition", i, "method", e, m.group(1), kind="text")
+
+    def effects(self, df: pd.DataFrame) -> None:
+        measures = set(self.r["process"]["measure"]) if "process" in self.r else set()
+        for i, r in df.iterrows():
+            o, method = str(r["outcome"]), str(r.get("method", ""))
+            sub = str(r.get("subgroup", "")) if pd.notna(r.get("subgroup", None)) else ""
+            if r["contrast"] == "pilot_vs_comparison":
+                e = _sum({("cmp_pilot", o): 1.0}, {("cmp_comparison", o): 1.0})
+            elif sub:
+                e = {("effects_subgroup", o, sub, method): 1.0}
+            elif "imputation" in method or "tipping" in method:
+                e = {("effects_sensitivity", o, method): 1.0}
+            elif o in measures:
+                e = self.group("all", ("process_n", o))
+            else:
+                e = self.group("all", ("effects", o, "end" if "no_baseline" in method else "ancova"))
+            self.add("effects", i, "n", e, r["n"])
+
+    def comparison(self, df: pd.DataFrame) -> None:
+        sizes = {str(r["group"]): r["n"] for _, r in df[df["section"] == "overlap"].iterrows()}
+        hist = df[df["section"] == "overlap_hist"]
+        last = {g: sub.index[-1] for g, sub in hist.groupby("group")}
+        for i, r in df.iterrows():
+            sec, item = r["section"], str(r["item"])
+            if sec == "overlap":
+                g = str(r["group"])
+                self.add("comparison", i, "n", self.size(g), r["n"])
+                self.add("comparison", i, "n_trimmed", {("trimmed", g): 1.0}, r["n_trimmed"])
+            elif sec == "overlap_hist":
+                g = str(r["group"])
+                e = {("hist", g, item): 1.0}
+                if i == last[g]:  # the bins add up to the group
+                    others = hist[(hist["group"] == g) & (hist.index != i)]["item"]
+                    e = _sum(self.size(g), *[{("hist", g, str(x)): -1.0} for x in others])
+                self.add("comparison", i, "n", e, r["n"])
+            elif sec in ("estimate", "placebo"):
+                pe, ce = {("cmp_pilot", item): 1.0}, {("cmp_comparison", item): 1.0}
+                self.add("comparison", i, "n", _sum(pe, ce), r["n"])
+                self.add("comparison", i, "n_pilot", pe, r["n_pilot"])
+                self.add("comparison", i, "n_comparison", ce, r["n_comparison"])
+            elif sec == "balance":
+                m = re.fullmatch(r"(.+)\[(.+)\]", item)
+                if m:
+                    for g, col in (("pilot", "mean_pilot"), ("comparison", "mean_comparison")):
+                        self.share("comparison", i, col, self.group(g, ("level", m.group(1), m.group(2))), r[col],
+                                   sizes.get(g), blank=("mean_pilot", "mean_comparison", "mean_comparison_weighted"))
+
+    def costs(self, df: pd.DataFrame) -> None:
+        for i, r in df.iterrows():
+            g = "comparison" if r["group"] == "comparison" else ("pilot" if r["cell"] == "all" else r["cell"])
+            self.add("costs", i, "n", self.size(g), r["n"], blank=("total_eur",))
+
+    def pairs(self, table: str, df: pd.DataFrame, key: str) -> None:
+        """``n_a``/``n_b`` of the tables that compare two groups (cost differences, ROSI)."""
+        for i, r in df.iterrows():
+            a, b = _groups(str(r[key]))
+            self.add(table, i, "n_a", self.size(a), r["n_a"])
+            self.add(table, i, "n_b", self.size(b), r["n_b"])
+
+    def cea(self, df: pd.DataFrame) -> None:
+        for i, r in df.iterrows():
+            o = str(r.get("outcome", self.primary))
+            e = {("cea_pvc", o): 1.0} if r["contrast"] == "pilot_vs_comparison" else self.group("all", ("effects", o, "ancova"))
+            self.add("cea", i, "n", e, r["n"])
+
+
+def _groups(contrast: str) -> tuple[str, str]:
+    """The two groups ``(a, b)`` a contrast or a ROSI comparison compares."""
+    if " vs " in contrast:
+        a, b = contrast.split(" vs ", 1)
+        return a.strip(), b.strip()
+    if contrast.startswith("cell:"):
+        return contrast[5:], CELLS[0]
+    return {"frame_shares": ("frame_shares", "frame_only"), "teaming": ("teaming", "no_teaming"),
+            "frame_shares:teaming": ("diagonal", "off_diagonal"),
+            "pilot_vs_comparison": ("pilot", "comparison")}.get(contrast, (contrast + ":a", contrast + ":b"))
+
+
+def table_cells(results: Mapping[str, pd.DataFrame]) -> list[Cell]:
+    """Every published count of the result tables, with its expression in latent counts."""
+    b = _Builder(results)
+    for name in ("consort", "baseline", "balance", "process", "attrition", "effects", "comparison", "costs", "cea"):
+        df = results.get(name)
+        if df is not None and len(df):
+            getattr(b, name)(df)
+    for name, key in (("cost_differences", "contrast"), ("rosi", "comparison")):
+        df = results.get(name)
+        if df is not None and len(df) and {"n_a", "n_b", key} <= set(df.columns):
+            b.pairs(name, df, key)
+    return b.cells
+
+
+# ============================================================================ applying it
+def _label(table: str, df: pd.DataFrame, row: int, column: str) -> str:
+    keys = [c for c in ("stage", "section", "variable", "measure", "outcome", "contrast", "comparison", "group",
+                        "cell", "level", "reason", "category", "period", "item") if c in df.columns]
+    parts = [str(df.at[row, c]) for c in keys if pd.notna(df.at[row, c]) and str(df.at[row, c])]
+    return f"{table}.csv [{', '.join(parts)}] {column}"
+
+
+def protect_results(results: Mapping[str, pd.DataFrame], min_cell: int) -> dict[str, pd.DataFrame]:
+    """The result tables with complementary suppression across all of them, and a
+    ``suppression`` column in every table that holds a suppressed value.
+
+    Parameters
+    ----------
+    results : the tables of :func:`hbeval.analyze.compute`, primary suppression applied.
+    min_cell : the study's suppression threshold (for the explanations).
+
+    Returns
+    -------
+    New tables (the given ones are not changed): each complementary-suppressed count shows
+    ``suppressed`` (a share or a statistic that reveals it is blanked), and the row's
+    ``suppression`` says so (``n: suppressed so that consort.csv [...] n cannot be derived``);
+    a primary one says ``n: <5 (fewer than 5 families)``.
+    """
+    out = {k: v.copy() for k, v in results.items()}
+    cells = table_cells(out)
+    prot = protect([c.expr for c in cells], [c.value for c in cells])
+    notes: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for j, c in enumerate(cells):
+        df = out[c.table]
+        if j in prot.complementary:
+            s = cells[prot.complementary[j]]
+            _hide(df, c)
+            notes[(c.table, c.row)].append(f"{c.column}: suppressed so that {_label(s.table, out[s.table], s.row, s.column)}"
+                                           " cannot be derived from the other published counts")
+        elif c.value is None and c.kind == "count" and str(df.at[c.row, c.column]).startswith("<"):
+            notes[(c.table, c.row)].append(f"{c.column}: <{min_cell} (fewer than {min_cell} families)")
+        elif c.value is None and c.kind == "count" and str(df.at[c.row, c.column]) == COMPLEMENTARY:
+            notes[(c.table, c.row)].append(f"{c.column}: suppressed so that a count below {min_cell} cannot be derived")
+        elif c.value is None and c.kind == "share" and _count(df.at[c.row, "n"] if "n" in df.columns else None) != 0:
+            notes[(c.table, c.row)].append(f"{c.column}: blank (a count of fewer than {min_cell} families)")
+        elif c.value is None and c.kind == "text":
+            notes[(c.table, c.row)].append(f"{c.column}: a count below {min_cell} shown as <{min_cell}")
+    for name, df in out.items():
+        rows = {r: n for (t, r), n in notes.items() if t == name}
+        if rows:
+            df[NOTE_COLUMN] = ["; ".join(dict.fromkeys(rows.get(i, []))) for i in df.index]
+    return out
+
+
+def _hide(df: pd.DataFrame, c: Cell) -> None:
+    """Suppress cell ``c`` of ``df`` (in place) and blank what reveals it."""
+    if c.kind == "count":
+        df[c.column] = df[c.column].astype(object)
+        df.at[c.row, c.column] = COMPLEMENTARY
+    elif c.kind == "text":
+        df.at[c.row, c.column] = re.sub(r"\S+ missing starts", f"{COMPLEMENTARY} missing starts", str(df.at[c.row, c.column]))
+    else:
+        df[c.column] = df[c.column].astype(object)
+        df.at[c.row, c.column] = None
+    for b in c.blank:
+        if b in df.columns:
+            df[b] = df[b].astype(object)
+            df.at[c.row, b] = None
+    if "suppressed" in df.columns and df["suppressed"].dtype == bool:
+        df.at[c.row, "suppressed"] = True

@@ -1,0 +1,191 @@
+"""Re-randomisation: the assignment procedure actually used, and many assignments redrawn under it.
+
+This is the only reader of the allocation registry for randomisation inference: the RI
+kernels of :mod:`hbeval.stats.ri` take the draws of :func:`redraw` as an argument.
+
+* :func:`procedure` — the procedure as recorded (for the report and the manifest);
+  :func:`procedure_label` its short name (for the ``method`` column).
+* :func:`redraw` — assignments redrawn ``n_draws`` times under that procedure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hbeval.errors import InputError
+from hbeval.randomisation import registry
+from hbeval.randomisation.allocate import ASSIGNMENTS, _factor_levels, _load_clients, _study_dir
+from hbeval.randomisation.design import batch_draws, blocked_draws, minimisation_draws
+
+
+def _in_memory(study: Any) -> bool:
+    """A study object without a folder (built in memory by a test or a notebook)."""
+    return not isinstance(study, (str, Path)) and getattr(study, "path", None) is None
+
+
+def _algorithm_params(text: str) -> dict[str, str]:
+    return dict(re.findall(r"(\w+)=(\S+)", text or ""))
+
+
+def _registry_rows(study_dir: Path) -> pd.DataFrame | None:
+    reg = study_dir / registry.REGISTRY_NAME
+    return registry.read(reg) if reg.exists() else None
+
+
+def _supplied(study: Any) -> pd.DataFrame:
+    if hasattr(study, "table"):
+        a = study.table("assignments")
+    else:
+        p = _study_dir(study) / ASSIGNMENTS
+        if not p.exists():
+            raise InputError("no allocation.sqlite and no assignments.csv: the study has no assignment", file=ASSIGNMENTS)
+        a = pd.read_csv(p, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    return a
+
+
+def procedure(study: Any) -> dict[str, Any]:
+    """The assignment procedure actually used, as recorded (for the report and manifest).
+
+    Keys: ``method`` (``batch``, ``blocks``, ``minimisation``, ``mixed`` or ``supplied``),
+    ``n_assigned``, ``strata`` (the stratification columns, from the algorithm record),
+    ``n_strata``, ``block_sizes``, ``minimisation_p``, ``seeds`` (public batch seeds),
+    ``key_ids`` (fingerprints of allocation keys), ``algorithms``, ``registry_head`` (hash of
+    the last row) and ``description`` (one sentence).
+    """
+    study_dir = _study_dir(study)
+    rows = _registry_rows(study_dir)
+    if rows is None:
+        a = _supplied(study)
+        return {"method": "supplied", "n_assigned": int(len(a)), "n_strata": int(a["stratum"].nunique()) if len(a) else 0,
+                "strata": None, "block_sizes": None, "minimisation_p": None, "seeds": [], "key_ids": [],
+                "algorithms": [], "registry_head": None,
+                "description": "assignments supplied by the pilot (assignments.csv); re-randomisation treats them as "
+                               "complete randomisation within the given strata"}
+    methods = sorted(rows["method"].unique())
+    method = methods[0] if len(methods) == 1 else ("mixed" if methods else "none")
+    algs = sorted(rows["algorithm"].unique())
+    params: dict[str, str] = {}
+    for a in algs:
+        params.update(_algorithm_params(a))
+    sizes = [int(x) for x in params["sizes"].split(",")] if "sizes" in params else None
+    p = float(params["p"]) if "p" in params else None
+    strata = params.get("strata", params.get("factors"))
+    desc = {
+        "batch": "complete randomisation of the four cells within strata (randomizr's rule for misfits)",
+        "blocks": f"stratified permuted blocks of random size {sizes} in enrolment order, concealed by a keyed generator",
+        "minimisation": f"Pocock-Simon minimisation over {strata} with probability {p} of a minimising cell",
+        "mixed": "a mix of procedures: " + ", ".join(methods),
+        "none": "no allocation recorded",
+    }[method]
+    return {
+        "method": method,
+        "n_assigned": int(len(rows)),
+        "strata": strata.split(",") if strata else [],
+        "n_strata": int(rows["stratum"].nunique()),
+        "block_sizes": sizes,
+        "minimisation_p": p,
+        "seeds": sorted(rows["seed"].dropna().unique().tolist()),
+        "key_ids": sorted(rows["key_id"].dropna().unique().tolist()),
+        "algorithms": algs,
+        "registry_head": str(rows["row_hash"].iloc[-1]) if len(rows) else None,
+        "description": desc,
+    }
+
+
+def procedure_label(study: Any) -> str:
+    """Short name of the assignment procedure the re-draws follow (for ``method``)."""
+    if not _in_memory(study):
+        try:
+            return str(procedure(study)["method"])
+        except Exception:  # noqa: BLE001 - a label only
+            pass
+    return "batch"
+
+
+def redraw(study: Any, client_ids: Sequence[str], n_draws: int,
+           seed: int | Sequence[int] | np.random.Generator) -> np.ndarray:
+    """Assignments redrawn ``n_draws`` times under the procedure actually used.
+
+    Parameters
+    ----------
+    study : a :class:`hbeval.study.store.Study` (on disk or in memory) or a study folder path
+    client_ids : the families whose codes are returned (columns, in this order); each must be
+        assigned
+    n_draws : number of redraws
+    seed : seed, seed sequence or generator
+
+    Returns
+    -------
+    ``int8`` array ``(n_draws, len(client_ids))`` of cell codes.
+
+    Notes
+    -----
+    The procedure is read from the registry, row by row:
+
+    * ``batch`` rows: complete randomisation within (batch run × stratum), misfit rule
+      included (:func:`hbeval.randomisation.design.batch_draws`, vectorised over draws);
+    * ``blocks`` rows: permuted blocks of random size (the recorded sizes) within each stratum,
+      in enrolment order (``seq``), vectorised (:func:`hbeval.randomisation.design.blocked_draws`);
+    * ``minimisation`` rows: Pocock–Simon with the recorded ``p`` simulated in enrolment order
+      (vectorised over draws); families assigned by other procedures enter as fixed starting
+      counts (exact when they were assigned first).
+
+    A study that supplied its own ``assignments.csv`` (no registry) is redrawn as complete
+    randomisation within its ``stratum`` column, the only procedure its file can describe; an
+    in-memory study without a folder (tests, notebooks) likewise, within the strata of its
+    families (:func:`hbeval.randomisation.design.batch_draws`).
+    The whole design is redrawn (every assigned family) and then the requested columns are
+    taken, so the draws respect the design even when only a subset is analysed.
+    """
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if _in_memory(study):
+        fam = study.families().set_index("client_id")
+        return batch_draws(fam.loc[list(client_ids), "stratum"].astype(str).to_numpy(), n_draws, rng)
+    study_dir = _study_dir(study)
+    rows = _registry_rows(study_dir)
+    if rows is None:
+        a = _supplied(study)
+        ids = a["client_id"].astype(str).to_numpy()
+        strat = a["stratum"].astype(object).where(a["stratum"].notna(), "(missing)").astype(str).to_numpy()
+        codes = batch_draws(strat, n_draws, rng)
+    else:
+        ids = rows["client_id"].astype(str).to_numpy()
+        codes = np.empty((n_draws, len(rows)), dtype=np.int8)
+        method = rows["method"].to_numpy()
+        b = np.flatnonzero(method == "batch")
+        if len(b):
+            lab = (rows["batch"].iloc[b].astype("Int64").astype(str) + "\x1f" + rows["stratum"].iloc[b].astype(str)).to_numpy()
+            codes[:, b] = batch_draws(lab, n_draws, rng)
+        k = np.flatnonzero(method == "blocks")  # already in seq (enrolment) order
+        if len(k):
+            sub = rows.iloc[k]
+            for sizes_txt, grp in sub.groupby(sub["algorithm"].map(lambda a: _algorithm_params(a).get("sizes", "4,8")), sort=True):
+                sizes = tuple(int(x) for x in sizes_txt.split(","))
+                pos = k[np.isin(sub.index, grp.index)]
+                codes[:, pos] = blocked_draws(rows["stratum"].iloc[pos].astype(str).to_numpy(), n_draws, sizes, rng)
+        m = np.flatnonzero(method == "minimisation")
+        if len(m):
+            params = _algorithm_params(rows["algorithm"].iloc[m[0]])
+            p = float(params.get("p", "0.8"))
+            factors = [f for f in params.get("factors", "").split(",") if f]
+            clients = study.table("clients") if hasattr(study, "table") else _load_clients(study_dir)
+            lev = _factor_levels(clients, list(ids), factors)
+            other = np.setdiff1d(np.arange(len(rows)), m)
+            n_lev = int(lev.max()) + 1
+            start = np.zeros((lev.shape[1], n_lev, 4), dtype=np.int64)
+            for f in range(lev.shape[1]):
+                np.add.at(start[f], (lev[other, f], rows["cell"].to_numpy()[other]), 1)
+            codes[:, m] = minimisation_draws(lev[m], n_draws, p, rng, start_counts=start)
+    where = {c: i for i, c in enumerate(ids)}
+    want = [str(c) for c in client_ids]
+    missing = [c for c in want if c not in where]
+    if missing:
+        raise InputError(f"{len(missing)} families are not assigned (e.g. {missing[0]}): cannot redraw their arms",
+                         file=ASSIGNMENTS)
+    return codes[:, [where[c] for c in want]]
