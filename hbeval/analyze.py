@@ -1,7 +1,8 @@
 """``hbeval analyze``: every result table of the evaluation, written atomically.
 
-Each step is a function of the :class:`~hbeval.study.store.Study` in the module named after the
-evaluation step; this module only orders them, shows progress, and writes the tables.
+Each step calls the study glue of the stage it is named after. This module orders the steps,
+builds the inputs several steps share once (:class:`SharedInputs`: the outcome frame, the
+family costs, the re-randomisations), shows progress, and writes the tables.
 """
 
 from __future__ import annotations
@@ -9,14 +10,21 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from hbeval.economics.cea import write_ce_plane_replicates
+from hbeval.costs import engine as costs
+from hbeval.costs.engine import FamilyCosts
+from hbeval.economics import cea, cheers, rosi
 from hbeval.manifest import build_manifest, write_manifest
+from hbeval.outcomes import attrition, comparison, effects
+from hbeval.outcomes.frame import outcome_frame
 from hbeval.outdir import building
 from hbeval.privacy import neutralise_formulas
+from hbeval.randomisation import balance, consort
+from hbeval.randomisation.redraw import RIDraws, ri_draws
 from hbeval.study.store import Study
 
 #: ``results/*.csv`` of the contract, in the order they are computed.
@@ -24,61 +32,97 @@ RESULT_TABLES = ("data_quality", "consort", "baseline", "balance", "effects", "p
                  "costs", "cost_differences", "cea", "ceac", "rosi", "rosi_sensitivity", "cheers")
 
 
-def _steps() -> list[tuple[str, Callable[[Study], dict[str, pd.DataFrame]]]]:
-    from hbeval.outcomes import attrition
-    from hbeval.randomisation import balance
-    from hbeval.economics import cea
-    from hbeval.economics import cheers
-    from hbeval.outcomes import comparison
-    from hbeval.randomisation import consort
-    from hbeval.costs import engine as costs
-    from hbeval.outcomes import effects
-    from hbeval.economics import rosi
+@dataclass(frozen=True)
+class SharedInputs:
+    """What several steps read, built once per analysis and handed to them (never written
+    out: each holds a row per family)."""
 
-    def quality(s: Study) -> dict[str, pd.DataFrame]:
-        return {"data_quality": s.data_quality()}
-
-    def flow(s: Study) -> dict[str, pd.DataFrame]:
-        c, b = consort.consort_results(s)
-        return {"consort": c, "baseline": b}
-
-    def outcome_effects(s: Study) -> dict[str, pd.DataFrame]:
-        comp, comp_effects = comparison.comparison_results(s)
-        eff = effects.effects_results(s)
-        eff = pd.concat([eff, comp_effects], ignore_index=True) if len(comp_effects) else eff
-        return {"effects": eff, "comparison": comp, "process": effects.process_results(s),
-                "attrition": attrition.attrition_results(s)}
-
-    def cost_tables(s: Study) -> dict[str, pd.DataFrame]:
-        return {"costs": costs.costs_results(s), "cost_differences": costs.cost_differences(s)}
-
-    def economics(s: Study) -> dict[str, pd.DataFrame]:
-        cea_df, ceac_df = cea.cea_results(s)
-        return {"cea": cea_df, "ceac": ceac_df, "rosi": rosi.rosi_results(s),
-                "rosi_sensitivity": rosi.rosi_sensitivity_results(s), "cheers": cheers.cheers_results(s)}
-
-    return [
-        ("data quality", quality),
-        ("CONSORT flow and baseline", flow),
-        ("balance", lambda s: {"balance": balance.balance_results(s)}),
-        ("outcomes, attrition and the comparison group", outcome_effects),
-        ("costs", cost_tables),
-        ("cost-effectiveness and ROSI", economics),
-    ]
+    frame: pd.DataFrame  #: the outcome frame (:func:`hbeval.outcomes.frame.outcome_frame`)
+    costs: FamilyCosts  #: per-family costs (:func:`hbeval.costs.engine.study_costs`)
+    ri: RIDraws  #: the re-randomisations (:func:`hbeval.randomisation.redraw.ri_draws`)
 
 
-def compute(study: Study, progress: bool = True) -> dict[str, pd.DataFrame]:
-    """Every result table, by name."""
-    results: dict[str, pd.DataFrame] = {}
-    steps = _steps()
-    for i, (label, fn) in enumerate(steps, 1):
+@dataclass
+class Analysis:
+    """Every result table by name (``results/<name>.csv``), and the replicates the report's
+    figures draw (``replicates/``, not hashed by the manifest)."""
+
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    ce_plane: pd.DataFrame | None = None
+
+
+Step = Callable[[Study, SharedInputs, Analysis], None]
+
+
+def _quality(s: Study, sh: SharedInputs, a: Analysis) -> None:
+    a.tables["data_quality"] = s.data_quality()
+
+
+def _flow(s: Study, sh: SharedInputs, a: Analysis) -> None:
+    a.tables["consort"], a.tables["baseline"] = consort.consort_results(s)
+
+
+def _balance(s: Study, sh: SharedInputs, a: Analysis) -> None:
+    a.tables["balance"] = balance.balance_results(s)
+
+
+def _outcomes(s: Study, sh: SharedInputs, a: Analysis) -> None:
+    comp, comp_effects = comparison.comparison_results(s, sh.frame, sh.costs)
+    eff = effects.effects_results(s, frame=sh.frame, ri=sh.ri)
+    a.tables["effects"] = pd.concat([eff, comp_effects], ignore_index=True) if len(comp_effects) else eff
+    a.tables["comparison"] = comp
+    a.tables["process"] = effects.process_results(s, sh.frame)
+    a.tables["attrition"] = attrition.attrition_results(s, sh.frame)
+
+
+def _costs(s: Study, sh: SharedInputs, a: Analysis) -> None:
+    a.tables["costs"] = costs.costs_results(s, sh.costs)
+    a.tables["cost_differences"] = costs.cost_differences(s, sh.costs)
+
+
+def _economics(s: Study, sh: SharedInputs, a: Analysis) -> None:
+    res = cea.cea_analysis_of(s, sh.costs)
+    a.tables["cea"], a.tables["ceac"] = res.to_frame(), res.ceac_frame()
+    a.ce_plane = cea.ce_plane_replicates(res)
+    a.tables["rosi"] = rosi.rosi_results(s, sh.costs)
+    a.tables["rosi_sensitivity"] = rosi.rosi_sensitivity_results(s, sh.costs)
+    a.tables["cheers"] = cheers.cheers_results(s)
+
+
+STEPS: tuple[tuple[str, Step], ...] = (
+    ("data quality", _quality),
+    ("CONSORT flow and baseline", _flow),
+    ("balance", _balance),
+    ("outcomes, attrition and the comparison group", _outcomes),
+    ("costs", _costs),
+    ("cost-effectiveness and ROSI", _economics),
+)
+
+
+def shared_inputs(study: Study) -> SharedInputs:
+    """The outcome frame, the family costs and the RI draws of ``study``, each built once."""
+    frame = outcome_frame(study)
+    return SharedInputs(frame=frame, costs=costs.study_costs(study), ri=ri_draws(study, frame))
+
+
+def compute(study: Study, progress: bool = True) -> Analysis:
+    """Every result table (and the CE plane's replicates) of ``study``."""
+    t0 = time.perf_counter()
+    if progress:
+        print(f"[0/{len(STEPS)}] shared inputs: outcome frame, family costs, re-randomisations ...",
+              file=sys.stderr, flush=True)
+    shared = shared_inputs(study)
+    if progress:
+        print(f"      done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    analysis = Analysis()
+    for i, (label, step) in enumerate(STEPS, 1):
         t0 = time.perf_counter()
         if progress:
-            print(f"[{i}/{len(steps)}] {label} ...", file=sys.stderr, flush=True)
-        results.update(fn(study))
+            print(f"[{i}/{len(STEPS)}] {label} ...", file=sys.stderr, flush=True)
+        step(study, shared, analysis)
         if progress:
             print(f"      done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-    return results
+    return analysis
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> None:
@@ -87,10 +131,13 @@ def write_csv(df: pd.DataFrame, path: Path) -> None:
     neutralise_formulas(df).to_csv(path, index=False, lineterminator="\n", float_format="%.10g", encoding="utf-8")
 
 
-def write_results(results: dict[str, pd.DataFrame], out: Path) -> None:
+def write_results(analysis: Analysis, out: Path) -> None:
+    """``out/results/<name>.csv`` for every table, and ``out/replicates/ce_plane.csv``."""
     (out / "results").mkdir(parents=True, exist_ok=True)
-    for name, df in sorted(results.items()):
+    for name, df in sorted(analysis.tables.items()):
         write_csv(df, out / "results" / f"{name}.csv")
+    if analysis.ce_plane is not None:
+        cea.write_ce_plane_replicates(analysis.ce_plane, out)  # for the report's CE planes
 
 
 def run(study: Study, out: str | Path, command: list[str] | None = None, progress: bool = True) -> Path:
@@ -98,8 +145,6 @@ def run(study: Study, out: str | Path, command: list[str] | None = None, progres
     atomically (built in a temporary folder beside ``OUT``, then moved into place; see
     :mod:`hbeval.outdir` for what ``OUT`` may be)."""
     with building(out, study.path) as tmp:
-        results = compute(study, progress=progress)
-        write_results(results, tmp)
-        write_ce_plane_replicates(study, tmp)  # OUT/replicates/ce_plane.csv, for the report's CE planes
+        write_results(compute(study, progress=progress), tmp)
         write_manifest(build_manifest(study, tmp, command or ["hbeval", "analyze"]), tmp)
     return Path(out).resolve()

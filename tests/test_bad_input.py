@@ -768,7 +768,9 @@ def _duckdb_full() -> BaseException:
 def _fast_compute(s: Path, mp: pytest.MonkeyPatch) -> None:
     import pandas as pd
 
-    mp.setattr("hbeval.analyze.compute", lambda study, progress=True: {"effects": pd.DataFrame({"a": [1.0]})})
+    from hbeval.analyze import Analysis
+
+    mp.setattr("hbeval.analyze.compute", lambda study, progress=True: Analysis({"effects": pd.DataFrame({"a": [1.0]})}))
 
 
 def _both(*fns: Callable[[Path, pytest.MonkeyPatch], object]) -> Callable[[Path, pytest.MonkeyPatch], None]:

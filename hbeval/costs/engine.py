@@ -45,6 +45,7 @@ Public entry points
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -543,36 +544,44 @@ def family_costs(study: Study) -> pd.DataFrame:
     (:data:`CATEGORIES`), in euros of ``study.config.price_year``. The analyses use
     :func:`wide_family_costs` (one row per family) instead.
     """
-    w, _, _ = _study_costs(study)
+    w = study_costs(study).wide
     return _attach(_long(w.set_index("client_id"), CATEGORIES), _meta(w))
 
 
 def income_support_by_kind(study: Study) -> pd.DataFrame:
     """Per-family income support by kind (internal), categories ``income_support:<kind>``."""
-    w, dw, kinds = _study_costs(study)
-    return _attach(_long(dw, kinds), _meta(w))
+    fc = study_costs(study)
+    return _attach(_long(fc.income_kinds, fc.kinds), _meta(fc.wide))
 
 
-def wide_family_costs(study: Study) -> pd.DataFrame:
-    """:func:`wide_costs` of the study (internal: one row per family), computed once per
-    study store and shared by costs, comparison, cea and rosi."""
-    return _study_costs(study)[0].copy()
+def wide_family_costs(study: Study, fc: FamilyCosts | None = None) -> pd.DataFrame:
+    """:func:`wide_costs` of the study (internal: one row per family); from ``fc`` when the
+    caller built it already (:func:`study_costs`)."""
+    return (fc or study_costs(study)).wide.copy()
 
 
 def _meta(w: pd.DataFrame) -> pd.DataFrame:
     return w[["client_id", "group", "cell", "stratum"]]
 
 
-def _study_costs(study: Study) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """``(wide, income-support kinds wide, kinds)`` of a study, cached by its store."""
+@dataclass(frozen=True)
+class FamilyCosts:
+    """Per-family costs of a study (internal: one row per family; never written out).
+
+    ``wide`` is :func:`wide_costs`' layout; ``income_kinds`` holds the income-support
+    breakdown by kind (columns ``<period>_<kind>``) for the families of ``wide``.
+    ``hbeval.analyze`` builds it once (:func:`study_costs`) and hands it to the cost,
+    comparison, CEA and ROSI steps.
+    """
+
+    wide: pd.DataFrame
+    income_kinds: pd.DataFrame
+    kinds: list[str]
+
+
+def study_costs(study: Study) -> FamilyCosts:
+    """The :class:`FamilyCosts` of a study: one DuckDB scan of its register tables."""
     cfg = study.config
-    store = getattr(study, "store", None)
-    key = None
-    if store is not None and Path(store).exists():
-        st = Path(store).stat()
-        key = (str(Path(store).resolve()), st.st_mtime_ns, st.st_size, cfg.price_year, cfg.follow_up_days, tuple(cfg.strata))
-        if key in _FC_CACHE:
-            return _FC_CACHE[key]
     fam = _study_families(study)
     con = study.connect()
     try:
@@ -580,14 +589,7 @@ def _study_costs(study: Study) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
                                               cfg.follow_up_days)
     finally:
         con.close()
-    out = (_wide_frame(values, fam), values[[f"{p}_{k}" for p in PERIODS for k in kinds]], kinds)
-    if key is not None:
-        _FC_CACHE.clear()  # keep one study's costs: costs, cea and rosi of one analyze run share them
-        _FC_CACHE[key] = out
-    return out
-
-
-_FC_CACHE: dict[tuple, tuple[pd.DataFrame, pd.DataFrame, list[str]]] = {}
+    return FamilyCosts(_wide_frame(values, fam), values[[f"{p}_{k}" for p in PERIODS for k in kinds]], kinds)
 
 
 def _wide_frame(values: pd.DataFrame, fam: pd.DataFrame) -> pd.DataFrame:
@@ -850,15 +852,15 @@ def _gamma_glm(y: np.ndarray, masks: dict[str, np.ndarray], contrast: str) -> di
                 "glm_note": f"GLM did not converge: {type(e).__name__}"}
 
 
-def costs_results(study: Study) -> pd.DataFrame:
+def costs_results(study: Study, fc: FamilyCosts | None = None) -> pd.DataFrame:
     """``results/costs.csv`` of a study (bootstrap seeded from ``config.seed``)."""
     cfg = study.config
-    w, dw, kinds = _study_costs(study)
-    return _summarise_wide(w.copy(), cfg.bootstrap_reps, cfg.seed, cfg.min_cell, 0.95, dw, kinds)
+    fc = fc or study_costs(study)
+    return _summarise_wide(fc.wide.copy(), cfg.bootstrap_reps, cfg.seed, cfg.min_cell, 0.95, fc.income_kinds, fc.kinds)
 
 
-def cost_differences(study: Study) -> pd.DataFrame:
+def cost_differences(study: Study, fc: FamilyCosts | None = None) -> pd.DataFrame:
     """``results/cost_differences.csv``: follow-up cost differences per contrast and
     category with bootstrap CIs, and the gamma-log GLM check on the total."""
     cfg = study.config
-    return _difference_table_wide(wide_family_costs(study), cfg.bootstrap_reps, cfg.seed, cfg.min_cell, 0.95, True)
+    return _difference_table_wide(wide_family_costs(study, fc), cfg.bootstrap_reps, cfg.seed, cfg.min_cell, 0.95, True)

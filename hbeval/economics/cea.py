@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hbeval.costs.engine import CONTRASTS, wide_family_costs
+from hbeval.costs.engine import CONTRASTS, FamilyCosts, wide_family_costs
 from hbeval.arms import CELLS, SEEDS
 from hbeval.stats.icer import bootstrap_ols, fieller_interval, icer_bootstrap_ci, icer_point, quadrant
 from hbeval.stats.ols import LinearFit, drop_singleton_strata, hc2_cov_full, jackknife_coef, ols_fit, strata_dummies
@@ -293,12 +293,12 @@ def _cea_analysis(data: pd.DataFrame, wtp, wtp_reference: float, n_reps: int, se
 
 
 # --------------------------------------------------------------------------- study glue
-def cea_data(study: Study) -> pd.DataFrame:
+def cea_data(study: Study, fc: FamilyCosts | None = None) -> pd.DataFrame:
     """Family-level inputs of :func:`cea_analysis` (internal: one row per family)."""
     from hbeval.study.scoring import score
 
     cfg = study.config
-    w = wide_family_costs(study)
+    w = wide_family_costs(study, fc)
     sc = score(study.table("measurements"), cfg.instruments)
     prim = cfg.primary
     cols = {f"{prim}_start": "start", f"{prim}_end": "end"}
@@ -310,33 +310,18 @@ def cea_data(study: Study) -> pd.DataFrame:
     return d[d["group"].isin(["pilot", "comparison"])].sort_values("client_id", kind="mergesort").reset_index(drop=True)
 
 
-def cea_analysis_of(study: Study) -> CEAResult:
-    """The :class:`CEAResult` of a study (for :func:`write_ce_plane_replicates`); computed once per
-    study store and configuration, so ``cea_results`` and the CE plane's replicates share it."""
-    from pathlib import Path
-
+def cea_analysis_of(study: Study, fc: FamilyCosts | None = None) -> CEAResult:
+    """The :class:`CEAResult` of a study (≥ 5,000 replicates, seeded from ``config.seed``):
+    ``hbeval.analyze`` computes it once, writes ``cea.csv``/``ceac.csv`` from it and the CE
+    plane's replicates (:func:`ce_plane_replicates`)."""
     cfg = study.config
-    store = getattr(study, "store", None)
-    key = None
-    if store is not None and Path(store).exists():
-        st = Path(store).stat()
-        key = (str(Path(store).resolve()), st.st_mtime_ns, st.st_size, repr(cfg.to_dict()))
-        if key in _CEA_CACHE:
-            return _CEA_CACHE[key]
-    res = cea_analysis(cea_data(study), cfg.wtp_eur, cfg.wtp_reference_eur, max(cfg.bootstrap_reps, 5000), cfg.seed,
-                       outcome=cfg.primary, min_cell=cfg.min_cell)
-    if key is not None:
-        _CEA_CACHE.clear()
-        _CEA_CACHE[key] = res
-    return res
+    return cea_analysis(cea_data(study, fc), cfg.wtp_eur, cfg.wtp_reference_eur, max(cfg.bootstrap_reps, 5000),
+                        cfg.seed, outcome=cfg.primary, min_cell=cfg.min_cell)
 
 
-_CEA_CACHE: dict[tuple, CEAResult] = {}
-
-
-def cea_results(study: Study) -> tuple[pd.DataFrame, pd.DataFrame]:
+def cea_results(study: Study, fc: FamilyCosts | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(cea.csv, ceac.csv)`` of a study (≥ 5,000 replicates, seeded from ``config.seed``)."""
-    res = cea_analysis_of(study)
+    res = cea_analysis_of(study, fc)
     return res.to_frame(), res.ceac_frame()
 
 
@@ -363,11 +348,11 @@ def ce_plane_replicates(result: CEAResult, max_per_contrast: int = CE_PLANE_POIN
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
-def write_ce_plane_replicates(study: Study, out: Path) -> Path:
+def write_ce_plane_replicates(replicates: pd.DataFrame, out: Path) -> Path:
     """Write ``out/replicates/ce_plane.csv`` (:func:`ce_plane_replicates` of the study's CEA) for
     the report's CE planes. Not a result table: ``manifest.json`` does not hash it. Floats are
     written in full, so the plane drawn from the file is the plane drawn from the replicates."""
     path = Path(out) / CE_PLANE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    ce_plane_replicates(cea_analysis_of(study)).to_csv(path, index=False, lineterminator="\n", encoding="utf-8")
+    replicates.to_csv(path, index=False, lineterminator="\n", encoding="utf-8")
     return path

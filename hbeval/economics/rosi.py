@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from hbeval.costs.engine import CATEGORIES, arm_labels, wide_family_costs
+from hbeval.costs.engine import CATEGORIES, FamilyCosts, arm_labels, wide_family_costs
 from hbeval.stats.bootstrap import bootstrap_arm_means
 from hbeval.arms import CELLS, SEEDS
 
@@ -265,20 +265,20 @@ def _replace(p: RosiParams, **kw) -> RosiParams:
 
 
 # --------------------------------------------------------------------------- study glue
-def _inputs_of(study: Study, n_reps: int | None = None) -> RosiInputs:
+def _inputs_of(study: Study, n_reps: int | None = None, fc: FamilyCosts | None = None) -> RosiInputs:
     cfg = study.config
     reps = cfg.bootstrap_reps if n_reps is None else n_reps
-    return rosi_inputs(wide_family_costs(study), tuple(cfg.intervention_categories), reps, cfg.seed)
+    return rosi_inputs(wide_family_costs(study, fc), tuple(cfg.intervention_categories), reps, cfg.seed)
 
 
-def rosi_results(study: Study) -> pd.DataFrame:
+def rosi_results(study: Study, fc: FamilyCosts | None = None) -> pd.DataFrame:
     """``results/rosi.csv``: ROSI per pilot arm vs the comparison group and per factor
     contrast, with bootstrap CI, in euros of ``config.price_year`` per family."""
     cfg = study.config
-    return rosi_table(_inputs_of(study), RosiParams.from_config(cfg), cfg.price_year, cfg.perspective,
+    return rosi_table(_inputs_of(study, fc=fc), RosiParams.from_config(cfg), cfg.price_year, cfg.perspective,
                       min_cell=cfg.min_cell)
 
 
-def rosi_sensitivity_results(study: Study) -> pd.DataFrame:
+def rosi_sensitivity_results(study: Study, fc: FamilyCosts | None = None) -> pd.DataFrame:
     """``results/rosi_sensitivity.csv`` (the tornado's data)."""
-    return rosi_sensitivity(_inputs_of(study, n_reps=0), RosiParams.from_config(study.config))  # point values only
+    return rosi_sensitivity(_inputs_of(study, n_reps=0, fc=fc), RosiParams.from_config(study.config))  # point values only

@@ -12,6 +12,7 @@ import pandas as pd
 from scipy import stats
 
 from hbeval.arms import CELLS, SEEDS
+from hbeval.outcomes.frame import outcome_frame
 from hbeval.stats.bounds import lee_bounds, lee_bounds_bootstrap
 from hbeval.stats.factorial import FactorialData, factorial_data, fit_interaction, fit_main
 from hbeval.stats.ols import strata_dummies
@@ -144,13 +145,12 @@ def attrition_table(frame: pd.DataFrame, outcome: str, min_cell: int = 5, n_reps
     return out
 
 
-def attrition_results(study) -> pd.DataFrame:
+def attrition_results(study, frame: pd.DataFrame | None = None) -> pd.DataFrame:
     """``results/attrition.csv`` for the primary outcome: rates by cell, differential
     attrition (chi-square over cells; LPM with HC2 per margin), Lee bounds per margin with
     bootstrap intervals (``config.bootstrap_reps``, seeded ``[seed, 4002]``), the complete-case
     ANCOVA, the IPW sensitivity estimate and the missing-baseline dummy estimate."""
-    from hbeval.outcomes.frame import outcome_frame
-
     cfg = study.config
-    frame = outcome_frame(study)
+    if frame is None:
+        frame = outcome_frame(study)
     return attrition_table(frame, cfg.primary, cfg.min_cell, cfg.bootstrap_reps, np.random.default_rng([cfg.seed, SEEDS["attrition_bootstrap"]]))

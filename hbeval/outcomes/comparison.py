@@ -66,14 +66,14 @@ NUMERIC_COVARIATES = ["household_size", "n_children", "youngest_child_age", "pre
 CATEGORICAL_COVARIATES = ["service_line", "area"]
 
 
-def pre_costs(study) -> pd.Series | None:
+def pre_costs(study, fc=None) -> pd.Series | None:
     """Pre-period register costs per family (``pre_total`` of :func:`hbeval.costs.engine.wide_costs`)
     or ``None`` when they cannot be computed (the covariate is then left out)."""
     try:
         from hbeval.costs.engine import family_costs_from_tables, wide_costs, wide_family_costs
 
         if hasattr(study, "connect"):
-            w = wide_family_costs(study)
+            w = wide_family_costs(study, fc)
         else:
             cfg = study.config
             w = wide_costs(family_costs_from_tables(study.tables, study.unit_costs(), study.price_index(), cfg.price_year,
@@ -85,12 +85,12 @@ def pre_costs(study) -> pd.Series | None:
         return None
 
 
-def _pilot_comparison(study, frame: pd.DataFrame) -> pd.DataFrame:
+def _pilot_comparison(study, frame: pd.DataFrame, fc=None) -> pd.DataFrame:
     pc = frame[frame["group"].astype(str).isin(["pilot", "comparison"])].copy()
     pc = pc.sort_values("client_id", kind="mergesort").reset_index(drop=True)
     pc["_t"] = (pc["group"].astype(str) == "pilot").astype(int)
     if "pre_total_eur" not in pc.columns:
-        pcost = pre_costs(study)
+        pcost = pre_costs(study, fc)
         pc["pre_total_eur"] = pc["client_id"].astype(str).map(pcost) if pcost is not None else np.nan
     return pc
 
@@ -257,7 +257,7 @@ def comparison_effect_rows(study, frame: pd.DataFrame | None = None) -> pd.DataF
     return comparison_results(study, frame)[1]
 
 
-def comparison_results(study, frame: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def comparison_results(study, frame: pd.DataFrame | None = None, fc=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``results/comparison.csv`` and the ``pilot_vs_comparison`` rows of ``effects.csv``.
 
     Returns
@@ -266,14 +266,15 @@ def comparison_results(study, frame: pd.DataFrame | None = None) -> tuple[pd.Dat
     weighting per covariate), ``overlap`` (per group: n, trimmed, ESS, propensity
     quantiles), ``overlap_hist`` (binned propensity counts, suppressed below min_cell),
     ``estimate`` (DR, IPW and naive per outcome), ``placebo`` and ``note``. Both are empty
-    when the study has no comparison group.
+    when the study has no comparison group. ``frame`` (the outcome frame) and ``fc`` (the
+    family costs) are built here unless ``hbeval.analyze`` hands them in.
     """
     from hbeval.outcomes.frame import outcome_frame
 
     cfg = study.config
     if frame is None:
         frame = outcome_frame(study)
-    pc = _pilot_comparison(study, frame)
+    pc = _pilot_comparison(study, frame, fc)
     if pc["_t"].sum() < 2 or (1 - pc["_t"]).sum() < 2:
         return pd.DataFrame(columns=["section", "item", "method"]), pd.DataFrame()
     return comparison_tables(pc, cfg.families, cfg.primary, cfg.min_cell)

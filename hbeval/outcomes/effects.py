@@ -26,6 +26,9 @@ import numpy as np
 import pandas as pd
 
 from hbeval.arms import CONTRASTS
+from hbeval.outcomes.frame import outcome_frame
+from hbeval.privacy import suppress_count
+from hbeval.randomisation.redraw import RIDraws, ri_draws
 from hbeval.stats.factorial import METHOD_LIN, METHOD_PRIMARY, effect_sizes, factorial_data, factorial_effects
 
 
@@ -149,7 +152,8 @@ def _sort_effects(df: pd.DataFrame, families: dict[str, list[str]]) -> pd.DataFr
     return df.loc[idx].reset_index(drop=True)
 
 
-def effects_results(study, include_comparison: bool = False) -> pd.DataFrame:
+def effects_results(study, include_comparison: bool = False, frame: pd.DataFrame | None = None,
+                    ri: RIDraws | None = None) -> pd.DataFrame:
     """``results/effects.csv``: every contrast of every declared outcome.
 
     Randomised contrasts (primary specification and the Lin check) for the assigned pilot
@@ -161,18 +165,16 @@ def effects_results(study, include_comparison: bool = False) -> pd.DataFrame:
     :func:`hbeval.outcomes.comparison.comparison_results` (not randomised) are added and sorted in;
     by default they are not, because ``hbeval.analyze`` appends the second frame of
     ``comparison_results`` itself. ``n`` is a count of families, shown as ``"<k"`` below
-    ``config.min_cell``.
+    ``config.min_cell``. ``frame`` (the outcome frame) and ``ri`` (the re-randomisations,
+    :func:`hbeval.randomisation.redraw.ri_draws`) are built here unless ``hbeval.analyze``
+    hands them in.
     """
-    from hbeval.randomisation.redraw import procedure_label, redraw
-    from hbeval.stats.ri import RI_SEED_CONSTANT
-    from hbeval.outcomes.frame import outcome_frame
-    from hbeval.privacy import suppress_count
-
     cfg = study.config
-    frame = outcome_frame(study)
-    assigned = frame.loc[frame["cell"].notna(), "client_id"].astype(str).sort_values(kind="mergesort").to_numpy()
-    draws = redraw(study, assigned, cfg.ri_draws, np.random.default_rng([cfg.seed, RI_SEED_CONSTANT])) if len(assigned) else None
-    tab, _ = randomised_effects(frame, cfg.families, draws, assigned, assignment=procedure_label(study))
+    if frame is None:
+        frame = outcome_frame(study)
+    if ri is None:
+        ri = ri_draws(study, frame)
+    tab, _ = randomised_effects(frame, cfg.families, ri.draws, ri.client_ids, assignment=ri.procedure)
     if include_comparison:
         from hbeval.outcomes.comparison import comparison_effect_rows
 
@@ -230,8 +232,6 @@ def process_summary(frame: pd.DataFrame, min_cell: int = 5) -> pd.DataFrame:
     return suppress_small_groups(out, "n", ["mean", "sd", "median", "share_nonzero"], min_cell)
 
 
-def process_results(study) -> pd.DataFrame:
+def process_results(study, frame: pd.DataFrame | None = None) -> pd.DataFrame:
     """``results/process.csv``: process measures of both factors by cell (no per-family rows)."""
-    from hbeval.outcomes.frame import outcome_frame
-
-    return process_summary(outcome_frame(study), study.config.min_cell)
+    return process_summary(outcome_frame(study) if frame is None else frame, study.config.min_cell)

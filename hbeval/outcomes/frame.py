@@ -127,14 +127,7 @@ def outcome_frame(study) -> pd.DataFrame:
     DataFrame sorted by ``client_id`` (see the module docstring for the columns). Never
     written out: it holds a row per family.
     """
-    memo = getattr(study, "_cache", None)
-    if isinstance(memo, dict) and isinstance(memo.get("_outcome_frame"), pd.DataFrame):
-        return memo["_outcome_frame"].copy()
-    out = _outcome_frame(study)
-    if isinstance(memo, dict):
-        memo["_outcome_frame"] = out  # a Study's tables do not change; effects, comparison,
-        return out.copy()             # attrition and process results share one frame
-    return out
+    return _outcome_frame(study)
 
 
 def _outcome_frame(study) -> pd.DataFrame:

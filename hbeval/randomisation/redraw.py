@@ -5,19 +5,22 @@ kernels of :mod:`hbeval.stats.ri` take the draws of :func:`redraw` as an argumen
 
 * :func:`procedure` — the procedure as recorded (for the report and the manifest);
   :func:`procedure_label` its short name (for the ``method`` column).
-* :func:`redraw` — assignments redrawn ``n_draws`` times under that procedure.
+* :func:`redraw` — assignments redrawn ``n_draws`` times under that procedure;
+  :func:`ri_draws` the draws of one analysis (:class:`RIDraws`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from hbeval.arms import SEEDS
 from hbeval.errors import InputError
 from hbeval.randomisation import registry
 from hbeval.randomisation.allocate import ASSIGNMENTS, _factor_levels, _load_clients, _study_dir
@@ -189,3 +192,25 @@ def redraw(study: Any, client_ids: Sequence[str], n_draws: int,
         raise InputError(f"{len(missing)} families are not assigned (e.g. {missing[0]}): cannot redraw their arms",
                          file=ASSIGNMENTS)
     return codes[:, [where[c] for c in want]]
+
+
+@dataclass(frozen=True)
+class RIDraws:
+    """The re-randomisations of one analysis: ``draws[k, j]`` is the cell code of family
+    ``client_ids[j]`` in redraw ``k`` (None when no family is assigned); ``procedure`` is the
+    short name of the procedure (:func:`procedure_label`)."""
+
+    client_ids: np.ndarray
+    draws: np.ndarray | None
+    procedure: str
+
+
+def ri_draws(study: Any, frame: pd.DataFrame) -> RIDraws:
+    """``config.ri_draws`` redraws of the assigned families of the outcome ``frame`` (sorted
+    by ``client_id``), seeded ``[config.seed, SEEDS["ri"]]``: built once per analysis and
+    handed to every randomised contrast."""
+    cfg = study.config
+    assigned = frame.loc[frame["cell"].notna(), "client_id"].astype(str).sort_values(kind="mergesort").to_numpy()
+    draws = (redraw(study, assigned, cfg.ri_draws, np.random.default_rng([cfg.seed, SEEDS["ri"]]))
+             if len(assigned) else None)
+    return RIDraws(assigned, draws, procedure_label(study))

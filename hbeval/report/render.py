@@ -129,16 +129,15 @@ def compute_results(study: Any, out: Path, command: list[str], progress: bool = 
     """Compute every table (:func:`hbeval.analyze.compute`) and write ``out/results`` and
     ``out/manifest.json``; hbeval's own files of ``out/results`` are replaced, other files of
     ``out`` stay (:func:`hbeval.outdir.update_output`)."""
-    from hbeval.analyze import compute, write_ce_plane_replicates, write_results
+    from hbeval.analyze import compute, write_results
     from hbeval.manifest import build_manifest, write_manifest
 
     check_out(out, study.path)  # refuse before the work, not after
-    results = compute(study, progress=progress)
+    analysis = compute(study, progress=progress)
     with updating(out, study.path, "results") as tmp:
-        write_results(results, tmp)
-        write_ce_plane_replicates(study, tmp)
+        write_results(analysis, tmp)
         write_manifest(build_manifest(study, tmp, command), tmp)
-    return results
+    return analysis.tables
 
 
 # ======================================================================= the context
