@@ -216,7 +216,8 @@ def comparison_tables(pc: pd.DataFrame, families: dict[str, list[str]], primary:
                              "p_value": r["p_value"], "estimate_ipw": r["ipw"], "estimate_naive": r["naive"], "method": METHOD_DR})
             eff_rows.append({"family": fam, "outcome": o, "contrast": "pilot_vs_comparison", "estimate": r["estimate"],
                              "std_error": r["std_error"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "p_value": r["p_value"],
-                             "n": n, "method": METHOD_DR + "; propensity ATT weights, common-support trimming; influence-function SE"})
+                             "n": n, "method": METHOD_DR + "; propensity ATT weights, common-support trimming; influence-function SE",
+                             "spec": "non_randomised"})
     parts.append(pd.DataFrame(est_rows))
     # placebo: outcomes fixed before enrolment, with the variable left out of both models
     for placebo in ("pre_total_eur", "new_child_welfare_clienthood_pre"):

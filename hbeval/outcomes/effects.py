@@ -38,9 +38,16 @@ FAMILY_METHOD = {
 }
 EFFECTS_COLUMNS = [
     "family", "outcome", "contrast", "estimate", "std_error", "ci_low", "ci_high", "p_value", "p_value_ri", "p_value_adj",
-    "p_value_holm", "n", "method", "df", "hedges_g", "g_ci_low", "g_ci_high", "estimate_sd_units", "baseline",
+    "p_value_holm", "n", "method", "spec", "note", "df", "hedges_g", "g_ci_low", "g_ci_high", "estimate_sd_units", "baseline",
 ]
 MIN_PER_CELL = 2
+#: ``spec`` of an ``effects.csv`` row: what kind of analysis it is (nothing parses ``method``)
+SPEC_PRIMARY = "primary"  # the pre-specified primary specification of a randomised contrast
+SPEC_ROBUSTNESS = "robustness"  # the Lin (centred interaction) check of the same contrast
+SPEC_NON_RANDOMISED = "non_randomised"  # pilot vs the comparison group (propensity-weighted)
+NOTE_NO_DATA = "no data: no family has a score for this outcome"
+NOTE_NOT_ESTIMABLE = (f"not estimable: a cell has fewer than {MIN_PER_CELL} families with the outcome, "
+                      "or the outcome does not vary")
 
 
 def _base_method(family: str, has_start: bool) -> str:
@@ -91,7 +98,8 @@ def _randomised_effects(frame, families, draws, draw_ids, assignment):
             base = _base_method(fam, start is not None)
             if end is None:
                 for c in CONTRASTS:
-                    rows.append({"family": fam, "outcome": outcome, "contrast": c, "n": 0, "method": f"{base} (no data)"})
+                    rows.append({"family": fam, "outcome": outcome, "contrast": c, "n": 0, "method": f"{base} (no data)",
+                                 "spec": SPEC_PRIMARY, "note": NOTE_NO_DATA})
                 continue
             d = factorial_data(
                 pd.to_numeric(rand[end], errors="coerce").to_numpy(float),
@@ -102,15 +110,17 @@ def _randomised_effects(frame, families, draws, draw_ids, assignment):
             counts = np.bincount(d.cell, minlength=4) if d.n else np.zeros(4, int)
             if d.n == 0 or counts.min() < MIN_PER_CELL or np.nanstd(d.y) == 0:
                 for c in CONTRASTS:
-                    rows.append({"family": fam, "outcome": outcome, "contrast": c, "n": d.n, "method": f"{base} (not estimable)"})
+                    rows.append({"family": fam, "outcome": outcome, "contrast": c, "n": d.n,
+                                 "method": f"{base} (not estimable)", "spec": SPEC_PRIMARY, "note": NOTE_NOT_ESTIMABLE})
                 continue
             tab = effect_sizes(factorial_effects(d), d)
+            tab["spec"] = tab["method"].map({METHOD_PRIMARY: SPEC_PRIMARY, METHOD_LIN: SPEC_ROBUSTNESS})
             tab["method"] = tab["method"].map({METHOD_PRIMARY: base, METHOD_LIN: METHOD_LIN})
             if draws is not None:
                 null = ri_factorial(d, draws[:, pos[d.mask]])
                 for c, v in null.items():
                     nulls[(outcome, c)] = v
-                prim = tab["method"] == base
+                prim = tab["spec"] == SPEC_PRIMARY
                 tab.loc[prim, "p_value_ri"] = [ri_pvalue(e, null[c]) for e, c in zip(tab.loc[prim, "estimate"], tab.loc[prim, "contrast"])]
             tab["family"] = fam
             tab["outcome"] = outcome
@@ -120,8 +130,8 @@ def _randomised_effects(frame, families, draws, draw_ids, assignment):
     for c in EFFECTS_COLUMNS:
         if c not in out.columns:
             out[c] = np.nan
-    m = out["method"].astype(str)
-    kind = np.where(m.str.contains("(", regex=False), "none", np.where(m == METHOD_LIN, "lin", "primary"))
+    estimated = out["note"].isna() | (out["note"].astype(str) == "")
+    kind = np.where(~estimated, "none", np.where(out["spec"] == SPEC_ROBUSTNESS, "lin", "primary"))
     out["_k"] = kind
     adj = adjust_family(out, nulls, by=("family", "contrast", "_k"))
     out["p_value_holm"] = adj["p_value_holm"]
@@ -145,7 +155,7 @@ def _sort_effects(df: pd.DataFrame, families: dict[str, list[str]]) -> pd.DataFr
     key = pd.DataFrame({
         "f": df["family"].map(fam_order).fillna(99),
         "o": df["outcome"].map(out_order).fillna(999),
-        "m": (~df["method"].astype(str).str.startswith(METHOD_LIN)).map({True: 0, False: 1}),
+        "m": (df["spec"] == SPEC_ROBUSTNESS).astype(int),
         "c": df["contrast"].map(con_order).fillna(99),
     })
     idx = key.sort_values(["f", "o", "m", "c"], kind="mergesort").index

@@ -15,7 +15,6 @@ import pandas as pd
 
 from hbeval.report import i18n
 
-PRIMARY_METHOD = "ancova_hc2;"
 
 
 def _f(x: Any) -> float:
@@ -39,8 +38,7 @@ def effect_row(effects: pd.DataFrame, outcome: str, contrast: str) -> pd.Series 
         return None
     s = effects[(effects["outcome"] == outcome) & (effects["contrast"] == contrast)]
     if contrast != "pilot_vs_comparison":
-        m = s["method"].astype(str)
-        s = s[~m.str.startswith("lin_")]
+        s = s[s["spec"] == "primary"]
     return None if not len(s) else s.iloc[0]
 
 
@@ -153,7 +151,7 @@ def secondary_sentence(effects: pd.DataFrame, config: Any, lang: str) -> str | N
     if not len(effects) or not sec:
         return None
     d = effects[effects["outcome"].isin(sec) & effects["contrast"].isin(["frame_shares", "teaming", "frame_shares:teaming"])]
-    d = d[d["method"].astype(str).str.startswith(PRIMARY_METHOD)]
+    d = d[d["spec"] == "primary"]
     k = d["outcome"].nunique()
     s = int((pd.to_numeric(d["p_value_adj"], errors="coerce") < 0.05).sum())
     return i18n.t("n_secondary", lang, k=k, s=s)

@@ -56,8 +56,6 @@ SECTIONS: tuple[str, ...] = ("summary", "flow", "baseline", "outcomes", "interac
                              "process", "costs", "cea", "rosi", "quality", "checklists", "repro")
 APPENDICES = ("quality", "checklists", "repro")
 BLOCK_MIME = "application/vnd.hbeval.block+json"
-PRIMARY_METHOD = "ancova_hc2;"
-LIN_METHOD = "lin_centred_interaction_hc2"
 RANDOMISED = ("frame_shares", "teaming", "frame_shares:teaming")
 #: where ``hbeval analyze`` writes the bootstrap replicates that figures draw (not hashed by the manifest)
 REPLICATES_DIR = "replicates"
@@ -306,9 +304,7 @@ def _f(x: Any) -> float:
 def _primary_rows(effects: pd.DataFrame) -> pd.DataFrame:
     if not len(effects):
         return effects
-    m = effects["method"].astype(str)
-    keep = m.str.startswith(PRIMARY_METHOD) | m.str.startswith("ancova_hc2_no_baseline") | m.str.startswith("risk_difference")
-    keep |= effects["contrast"].astype(str) == "pilot_vs_comparison"
+    keep = effects["spec"].isin(["primary", "non_randomised"])
     return effects[keep].drop_duplicates(["outcome", "contrast"])
 
 

@@ -10,19 +10,15 @@ from hbeval.arms import PILOT_VS_COMPARISON
 from hbeval.report import i18n
 from hbeval.report.plots.style import PALETTE, new_figure
 
-#: the ``method`` prefix of the primary specification's rows in ``effects.csv``
-METHOD_PRIMARY = "ancova_hc2"
-
-
 def plot_forest(effects_df: pd.DataFrame, lang: str = "en", outcome: str | None = None,
-                method: str = METHOD_PRIMARY) -> Figure:
+                spec: str = "primary") -> Figure:
     """Forest plot of one outcome's contrasts (the primary outcome by default: the first
     outcome of the table). ``pilot_vs_comparison`` is drawn hollow and labelled as not
-    randomised. Returns a matplotlib Figure."""
+    randomised. ``spec`` picks the rows (``effects.csv``'s column). Returns a matplotlib Figure."""
     df = effects_df
     if outcome is None:
         outcome = str(df["outcome"].iloc[0])
-    keep = df["method"].astype(str).str.startswith(method) | (df["contrast"] == PILOT_VS_COMPARISON)
+    keep = (df["spec"] == spec) | (df["contrast"] == PILOT_VS_COMPARISON)
     sub = df[(df["outcome"] == outcome) & keep]
     sub = sub[pd.to_numeric(sub["estimate"], errors="coerce").notna()]
     fig, ax = new_figure(7.0, 0.45 * max(len(sub), 2) + 1.2)
