@@ -7,14 +7,11 @@ column), 2 misuse.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from hbeval import __version__
-from hbeval.errors import HbevalError, InputError, UsageError, disk_problem
+from hbeval.errors import HbevalError, UsageError, disk_problem
 
 
 def _parser() -> argparse.ArgumentParser:

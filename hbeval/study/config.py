@@ -416,7 +416,7 @@ def parse_config(data: dict[str, Any], source: str = "study.toml", text: str | N
                     row=key_line(text, f"{section}.{key}") or 1,
                     column=f"{section}.{key}",
                 )
-            if fname in _TUPLE_FIELDS:
+            if fname in _TUPLE_FIELDS and isinstance(value, list):  # their TOML type is a list (checked above)
                 value = tuple(value)
             kwargs[fname] = value
     if "families" not in kwargs:  # the defaults follow the declared primary and the study's own instruments

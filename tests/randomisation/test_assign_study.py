@@ -74,3 +74,14 @@ def test_assign_ingests_clients_alone_exactly_as_the_study_does(demo):
     assert alone is not None
     pd.testing.assert_frame_equal(alone.reset_index(drop=True), open_study(root).table("clients").reset_index(drop=True))
     assert not {"hetu", "henkilotunnus", "nimi"} & set(alone.columns)
+
+
+def test_the_manifest_carries_the_registry_head(demo, tmp_path):
+    from hbeval.manifest import build_manifest
+    from hbeval.randomisation import registry
+
+    root, _ = demo
+    man = build_manifest(open_study(root), tmp_path, ["analyze"])
+    head = registry.head_of(root / registry.REGISTRY_NAME)
+    assert man["registry"] == head and head["seq"] == len(registry.read(root / registry.REGISTRY_NAME)) > 0
+    assert registry.verify(root / registry.REGISTRY_NAME, head=man["registry"]["receipt"])[0]
