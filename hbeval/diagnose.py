@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from hbeval import __version__, outdir
+from hbeval.arms import SEEDS
 from hbeval.errors import InputError, UsageError
 from hbeval.randomisation.design import batch_draws, blocked_draws, minimisation_draws, stratum_labels
 from hbeval.stats import power as pw
@@ -65,7 +66,7 @@ DEFAULT_SIZES = DIAGNOSE_DEFAULT_SIZES
 #: fewest families with scores from which a parameter is estimated from the data
 MIN_DATA = 10
 #: sub-seed of the diagnosis: ``default_rng([study seed, DIAGNOSE_STREAM, n_pilot, part])``
-DIAGNOSE_STREAM = 6001
+DIAGNOSE_STREAM = SEEDS["diagnose"]
 #: simulated families held at once (simulations × families); larger designs run in chunks
 _CHUNK_CELLS = 200_000
 #: re-randomisations × families of RI at one size: larger sizes get fewer RI draws (at least 100)

@@ -106,7 +106,7 @@ def test_power_and_mde_of_an_ancova_margin_agree_with_normal_theory(n):
     """SD 1.6, start–end correlation 0.6, no attrition, one stratum, batch assignment: the
     margin's SE is σ_e·2/√n with σ_e = SD·√(1−ρ²); power and MDE equal the (noncentral) t
     values within 3 simulation SEs."""
-    S = 2000
+    S = 4000
     se_theory = SE_FACTOR["frame_shares"] * SIGMA_E / np.sqrt(n)
     df = n - 4  # intercept, start, two arms
     delta = 2.5 * se_theory  # power ≈ 0.70
