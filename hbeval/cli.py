@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="pilot sizes to diagnose (default: [diagnose] n_pilot, else the study's pilot families)")
     dg.add_argument("--sims", metavar="S", type=int, default=None, help="simulations per size (default: [diagnose] sims)")
     dg.add_argument("--lang", choices=("fi", "en"), default="en", help="language of the figure")
+
+    pl = sub.add_parser("plan", help="seal the analysis plan (and its diagnosis) before the first allocation")
+    pl.add_argument("study", metavar="STUDY")
     return p
 
 
@@ -148,8 +151,33 @@ def _diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from hbeval.diagnose import diagnose
+    from hbeval.randomisation import plan
+    from hbeval.report.narrative import plan_markdown
+    from hbeval.study.config import load_config
+
+    study = Path(args.study)
+    if not study.is_dir():
+        raise UsageError(f"{study} is not a study folder")
+    cfg = load_config(study)
+    key = cfg.allocation_key(study)
+    plan.check_sealable(study, key)  # refuse before the simulation, not after
+    if cfg.subgroups and (study / "clients.csv").exists():
+        from hbeval.randomisation.allocate import _load_clients
+
+        plan.check_subgroups(cfg, list(_load_clients(study).columns))
+    doc = plan.build_plan(cfg, diagnose(study, progress=sys.stderr), dt.date.today())
+    sha = plan.seal(study, doc, plan_markdown, key=key)
+    print(f"analysis plan sealed: {study / plan.PLAN_JSON} and {plan.PLAN_MD} (SHA-256 {sha}); it opens the "
+          "allocation registry at the first allocation and can be sealed again until then")
+    return 0
+
+
 COMMANDS = {"demo": _demo, "validate": _validate, "assign": _assign, "analyze": _analyze, "report": _report,
-            "verify": _verify, "diagnose": _diagnose}
+            "verify": _verify, "diagnose": _diagnose, "plan": _plan}
 
 
 def main(argv: list[str] | None = None) -> int:

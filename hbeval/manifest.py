@@ -11,6 +11,7 @@ from pathlib import Path
 
 from hbeval import __version__
 from hbeval.errors import InputError
+from hbeval.randomisation.plan import manifest_entry as plan_entry
 from hbeval.randomisation.registry import REGISTRY_NAME, head_of
 from hbeval.study.config import regular_file
 
@@ -47,6 +48,7 @@ def build_manifest(study, out: Path, command: list[str]) -> dict:
         "parameters": study.config.to_dict(),
         "inputs": dict(sorted(study.input_hashes.items())),
         "registry": head_of(Path(study.path) / REGISTRY_NAME),  # seq + head hash: the receipt the analysis saw
+        "plan": plan_entry(study.path),  # the sealed analysis plan's SHA-256 (hbeval verify checks it), or None
         "results": results,
         "versions": package_versions(),
         "platform": {"system": platform.system(), "machine": platform.machine(), "executable": sys.executable},

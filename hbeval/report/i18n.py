@@ -583,3 +583,98 @@ def fig(key: str, lang: str = "en", default: str | None = None, **fields: Any) -
         _idx(lang)
         return key if default is None else default
     return t(f"fig_{key}", lang, **fields)
+
+
+#: The sealed analysis plan (``hbeval plan``): the report's sample-size and deviations sections,
+#: the allocation record, and the readable ``analysis_plan.md``.
+STRINGS.update({
+    "sec_power": ("Sample size and power", "Otoskoko ja voima"),
+    "sec_deviations": ("Deviations from the analysis plan", "Poikkeamat analyysisuunnitelmasta"),
+    "power_intro": ("The sample size was judged against the design diagnosis sealed in the analysis plan on {date} "
+                    "(SHA-256 {sha}): {sims} simulations of the study's own design ({procedure} assignment within its "
+                    "strata) with {sizes} pilot families, an SD of {sd}, a start–end correlation of {rho} and attrition of "
+                    "{attrition}, each analysed with the primary estimator (CONSORT item 16a).",
+                    "Otoskokoa arvioitiin analyysisuunnitelmaan {date} sinetöidyn asetelman diagnoosin avulla "
+                    "(SHA-256 {sha}): {sims} simulaatiota tutkimuksen omasta asetelmasta (menettely {procedure} "
+                    "ositteiden sisällä), {sizes} kokeiluperhettä, keskihajonta {sd}, alku- ja loppumittauksen "
+                    "korrelaatio {rho} ja poistuma {attrition}; kukin analysoitiin ensisijaisella mallilla "
+                    "(CONSORT-kohta 16a)."),
+    "power_factor": ("**{contrast}**: with {n} pilot families the power to detect {effect} point(s) is {power}; the "
+                     "smallest effect detected with 80 % power (MDE) is {mde} point(s).",
+                     "**{contrast}**: {n} kokeiluperheellä voima havaita {effect} pisteen vaikutus on {power}; pienin "
+                     "80 %:n voimalla havaittava vaikutus (MDE) on {mde} pistettä."),
+    "power_interaction_yes": ("**Interaction** (factorial item 16a): the smallest interaction detected with 80 % power "
+                              "is {mde} point(s), within the minimal important change of {mic}: the trial is powered to "
+                              "detect an interaction of that size.",
+                              "**Yhdysvaikutus** (faktorilaajennuksen kohta 16a): pienin 80 %:n voimalla havaittava "
+                              "yhdysvaikutus on {mde} pistettä, enintään pienin merkityksellinen muutos {mic}: koe on "
+                              "mitoitettu havaitsemaan näin suuri yhdysvaikutus."),
+    "power_interaction_no": ("**Interaction** (factorial item 16a): the smallest interaction detected with 80 % power "
+                             "is {mde} point(s), more than the minimal important change of {mic}: the trial is not "
+                             "powered to detect an interaction of that size, so the margins are read assuming a small "
+                             "interaction.",
+                             "**Yhdysvaikutus** (faktorilaajennuksen kohta 16a): pienin 80 %:n voimalla havaittava "
+                             "yhdysvaikutus on {mde} pistettä, enemmän kuin pienin merkityksellinen muutos {mic}: koetta "
+                             "ei ole mitoitettu havaitsemaan näin suurta yhdysvaikutusta, joten reunojen vaikutukset "
+                             "luetaan olettaen yhdysvaikutus pieneksi."),
+    "power_none": ("No design diagnosis was sealed before randomisation (the study has no analysis_plan.json), so the "
+                   "report cannot say how the sample size was determined. `hbeval diagnose STUDY --out OUT` gives the "
+                   "power and MDE of this design; `hbeval plan STUDY` seals them before the first allocation.",
+                   "Asetelman diagnoosia ei sinetöity ennen satunnaistamista (tutkimuksella ei ole "
+                   "analysis_plan.json-tiedostoa), joten raportti ei voi kertoa, miten otoskoko määritettiin. "
+                   "`hbeval diagnose STUDY --out OUT` antaa asetelman voiman ja MDE:n; `hbeval plan STUDY` sinetöi ne "
+                   "ennen ensimmäistä satunnaistamista."),
+    "cap_diagnosis": ("Design diagnosis sealed in the analysis plan: power, MDE, bias, coverage and the rejection rate "
+                      "under no effect, per contrast and pilot size.",
+                      "Analyysisuunnitelmaan sinetöity asetelman diagnoosi: voima, MDE, harha, kattavuus ja hylkäysosuus "
+                      "ilman vaikutusta vertailuittain ja kokeilun koon mukaan."),
+    "dev_no_plan": ("No analysis plan was sealed for this study (`hbeval plan STUDY`), so the analysis cannot be "
+                    "compared with one; results/deviations.csv is empty.",
+                    "Tutkimukselle ei sinetöity analyysisuunnitelmaa (`hbeval plan STUDY`), joten analyysia ei voi "
+                    "verrata suunnitelmaan; results/deviations.csv on tyhjä."),
+    "dev_none": ("The analysis followed the plan sealed on {date} (SHA-256 {sha}): no deviation.",
+                 "Analyysi noudatti {date} sinetöityä suunnitelmaa (SHA-256 {sha}): ei poikkeamia."),
+    "dev_intro": ("The analysis differs from the plan sealed on {date} (SHA-256 {sha}) in {k} item(s) "
+                  "(results/deviations.csv); read the results affected with this in mind:",
+                  "Analyysi poikkeaa {date} sinetöidystä suunnitelmasta (SHA-256 {sha}) {k} kohdassa "
+                  "(results/deviations.csv); lue niitä koskevat tulokset tämä mielessä pitäen:"),
+    "dev_item": ("{item}: planned {planned}, analysed {actual}.", "{item}: suunniteltu {planned}, analysoitu {actual}."),
+    "dev_outcome": ("family of {o}", "tulosmuuttujan {o} perhe"),
+    "dev_empty": ("(none)", "(ei mitään)"),
+    "cap_deviations": ("Differences between the sealed analysis plan and the analysis (results/deviations.csv).",
+                       "Sinetöidyn analyysisuunnitelman ja analyysin erot (results/deviations.csv)."),
+    "alloc_record": ("Allocation record: the registry allocation.sqlite ({schema}) holds {seq} allocation(s) with the "
+                     "head {receipt}; `hbeval assign STUDY --verify --head {receipt}` checks that it still does.",
+                     "Satunnaistusrekisteri: allocation.sqlite ({schema}) sisältää {seq} satunnaistusta, viimeisin "
+                     "tiiviste {receipt}; `hbeval assign STUDY --verify --head {receipt}` tarkistaa, että se on ennallaan."),
+    "alloc_plan": ("The registry was opened by the analysis plan sealed on {date} (SHA-256 {sha}).",
+                   "Rekisterin avasi {date} sinetöity analyysisuunnitelma (SHA-256 {sha})."),
+    "alloc_no_plan": ("The registry was opened without a sealed analysis plan.",
+                      "Rekisteri avattiin ilman sinetöityä analyysisuunnitelmaa."),
+    "alloc_none": ("There is no allocation registry: the study supplied its own assignments.",
+                   "Satunnaistusrekisteriä ei ole: tutkimus toimitti omat satunnaistuksensa."),
+    # analysis_plan.md
+    "plan_title": ("Analysis plan: {study}", "Analyysisuunnitelma: {study}"),
+    "plan_sealed": ("Sealed on {date} with hbeval {version}. This is the readable form of analysis_plan.json; the "
+                    "JSON file is the sealed plan, and its SHA-256 opens the allocation registry.",
+                    "Sinetöity {date} (hbeval {version}). Tämä on analysis_plan.json-tiedoston luettava muoto; "
+                    "sinetöity suunnitelma on JSON-tiedosto, jonka SHA-256-tiiviste avaa satunnaistusrekisterin."),
+    "plan_outcomes": ("Outcomes and their families", "Tulosmuuttujat ja niiden perheet"),
+    "plan_contrasts": ("Contrasts", "Vertailut"),
+    "plan_estimator": ("Estimator", "Estimaattori"),
+    "plan_design": ("Strata and assignment procedure", "Ositteet ja satunnaistusmenettely"),
+    "plan_parameters": ("Parameters (study.toml)", "Parametrit (study.toml)"),
+    "plan_subgroups": ("Subgroups", "Alaryhmät"),
+    "plan_diagnosis": ("Design diagnosis", "Asetelman diagnoosi"),
+    "plan_no_diagnosis": ("No diagnosis was sealed.", "Diagnoosia ei sinetöity."),
+    "plan_no_subgroups": ("None pre-specified.", "Ei ennalta määriteltyjä."),
+    "plan_strata": ("Strata: {strata}", "Ositteet: {strata}"),
+    "plan_procedure": ("Procedure: {procedure}", "Menettely: {procedure}"),
+})
+
+COLUMNS.update({
+    "n_pilot": ("Pilot families", "Kokeiluperheitä"), "effect": ("Effect", "Vaikutus"), "power": ("Power", "Voima"),
+    "mde": ("MDE", "MDE"), "bias": ("Bias", "Harha"), "rmse": ("RMSE", "RMSE"), "coverage": ("Coverage", "Kattavuus"),
+    "rejection_rate_null": ("Rejection (no effect)", "Hylkäys (ei vaikutusta)"), "planned": ("Planned", "Suunniteltu"),
+    "actual": ("Analysed", "Analysoitu"),
+})

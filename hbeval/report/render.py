@@ -52,13 +52,15 @@ from hbeval.report import i18n
 from hbeval.study.config import check_config, slug  # slug: the folder-name rule lives beside the name's length check
 
 #: Sections of the report, in reading order (notebooks may emit them in any order).
-SECTIONS: tuple[str, ...] = ("summary", "flow", "baseline", "outcomes", "interaction", "attrition", "comparison",
-                             "process", "costs", "cea", "rosi", "quality", "checklists", "repro")
+SECTIONS: tuple[str, ...] = ("summary", "power", "deviations", "flow", "baseline", "outcomes", "interaction",
+                             "attrition", "comparison", "process", "costs", "cea", "rosi", "quality", "checklists", "repro")
 APPENDICES = ("quality", "checklists", "repro")
 BLOCK_MIME = "application/vnd.hbeval.block+json"
 RANDOMISED = ("frame_shares", "teaming", "frame_shares:teaming")
 #: where ``hbeval analyze`` writes the bootstrap replicates that figures draw (not hashed by the manifest)
 REPLICATES_DIR = "replicates"
+#: the sealed analysis plan in the study folder (``hbeval plan``; :mod:`hbeval.randomisation.plan`)
+PLAN_FILE = "analysis_plan.json"
 
 
 # =============================================================================== paths
@@ -194,6 +196,20 @@ class Report:
         from hbeval.manifest import read_manifest
 
         return read_manifest(self.out)
+
+    def plan(self) -> dict[str, Any] | None:
+        """The study's sealed analysis plan (``STUDY/analysis_plan.json``; ``hbeval plan``), or ``None``."""
+        p = Path(self.study.path) / PLAN_FILE
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def plan_sha256(self) -> str | None:
+        """SHA-256 of ``STUDY/analysis_plan.json`` (the plan's seal), or ``None`` when there is none."""
+        p = Path(self.study.path) / PLAN_FILE
+        return hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
 
     def t(self, key: str, **fields: Any) -> str:
         return i18n.t(key, self.lang, **fields)
@@ -575,6 +591,27 @@ def display_assumed_prices(unit_costs: pd.DataFrame, lang: str) -> pd.DataFrame:
                          "source": d["source"].astype(str)})
 
 
+def display_diagnosis(plan: dict[str, Any] | None, lang: str) -> pd.DataFrame:
+    """The design diagnosis sealed in the analysis plan: contrast, size, effect, power, MDE, bias,
+    coverage and the rejection rate under no effect (an empty frame when there is none)."""
+    tab = pd.DataFrame(((plan or {}).get("diagnosis") or {}).get("table") or [])
+    cols = [c for c in ("contrast", "n_pilot", "effect", "power", "mde", "bias", "coverage", "rejection_rate_null") if c in tab]
+    if not len(tab) or "contrast" not in cols:
+        return pd.DataFrame()
+    out = pd.DataFrame({"contrast": [i18n.value(c, lang) for c in tab["contrast"]]})
+    for c in cols[1:]:
+        out[c] = tab[c].astype(str) if c == "n_pilot" else [i18n.num(v, lang, 3) for v in tab[c]]
+    return out
+
+
+def display_deviations(dev: pd.DataFrame, lang: str) -> pd.DataFrame:
+    """``results/deviations.csv`` as the report shows it (item, planned, analysed)."""
+    if not len(dev):
+        return pd.DataFrame(columns=["item", "planned", "actual"])
+    return pd.DataFrame({"item": dev["item"].astype(str), "planned": dev["planned"].fillna("").astype(str),
+                         "actual": dev["actual"].fillna("").astype(str)})
+
+
 def display_params(params: dict[str, Any]) -> pd.DataFrame:
     rows = [{"parameter": k, "value": json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else str(v)}
             for k, v in sorted(params.items())]
@@ -920,6 +957,7 @@ def verify(out_dir: str | Path, progress: bool = True) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     for name in edited:
         problems.append(f"results/{name} in {out} was changed after its manifest was written")
+    problems += _plan_problems(man, study_path)
     if not differ and not problems:
         print(f"verify: OK — all {len(new_hash)} result tables reproduce (SHA-256 match)")
         return 0
@@ -935,6 +973,24 @@ def verify(out_dir: str | Path, progress: bool = True) -> int:
     msg += problems + report_lines
     print("\n".join(msg))
     return 1
+
+
+def _plan_problems(man: dict[str, Any], study_path: Path) -> list[str]:
+    """The sealed analysis plan against the manifest: the file must still have the SHA-256 the
+    manifest recorded (and exist when it recorded one)."""
+    from hbeval.manifest import sha256_file
+
+    rec = man.get("plan")
+    p = study_path / PLAN_FILE
+    if not isinstance(rec, dict) or not isinstance(rec.get("sha256"), str):
+        return []
+    if not p.is_file():
+        return [f"{PLAN_FILE} is missing from {study_path}; the manifest recorded the plan {rec['sha256'][:16]}"]
+    now = sha256_file(p)
+    if now != rec["sha256"]:
+        return [f"{PLAN_FILE} was edited after the analysis: its SHA-256 is {now[:16]}, the manifest recorded "
+                f"{rec['sha256'][:16]}"]
+    return []
 
 
 def compare_golden(out_dir: str | Path, golden_manifest_path: str | Path) -> int:

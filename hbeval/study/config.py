@@ -112,6 +112,9 @@ class StudyConfig:
     families: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_FAMILIES))
     mic: float = 1.0  # minimal important change of the primary outcome (an assumption)
     ri_draws: int = 10_000
+    subgroups: tuple[str, ...] = ()  # pre-specified subgroups: columns of clients.csv
+    # the sealed analysis plan (hbeval plan)
+    plan_required: bool = False  # true: assign refuses to start before the plan is sealed
     # privacy
     min_cell: int = 5
     allow_small_cells: bool = False  # min_cell below SMALL_CELL only with this set
@@ -334,6 +337,10 @@ _SPEC: dict[str, dict[str, tuple[str, type | tuple[type, ...]]]] = {
         "families": ("families", dict),
         "mic": ("mic", (int, float)),
         "ri_draws": ("ri_draws", int),
+        "subgroups": ("subgroups", list),
+    },
+    "plan": {
+        "required": ("plan_required", bool),
     },
     "privacy": {
         "min_cell": ("min_cell", int),
@@ -366,7 +373,7 @@ _SPEC: dict[str, dict[str, tuple[str, type | tuple[type, ...]]]] = {
     },
 }
 
-_TUPLE_FIELDS = {"strata", "block_sizes", "wtp_eur", "intervention_categories", "diagnose_n_pilot"}
+_TUPLE_FIELDS = {"strata", "block_sizes", "wtp_eur", "intervention_categories", "diagnose_n_pilot", "subgroups"}
 
 
 def key_line(text: str | None, dotted: str) -> int | None:
@@ -475,6 +482,8 @@ def check_config(cfg: StudyConfig, source: str = "study.toml", text: str | None 
     if cfg.primary in [o for f, m in cfg.families.items() if f != "primary" for o in m]:
         bad("outcomes.primary", f"{cfg.primary} is also declared in a non-primary family")
     _check_outcome_names(cfg, bad)
+    if not all(isinstance(s, str) and s for s in cfg.subgroups) or len(set(cfg.subgroups)) != len(cfg.subgroups):
+        bad("outcomes.subgroups", "must be a list of distinct column names of clients.csv")
     for k in ("mic", "minimisation_p", "wtp_reference_eur", "discount_rate", "deadweight", "attribution", "displacement",
               "drop_off"):
         if not math.isfinite(getattr(cfg, k)):

@@ -65,11 +65,11 @@ def _effects(est=0.31, lo=0.11, hi=0.52, inter=(0.17, -0.23, 0.57)):
                            "frame_shares:teaming": inter}.items():
         rows.append({"family": "primary", "outcome": "kykyviisari_total", "contrast": c, "estimate": e, "std_error": 0.1,
                      "ci_low": low, "ci_high": h, "p_value": 0.002, "p_value_ri": 0.003, "p_value_adj": 0.004,
-                     "n": 308, "method": "ancova_hc2; ri=..."})
-        rows.append({**rows[-1], "estimate": 99.0, "method": "lin_centred_interaction_hc2"})
+                     "n": 308, "method": "ancova_hc2; ri=...", "spec": "primary"})
+        rows.append({**rows[-1], "estimate": 99.0, "method": "lin_centred_interaction_hc2", "spec": "robustness"})
     rows.append({"family": "primary", "outcome": "kykyviisari_total", "contrast": "pilot_vs_comparison", "estimate": 0.7,
                  "std_error": 0.07, "ci_low": 0.57, "ci_high": 0.85, "p_value": 1e-9, "p_value_ri": None,
-                 "p_value_adj": None, "n": 769, "method": "dr_att (not randomised)"})
+                 "p_value_adj": None, "n": 769, "method": "dr_att (not randomised)", "spec": "non_randomised"})
     return pd.DataFrame(rows)
 
 
