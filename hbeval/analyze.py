@@ -17,18 +17,19 @@ import pandas as pd
 
 from hbeval.costs import engine as costs
 from hbeval.costs.engine import FamilyCosts
+from hbeval.disclosure import protect_results
 from hbeval.economics import cea, cheers, rosi
 from hbeval.manifest import build_manifest, write_manifest
 from hbeval.outcomes import attrition, comparison, effects
 from hbeval.outcomes.frame import outcome_frame
 from hbeval.outdir import building
 from hbeval.privacy import neutralise_formulas
-from hbeval.randomisation import balance, consort
+from hbeval.randomisation import balance, consort, plan
 from hbeval.randomisation.redraw import RIDraws, ri_draws
 from hbeval.study.store import Study
 
 #: ``results/*.csv`` of the contract, in the order they are computed.
-RESULT_TABLES = ("data_quality", "consort", "baseline", "balance", "effects", "process", "attrition", "comparison",
+RESULT_TABLES = ("data_quality", "deviations", "consort", "baseline", "balance", "effects", "process", "attrition", "comparison",
                  "costs", "cost_differences", "cea", "ceac", "rosi", "rosi_sensitivity", "cheers")
 
 
@@ -56,6 +57,7 @@ Step = Callable[[Study, SharedInputs, Analysis], None]
 
 def _quality(s: Study, sh: SharedInputs, a: Analysis) -> None:
     a.tables["data_quality"] = s.data_quality()
+    a.tables["deviations"] = plan.study_deviations(s.path, s.config)  # the analysis against the sealed plan
 
 
 def _flow(s: Study, sh: SharedInputs, a: Analysis) -> None:
@@ -122,6 +124,8 @@ def compute(study: Study, progress: bool = True) -> Analysis:
         step(study, shared, analysis)
         if progress:
             print(f"      done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    # complementary suppression across all tables at once: no suppressed count can be derived
+    analysis.tables = protect_results(analysis.tables, study.config.min_cell)
     return analysis
 
 

@@ -29,10 +29,14 @@ where :math:`z` are the latent counts and the rows of :math:`P` and :math:`f` ar
 .. math:: \\lVert f - V V^\\top f \\rVert = 0,
 
 with :math:`V` an orthonormal basis of the row space (from the SVD of :math:`P`). While some
-suppressed :math:`s` is determined, a published count that shares a latent with :math:`s` is
-suppressed as well (every cell with the same expression together): the smallest positive count
-whose removal leaves :math:`s` undetermined, else the smallest positive count, else the smallest
-(ties by table order). Zero counts are not sensitive: a published 0 stays.
+suppressed :math:`s` is determined, a direction :math:`z` with :math:`f^\top z \ne 0` is
+chosen — one latent of :math:`s`, or a swap of it with a latent that shares a cell with it
+(one family moved between two cells of the same total) — and every published count with
+:math:`p^\top z \ne 0` is suppressed too (shown ``suppressed``). :math:`z` is then in the null
+space of what stays published, so neither :math:`s` nor any newly suppressed count is
+determined. The cheapest direction is taken (the sum of the counts it suppresses; a count
+shown in many tables costs each time; a zero is the last resort, since a reader often knows it
+is 0). Zero counts are not sensitive: a published 0 stays.
 
 Out of scope (said here so that nobody relies on it): *bounds* attacks (counts are ≥ 0, a
 suppressed primary count is in ``[1, min_cell)``, so a sum of two suppressed cells that is
@@ -55,6 +59,9 @@ import pandas as pd
 COMPLEMENTARY = "suppressed"
 #: The column, added to a table that holds a suppressed value, that explains each one.
 NOTE_COLUMN = "suppression"
+#: What suppressing a published 0 costs in :func:`_choose`: a zero is a poor complement (a
+#: reader often knows it is 0, e.g. no meetings in a cell without teaming), so it is the last resort.
+ZERO_COST = 1e6
 CELLS = ("frame_only/no_teaming", "frame_only/teaming", "frame_shares/no_teaming", "frame_shares/teaming")
 
 Expr = Mapping[Hashable, float]
@@ -193,7 +200,7 @@ class Protection:
     complementary: dict[int, int] = field(default_factory=dict)
 
 
-def protect(exprs: Sequence[Expr], values: Sequence[float | None], max_tries: int = 40) -> Protection:
+def protect(exprs: Sequence[Expr], values: Sequence[float | None]) -> Protection:
     """Complementary suppression over a set of published counts.
 
     Parameters
@@ -202,8 +209,6 @@ def protect(exprs: Sequence[Expr], values: Sequence[float | None], max_tries: in
         Counts with the same latents are related: ``a = x + y``, ``b = x`` and ``c = y``
         say ``a = b + c``.
     values : the published value of each count; ``None`` for a count already suppressed.
-    max_tries : how many candidate cells are tried (smallest first) for one determined count
-        before the smallest is taken.
 
     Returns
     -------
@@ -220,50 +225,49 @@ def protect(exprs: Sequence[Expr], values: Sequence[float | None], max_tries: in
         if not det:
             return prot
         s = det[0]
-        chosen = _choose(s, exprs, values, hidden, groups, max_tries)
+        chosen = _choose(s, exprs, values, hidden, groups)
         for j in chosen:
             hidden.add(j)
             prot.complementary[j] = s
 
 
 def _choose(s: int, exprs: Sequence[Expr], values: Sequence[float | None], hidden: set[int],
-            groups: Mapping[tuple, list[int]], max_tries: int) -> list[int]:
-    """The cells (all of one expression) to suppress so that ``s`` is no longer determined.
+            groups: Mapping[tuple, list[int]]) -> list[int]:
+    """The published cells to suppress so that ``s`` is no longer determined.
 
-    The candidates are the published expressions that take part in writing ``s`` as a
-    combination of published ones (the least-squares representation), cheapest first: a
-    positive count before a zero, then by value times the number of cells that show it. The
-    first whose suppression leaves ``s`` undetermined is taken; when none does alone, the
-    cheapest (the next round goes on from there)."""
-    published = [(k, [j for j in m if j not in hidden]) for k, m in groups.items()]
-    published = [(k, m) for k, m in published if m]
-    rows = [exprs[m[0]] for _, m in published]
-    latents = sorted({k for e in rows for k in e} | set(exprs[s]), key=repr)
-    index = {k: j for j, k in enumerate(latents)}
-    P = np.zeros((len(rows), len(latents)))
-    for i, e in enumerate(rows):
-        for k, v in e.items():
-            P[i, index[k]] = v
-    f = np.zeros(len(latents))
-    for k, v in exprs[s].items():
-        f[index[k]] = v
-    coef = np.linalg.lstsq(P.T, f, rcond=None)[0]
-    involved = [published[i][1] for i in np.flatnonzero(np.abs(coef) > 1e-9)]
-
-    def cost(m: list[int]) -> tuple[bool, float, int]:
-        v = min(float(values[j] or 0) for j in m)
-        return (v <= 0, v * len(m), min(m))
-
-    involved.sort(key=cost)
-    freeing = None
-    for pub in involved[:max_tries]:
-        gone = hidden | set(pub)
-        s_det, own_det = _determined_among([e for i, e in enumerate(exprs) if i not in gone], [exprs[s], exprs[pub[0]]])
-        if not s_det and not own_det:
-            return pub
-        if not s_det and freeing is None:
-            freeing = pub
-    return freeing or involved[0]
+    A direction ``z`` in the latent counts is chosen with ``f_s · z ≠ 0``; every published
+    cell whose expression ``p`` has ``p · z ≠ 0`` is suppressed. Then ``z`` is in the null
+    space of what stays published, so ``s`` and every cell just suppressed can move along
+    ``z`` unseen: nothing chosen here is itself derivable. The directions tried are one
+    latent of ``s`` (``z = e_k``) and a swap of it with a latent that shares a cell with it
+    (``z = e_k − e_j``, one family moved between two cells of the same total: the classic
+    complementary cell). The cheapest is taken: the sum over the cells suppressed of their
+    count (a zero counts :data:`ZERO_COST`: it is the last resort), ties by the order of the cells."""
+    pub_groups = [[j for j in m if j not in hidden] for m in groups.values()]
+    pub_groups = [m for m in pub_groups if m]
+    by_latent: dict[Hashable, list[int]] = defaultdict(list)
+    for g, m in enumerate(pub_groups):
+        for k in exprs[m[0]]:
+            by_latent[k].append(g)
+    siblings: dict[Hashable, set[Hashable]] = defaultdict(set)
+    for e in exprs:
+        for k in e:
+            siblings[k].update(e)
+    f = exprs[s]
+    best: tuple[tuple[float, int], list[int]] | None = None
+    for k in sorted(f, key=repr):
+        for j in [None, *sorted(siblings[k] - {k}, key=repr)]:
+            z = {k: 1.0} if j is None else {k: 1.0, j: -1.0}
+            if abs(sum(f.get(x, 0.0) * v for x, v in z.items())) < 1e-12:
+                continue
+            touched = {g for x in z for g in by_latent.get(x, [])}
+            hit = [pub_groups[g] for g in sorted(touched)
+                   if abs(sum(exprs[pub_groups[g][0]].get(x, 0.0) * v for x, v in z.items())) > 1e-12]
+            cells = sorted(c for m in hit for c in m)
+            cost = (sum(float(values[c] or 0) or ZERO_COST for c in cells), min(cells, default=-1))
+            if best is None or cost < best[0]:
+                best = (cost, cells)
+    return best[1] if best else []
 
 
 # ============================================================================ the tables
@@ -452,18 +456,17 @@ class _Builder:
                 self.add("attrition", i, "n_assigned", self.size(c), r["n_assigned"], blank=("attrition_rate",))
                 self.add("attrition", i, "n_observed", self.group(c, ("obs", p)), r["n_observed"], blank=("attrition_rate",))
                 continue
-            n = {"differential": self.size("all"), "lee_bounds": self.group("all", ("obs", p)),
-                 "complete_cases": self.group("all", ("effects", p, "ancova")),
-                 "ipw": self.group("all", ("effects", p, "ancova")),
-                 "missing_baseline_dummy": self.group("all", ("obs", p))}.get(sec, {("attrition", sec): 1.0})
+            # the model-based rows drop the families of singleton strata: their n is a count of its own
+            ancova = self.group("all", ("effects", p, "ancova"))
+            n = {"lee_bounds": self.group("all", ("obs", p)), "complete_cases": ancova, "ipw": ancova,
+                 "differential": self.size("all") if r.get("contrast") == "cells (joint)" else {("attrition", sec): 1.0},
+                 }.get(sec, {("attrition", sec): 1.0})
             self.add("attrition", i, "n", n, r["n"])
             m = re.search(r"(\S+) missing starts", str(r.get("method", "")))
             if m:
-                e = _sum(self.group("all", ("obs", p)), _neg(self.group("all", ("effects", p, "ancova"))))
-                self.add("attrition", i, "method", e, m.group(1), kind="text")
+                self.add("attrition", i, "method", _sum(n, _neg(ancova)), m.group(1), kind="text")
 
     def effects(self, df: pd.DataFrame) -> None:
-        measures = set(self.r["process"]["measure"]) if "process" in self.r else set()
         for i, r in df.iterrows():
             o, method = str(r["outcome"]), str(r.get("method", ""))
             sub = str(r.get("subgroup", "")) if pd.notna(r.get("subgroup", None)) else ""
@@ -473,8 +476,6 @@ class _Builder:
                 e = {("effects_subgroup", o, sub, method): 1.0}
             elif "imputation" in method or "tipping" in method:
                 e = {("effects_sensitivity", o, method): 1.0}
-            elif o in measures:
-                e = self.group("all", ("process_n", o))
             else:
                 e = self.group("all", ("effects", o, "end" if "no_baseline" in method else "ancova"))
             self.add("effects", i, "n", e, r["n"])
@@ -578,21 +579,27 @@ def protect_results(results: Mapping[str, pd.DataFrame], min_cell: int) -> dict[
     a primary one says ``n: <5 (fewer than 5 families)``.
     """
     out = {k: v.copy() for k, v in results.items()}
-    cells = table_cells(out)
-    prot = protect([c.expr for c in cells], [c.value for c in cells])
+    why: dict[tuple[str, int, str], str] = {}
+    for _ in range(20):  # hiding an ``n`` hides the shares computed from it: go again until nothing moves
+        cells = table_cells(out)
+        prot = protect([c.expr for c in cells], [c.value for c in cells])
+        if not prot.complementary:
+            break
+        for j, sj in prot.complementary.items():
+            c, s = cells[j], cells[sj]
+            _hide(out[c.table], c)
+            why[(c.table, c.row, c.column)] = _label(s.table, out[s.table], s.row, s.column)
     notes: dict[tuple[str, int], list[str]] = defaultdict(list)
-    for j, c in enumerate(cells):
-        df = out[c.table]
-        if j in prot.complementary:
-            s = cells[prot.complementary[j]]
-            _hide(df, c)
-            notes[(c.table, c.row)].append(f"{c.column}: suppressed so that {_label(s.table, out[s.table], s.row, s.column)}"
+    for c in table_cells(out):
+        shown = out[c.table].at[c.row, c.column]
+        if (c.table, c.row, c.column) in why:
+            notes[(c.table, c.row)].append(f"{c.column}: suppressed so that {why[(c.table, c.row, c.column)]}"
                                            " cannot be derived from the other published counts")
-        elif c.value is None and c.kind == "count" and str(df.at[c.row, c.column]).startswith("<"):
+        elif c.value is None and c.kind == "count" and str(shown).startswith("<"):
             notes[(c.table, c.row)].append(f"{c.column}: <{min_cell} (fewer than {min_cell} families)")
-        elif c.value is None and c.kind == "count" and str(df.at[c.row, c.column]) == COMPLEMENTARY:
+        elif c.value is None and c.kind == "count" and str(shown) == COMPLEMENTARY:
             notes[(c.table, c.row)].append(f"{c.column}: suppressed so that a count below {min_cell} cannot be derived")
-        elif c.value is None and c.kind == "share" and _count(df.at[c.row, "n"] if "n" in df.columns else None) != 0:
+        elif c.value is None and c.kind == "share" and _num(shown) is None:
             notes[(c.table, c.row)].append(f"{c.column}: blank (a count of fewer than {min_cell} families)")
         elif c.value is None and c.kind == "text":
             notes[(c.table, c.row)].append(f"{c.column}: a count below {min_cell} shown as <{min_cell}")
