@@ -34,7 +34,11 @@ import numpy as np
 import pandas as pd
 
 from hbeval.arms import arms_of
+from hbeval.diagnose import diagnose
+from hbeval.randomisation import plan as analysis_plan
 from hbeval.randomisation.design import draw_batch
+from hbeval.report.narrative import plan_markdown
+from hbeval.study.config import load_config
 from hbeval.study.pseudonym import check_hetu, pseudonym
 from hbeval.study.scoring import score
 
@@ -483,6 +487,14 @@ horizon_years = 1
 deadweight = 0.0
 attribution = 0.0
 drop_off = 0.0
+
+[plan]
+# true: hbeval assign refuses to start before `hbeval plan` has sealed the analysis plan
+required = false
+
+[diagnose]
+# the design diagnosis sealed in the analysis plan (few simulations: the demo stays quick)
+sims = 200
 """
 
 
@@ -585,6 +597,14 @@ def _xlsx_bytes(df: pd.DataFrame, sheet: str) -> bytes:
     return out.getvalue()
 
 
+def seal_demo_plan(study: Path) -> str:
+    """``hbeval plan`` on the demo study, dated :data:`DEMO_ASSIGNED_AT` (byte-identical for a seed);
+    returns the plan's SHA-256."""
+    cfg = load_config(study)
+    doc = analysis_plan.build_plan(cfg, diagnose(study), DEMO_ASSIGNED_AT.date())
+    return analysis_plan.seal(study, doc, plan_markdown, key=cfg.allocation_key(study))
+
+
 def write_demo(out: str | Path, n_pilot: int = 400, n_comparison: int = 600, seed: int = DEMO_SEED,
                effects: DemoEffects | None = None) -> DemoStudy:
     """Write a demo study folder (byte-identical for the same arguments)."""
@@ -624,8 +644,15 @@ def write_demo(out: str | Path, n_pilot: int = 400, n_comparison: int = 600, see
     files["pseudonym.key"] = DEMO_KEY.encode("utf-8") + b"\n"
     files["allocation.key"] = DEMO_ALLOCATION_KEY.encode("utf-8") + b"\n"
     files["truth.json"] = (json.dumps(demo.truth, indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+    # the design stage: study.toml and clients.csv exist, no outcome yet; the analysis plan is
+    # sealed (with its diagnosis) before the first family is randomised
+    first = ("study.toml", "pseudonym.key", "allocation.key", "clients.csv")
+    for name in first:
+        (out / name).write_bytes(files[name])
+    seal_demo_plan(out)
     for name, data in files.items():
-        (out / name).write_bytes(data)
+        if name not in first:
+            (out / name).write_bytes(data)
     # randomise as a pilot coordinator would: `hbeval assign --all` writes the allocation
     # registry and assignments.csv, at a fixed time so the folder stays byte-identical
     from hbeval.randomisation.allocate import assign_all

@@ -33,17 +33,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hbeval.randomisation import plan as analysis_plan
 from hbeval.randomisation import registry
 from hbeval.study.config import KEY_HOWTO, StudyConfig, key_problem, load_config
 from hbeval.randomisation.design import (
     BATCH_ALGORITHM,
     BLOCKS_ALGORITHM,
     MINIMISATION_ALGORITHM,
+    MIN_EXPECTED_PER_STRATUM,
     arms_of,
     block_sequence,
+    coarsen_strata,
     draw_batch,
     keyed_rng,
     pocock_simon_choice,
+    small_strata,
+    stratum_labels,
 )
 from hbeval.errors import InputError, UsageError
 from hbeval.privacy import has_identity_code, mask_identity_codes
@@ -220,10 +225,11 @@ def _key_inside(cfg: StudyConfig, study_dir: Path) -> bool:
         return False
 
 
-def _connect(path: Path, key: bytes) -> Any:
-    """Open (and with the key create) the registry; a registry hbeval must not extend is bad input."""
+def _connect(path: Path, key: bytes, plan_sha256: str | None = None) -> Any:
+    """Open (and with the key create, opened by the sealed plan's hash) the registry; a registry
+    hbeval must not extend is bad input."""
     try:
-        return registry.connect(path, key=key)
+        return registry.connect(path, key=key, plan_sha256=plan_sha256)
     except registry.RegistryError as e:
         raise InputError(str(e), file=registry.REGISTRY_NAME) from e
 
@@ -264,9 +270,10 @@ def assign_all(study_dir: str | Path, now: dt.datetime | None = None) -> pd.Data
     _check_strata(clients, cfg)
     _refuse_supplied(study_dir)
     key = _key(cfg, study_dir, "batch assignment")
+    plan_sha = analysis_plan.opening_hash(study_dir, cfg)  # refuses without a required plan, or under an edited one
     now = _now(now)
     pilot = clients[clients["group"].astype(str) == "pilot"]
-    conn = _connect(study_dir / registry.REGISTRY_NAME, key)
+    conn = _connect(study_dir / registry.REGISTRY_NAME, key, plan_sha)
     try:
         registry.begin(conn)
         try:
@@ -279,13 +286,13 @@ def assign_all(study_dir: str | Path, now: dt.datetime | None = None) -> pd.Data
             batches = done.loc[done["method"] == "batch", "batch"].dropna()
             b = int(batches.max()) + 1 if len(batches) else 1
             seed: int | list[int] = cfg.seed if b == 1 else [cfg.seed, b]
-            arms = draw_batch(todo, list(cfg.strata), seed)
+            arms = draw_batch(*_batch_strata(todo, cfg), seed)
             rows = [
                 {
                     "client_id": r.client_id, "cell": int(r.cell), "frame_arm": r.frame_arm, "teaming_arm": r.teaming_arm,
                     "stratum": r.stratum, "method": "batch", "batch": b, "stratum_seq": None,
                     "seed": ",".join(str(s) for s in np.atleast_1d(seed)), "key_id": None,
-                    "algorithm": f"{BATCH_ALGORITHM} strata={','.join(cfg.strata)}",
+                    "algorithm": f"{BATCH_ALGORITHM} strata={','.join(cfg.strata)}" + _coarsening_text(cfg),
                     "assigned_on": now.date().isoformat(), "recorded_at": now.isoformat(timespec="seconds"),
                 }
                 for r in arms.itertuples(index=False)
@@ -353,9 +360,10 @@ def assign_one(study_dir: str | Path, client_id: str, now: dt.datetime | None = 
         if prev is not None:
             return prev
     key = _key(cfg, study_dir)
+    plan_sha = analysis_plan.opening_hash(study_dir, cfg)  # refuses without a required plan, or under an edited one
     now = _now(now)
     stratum = "|".join("(missing)" if pd.isna(fam[s]) else str(fam[s]) for s in cfg.strata) or "all"
-    conn = _connect(study_dir / registry.REGISTRY_NAME, key)
+    conn = _connect(study_dir / registry.REGISTRY_NAME, key, plan_sha)
     try:
         registry.begin(conn)
         try:
@@ -431,8 +439,9 @@ def _minimisation_row(conn, clients: pd.DataFrame, fam: pd.Series, cfg: StudyCon
 # ---------------------------------------------------------------------- verify and run
 def verify(study_dir: str | Path, head: str | None = None) -> tuple[bool, str]:
     """Check ``allocation.sqlite`` (its chain; with the allocation key every row's MAC and the
-    head's; with ``head``, a receipt, that the chain still holds it) and that ``assignments.csv``
-    matches it.
+    head's; with ``head``, a receipt, that the chain still holds it), that ``assignments.csv``
+    matches it, and that ``analysis_plan.json`` is the plan that opened it
+    (:func:`hbeval.randomisation.plan.check_against_registry`).
 
     Returns ``(ok, message)``; the message names the first bad row.
     """
@@ -449,11 +458,59 @@ def verify(study_dir: str | Path, head: str | None = None) -> tuple[bool, str]:
     except InputError:
         key = None
     ok, msg = registry.verify(reg, study_dir / ASSIGNMENTS, key=key, head=head)
+    if ok:  # the sealed plan: the file must be the one whose hash opened the registry
+        ok, plan_msg = analysis_plan.check_against_registry(study_dir, registry.plan_of(reg), cfg)
+        msg = f"{msg}; {plan_msg}" if ok else plan_msg
     if ok and not key:
         msg += (" (no allocation key at hand: the rows' MACs were not checked"
                 + ("; the receipt pins every row up to it)" if head else
                    "; give the key, or a receipt with --head, to check that no row was rewritten)"))
     return ok, msg
+
+
+def _batch_strata(todo: pd.DataFrame, cfg: StudyConfig) -> tuple[pd.DataFrame, list[str]]:
+    """The families and stratification columns :func:`draw_batch` randomises within: ``config.strata``,
+    or with ``[design] min_stratum_size`` one column of the coarsened labels (:func:`coarsen_strata`)."""
+    if cfg.min_stratum_size is None:
+        return todo, list(cfg.strata)
+    return todo.assign(_stratum=coarsen_strata(todo, cfg.strata, cfg.min_stratum_size)), ["_stratum"]
+
+
+def _coarsening_text(cfg: StudyConfig) -> str:
+    """The coarsening rule as recorded in the registry's ``algorithm`` (empty without one)."""
+    if cfg.min_stratum_size is None:
+        return ""
+    return (f" min_stratum_size={cfg.min_stratum_size} (strata below it: last variable dropped, then the rest "
+            "pooled as '(pooled)')")
+
+
+def strata_warning(study_dir: str | Path) -> str | None:
+    """A warning when the pilot's strata are too fine for four cells: fewer than
+    :data:`~hbeval.randomisation.design.MIN_EXPECTED_PER_STRATUM` families expected per stratum
+    (``None`` otherwise). It names the small strata and the coarsening rule."""
+    study_dir = Path(study_dir)
+    cfg = load_config(study_dir)
+    clients = _load_clients(study_dir)
+    pilot = clients[clients["group"].astype(str) == "pilot"]
+    if pilot.empty or any(s not in pilot.columns for s in cfg.strata):
+        return None
+    if cfg.min_stratum_size is not None:
+        labels = coarsen_strata(pilot, cfg.strata, cfg.min_stratum_size)
+    else:
+        labels = stratum_labels(pilot, cfg.strata)
+    expected, small = small_strata(labels)
+    if expected >= MIN_EXPECTED_PER_STRATUM:
+        return None
+    shown = ", ".join(small[:10]) + (f" and {len(small) - 10} more" if len(small) > 10 else "")
+    rule = (f"strata below {cfg.min_stratum_size} families are merged by [design] min_stratum_size"
+            if cfg.min_stratum_size is not None else
+            "set [design] min_stratum_size (e.g. 8) in study.toml before assigning to merge small strata by a "
+            "pre-specified rule (the last stratification variable is dropped first, then the rest are pooled), "
+            "or stratify on fewer variables")
+    return (f"warning: {len(pilot)} pilot families in {labels.nunique()} strata, {expected:.1f} expected per stratum: "
+            f"too fine for the four cells (fewer than {MIN_EXPECTED_PER_STRATUM}); strata below "
+            f"{MIN_EXPECTED_PER_STRATUM}: {shown}. Families alone in their stratum will not contribute to the "
+            f"estimates; {rule}.")
 
 
 def run(study_dir: str | Path, *, all: bool = False, client: str | None = None, verify: bool = False,
@@ -471,6 +528,9 @@ def run(study_dir: str | Path, *, all: bool = False, client: str | None = None, 
     if not study_dir.is_dir():
         raise InputError("study folder does not exist", file=str(study_dir))
     if all:
+        warning = strata_warning(study_dir)
+        if warning:
+            print(warning, file=sys.stderr)
         new = assign_all(study_dir, now=now)
         total = len(registry.read(study_dir / registry.REGISTRY_NAME))
         if new.empty:

@@ -59,6 +59,8 @@ SCHEMA_VERSION = "hbeval-registry/2"
 SCHEMA_V1 = "hbeval-registry/1"
 #: The ``prev_hash`` of the first row of an ``hbeval-registry/1`` file (``/2``: :func:`genesis`).
 GENESIS = "0" * 64
+#: ``meta`` key of the SHA-256 of the sealed analysis plan that opened the registry (absent: none).
+PLAN_KEY = "plan_sha256"
 #: Hex digits of the head hash printed on a receipt (80 bits); ``--head`` needs at least 16.
 RECEIPT_HEX = 20
 MIN_RECEIPT_HEX = 16
@@ -158,19 +160,26 @@ def key_fingerprint(key: bytes) -> str:
     return _mac(key, "hbeval-registry/2 key-id")[:16]
 
 
-def genesis(key_id: str) -> str:
-    """The ``prev_hash`` of row 1 of an ``hbeval-registry/2`` chain: ``sha256("hbeval-registry/2 genesis:" + key_id)``.
+def genesis(key_id: str, plan_sha256: str | None = None) -> str:
+    """The ``prev_hash`` of row 1 of an ``hbeval-registry/2`` chain: ``sha256("hbeval-registry/2 genesis:" + key_id)``,
+    or, for a registry opened by a sealed analysis plan, ``sha256("hbeval-registry/2 genesis:" + key_id + ":plan:" +
+    plan_sha256)``.
 
     Binding the key's fingerprint into the start of the chain makes every head, and so every
     receipt, name the key the registry was chained with: a registry re-made with another key
-    does not hold the receipt's head even when its rows are the same.
+    does not hold the receipt's head even when its rows are the same. Binding the plan's hash
+    (:mod:`hbeval.randomisation.plan`) makes every head name the plan too: the plan recorded
+    in ``meta`` cannot be swapped without breaking the chain at row 1.
     """
-    return hashlib.sha256(f"{SCHEMA_VERSION} genesis:{key_id}".encode()).hexdigest()
+    tail = f":plan:{plan_sha256}" if plan_sha256 else ""
+    return hashlib.sha256(f"{SCHEMA_VERSION} genesis:{key_id}{tail}".encode()).hexdigest()
 
 
 def chain_start(meta: Mapping[str, str]) -> str:
-    """Where a registry's chain starts: :func:`genesis` of its key (``/2``), else :data:`GENESIS`."""
-    return genesis(meta.get("key_id", "")) if meta.get("schema") == SCHEMA_VERSION else GENESIS
+    """Where a registry's chain starts: :func:`genesis` of its key and plan (``/2``), else :data:`GENESIS`."""
+    if meta.get("schema") != SCHEMA_VERSION:
+        return GENESIS
+    return genesis(meta.get("key_id", ""), meta.get(PLAN_KEY))
 
 
 def row_mac(key: bytes, row_hash_: str) -> str:
@@ -189,11 +198,13 @@ def seal_mac(key: bytes, seq: int, row_hash_: str) -> str:
 
 
 def connect(path: str | Path, create: bool = True, timeout: float = 120.0,
-            key: bytes | None = None) -> sqlite3.Connection:
+            key: bytes | None = None, plan_sha256: str | None = None) -> sqlite3.Connection:
     """Open a registry; autocommit mode, transactions are explicit.
 
     With ``create`` a missing registry is made (tables and a keyed empty head), which needs the
-    allocation ``key``; an existing one is opened as it is.
+    allocation ``key``; ``plan_sha256``, the hash of the sealed analysis plan, opens it
+    (recorded in ``meta`` as :data:`PLAN_KEY` and bound into :func:`genesis`). An existing
+    registry is opened as it is.
     """
     path = Path(path)
     if not create and not path.exists():
@@ -211,14 +222,58 @@ def connect(path: str | Path, create: bool = True, timeout: float = 120.0,
                 if stmt.strip():
                     conn.execute(stmt)
             kid = key_fingerprint(key)
-            for k, v in (("schema", SCHEMA_VERSION), ("n_rows", "0"), ("head_hash", genesis(kid)),
-                         ("key_id", kid), ("head_mac", head_mac(key, 0, genesis(kid)))):
+            start = genesis(kid, plan_sha256)
+            plan = ((PLAN_KEY, plan_sha256),) if plan_sha256 else ()
+            for k, v in (("schema", SCHEMA_VERSION), ("n_rows", "0"), ("head_hash", start),
+                         ("key_id", kid), ("head_mac", head_mac(key, 0, start)), *plan):
                 conn.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (k, v))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
     return conn
+
+
+def reopen(conn: sqlite3.Connection, key: bytes, plan_sha256: str) -> None:
+    """Re-open an empty ``hbeval-registry/2`` registry with a newly sealed plan: ``meta`` gets the
+    plan's hash, the new chain start (:func:`genesis`) as its head and the head's MAC.
+
+    Raises
+    ------
+    RegistryError
+        The registry holds allocations, is not ``hbeval-registry/2``, or was made with another key.
+    """
+    begin(conn)
+    try:
+        meta = _meta(conn)
+        (n,) = conn.execute("SELECT count(*) FROM allocations").fetchone()
+        if n:
+            raise RegistryError(f"the registry holds {n} allocation(s): its plan can no longer change")
+        if meta.get("schema") != SCHEMA_VERSION or meta.get("key_id") != key_fingerprint(key):
+            raise RegistryError("this registry is not one hbeval can re-open with this key")
+        start = genesis(meta["key_id"], plan_sha256)
+        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (PLAN_KEY, plan_sha256))
+        for k, v in (("head_hash", start), ("head_mac", head_mac(key, 0, start))):
+            conn.execute("UPDATE meta SET value = ? WHERE key = ?", (v, k))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def plan_of(path: str | Path) -> str | None:
+    """The SHA-256 of the analysis plan that opened the registry at ``path`` (``None``: none, or no registry)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+    try:
+        if not _has_tables(conn):
+            return None
+        r = conn.execute("SELECT value FROM meta WHERE key = ?", (PLAN_KEY,)).fetchone()
+    finally:
+        conn.close()
+    return None if r is None else str(r[0])
 
 
 def begin(conn: sqlite3.Connection, timeout: float = 120.0) -> None:

@@ -171,6 +171,15 @@ STRINGS: dict[str, tuple[str, str]] = {
                   "Vertailuryhmän perheet tunnistettiin samasta kohderyhmästä ja palvelusta, mutta he eivät valinneet "
                   "henkilökohtaista budjettia; heitä ei satunnaistettu."),
     "no_rows": ("No rows.", "Ei rivejä."),
+    "note_small_sample_inference": (
+        "Intervals are HC2 t-intervals; with fewer than 50 families they use Bell–McCaffrey degrees of freedom. "
+        "The randomisation-inference interval (RI) beside them is the range of constant effects that re-randomising "
+        "under the procedure actually used does not reject at 5 %{exact}.",
+        "Luottamusvälit ovat HC2-t-välejä; alle 50 perheen aineistossa niissä käytetään Bellin–McCaffreyn "
+        "vapausasteita. Niiden rinnalla oleva satunnaistamispäättelyn väli (SP) on niiden vakiovaikutusten joukko, "
+        "joita toteutuneen satunnaistamismenettelyn mukainen uudelleensatunnaistaminen ei hylkää 5 %:n tasolla{exact}."),
+    "note_ri_exact": (" (exact: every one of the {k} possible assignments was enumerated)",
+                      " (tarkka: kaikki {k} mahdollista satunnaistusta käytiin läpi)"),
     "missing_table": ("The table {name} was not produced for this study.", "Taulukkoa {name} ei tuotettu tälle tutkimukselle."),
 }
 
@@ -179,6 +188,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "outcome": ("Outcome", "Tulosmuuttuja"), "contrast": ("Contrast", "Vertailu"), "estimate": ("Estimate", "Estimaatti"),
     "std_error": ("SE", "Keskivirhe"), "ci": ("95 % CI", "95 %:n lv."), "p_value": ("p", "p"),
     "p_value_ri": ("p (RI)", "p (SP)"), "p_value_adj": ("p (adj.)", "p (korj.)"), "n": ("n", "n"),
+    "ri_ci": ("95 % CI (RI)", "95 %:n lv. (SP)"), "df_bm": ("df (BM)", "vapausasteet (BM)"),
     "hedges_g": ("Hedges' g", "Hedgesin g"), "family": ("Family", "Perhe"),
     "variable": ("Variable", "Muuttuja"), "level": ("Level", "Luokka"), "group": ("Group", "Ryhmä"),
     "cell": ("Cell", "Solu"), "mean": ("Mean", "Keskiarvo"), "sd": ("SD", "Keskihajonta"), "percent": ("%", "%"),
@@ -309,6 +319,22 @@ def t(key: str, lang: str = "en", **fields: Any) -> str:
     return s.format(**fields).replace("= <", "< ")  # "p = <0.001" reads "p < 0.001"
 
 
+#: the opening words of the ``note`` of effects.csv, in Finnish (the rest of a note stays as written)
+_NOTE_FI = {"not estimable": "ei estimoitavissa", "no data": "ei aineistoa", "no standard error": "ei keskivirhettä"}
+
+
+def note(text: Any, lang: str = "en") -> str:
+    """An ``effects.csv`` note for a table: as written in English; in Finnish its reason in Finnish
+    (e.g. ``"ei estimoitavissa"``) followed by the note as written."""
+    s = "" if text is None or (isinstance(text, float) and math.isnan(text)) else str(text).strip()
+    if not s or lang == "en":
+        return s
+    for en, fi in _NOTE_FI.items():
+        if s.startswith(en):
+            return f"{fi} ({s})"
+    return s
+
+
 def col(name: str, lang: str = "en") -> str:
     """A column header (the raw name when it has no label)."""
     return COLUMNS[name][_idx(lang)] if name in COLUMNS else name
@@ -406,6 +432,28 @@ def interval(lo: Any, hi: Any, lang: str = "en", digits: int = 2, percent: bool 
 
 #: Sentence templates that :mod:`hbeval.report.narrative` fills with numbers from the result tables.
 STRINGS.update({
+    "n_small_pilot": ("With {n} families analysed, the 95 % interval of each main effect spans about ±{hw} points, "
+                      "{ratio} times the minimal important change of {mic}. A pilot of this size can show whether the "
+                      "two models can be run as planned (flow, take-up, process, costs) and rule out only very large "
+                      "effects; it cannot show whether an effect of the size of the minimal important change exists.",
+                      "Analysoituja perheitä on {n}, joten kummankin päävaikutuksen 95 %:n luottamusväli on noin ±{hw} "
+                      "pistettä, {ratio} kertaa pienin merkityksellinen muutos ({mic}). Näin pieni kokeilu voi näyttää, "
+                      "voiko kahta mallia toteuttaa suunnitellusti (kulku, käyttöönotto, prosessi, kustannukset), ja sulkea "
+                      "pois vain hyvin suuret vaikutukset; se ei voi näyttää, onko pienimmän merkityksellisen muutoksen "
+                      "suuruista vaikutusta."),
+    "n_small_not_estimable": ("With {n} families analysed, the main effects on {outcome} could not be estimated "
+                              "({note}). A pilot of this size can describe the flow, take-up, process and costs; it "
+                              "cannot show effects on outcomes.",
+                              "Analysoituja perheitä on {n}, eikä päävaikutuksia mittariin {outcome} voitu estimoida "
+                              "({note}). Näin pieni kokeilu voi kuvata kulun, käyttöönoton, prosessin ja kustannukset; "
+                              "vaikutuksia se ei voi näyttää."),
+    "not_estimable_cell": ("not estimable", "ei estimoitavissa"),
+    "n_not_analysed": ("Allocated families with an end score that did not contribute to the primary estimate: {parts}.",
+                       "Satunnaistetut perheet, joilla on loppumittaus mutta jotka eivät ole mukana ensisijaisessa "
+                       "estimaatissa: {parts}."),
+    "no_start_score": ("no start score", "ei alkumittausta"),
+    "alone_in_stratum": ("alone in their stratum (fitted exactly by it)", "ositteessaan yksin (osite selittää sen täysin)"),
+    "not_estimable": ("the primary contrasts could not be estimated", "ensisijaisia vertailuja ei voitu estimoida"),
     "n_primary_effect": ("**{contrast}**: {est} points on {outcome} (95 % CI {ci}; p = {p}, randomisation p = {pri}, "
                          "adjusted p = {padj}; {n} families){mic}.",
                          "**{contrast}**: {est} pistettä, {outcome} (95 %:n lv. {ci}; p = {p}, satunnaistuspäättelyn "
@@ -639,7 +687,7 @@ STRINGS.update({
                   "Analyysi poikkeaa {date} sinetöidystä suunnitelmasta (SHA-256 {sha}) {k} kohdassa "
                   "(results/deviations.csv); lue niitä koskevat tulokset tämä mielessä pitäen:"),
     "dev_item": ("{item}: planned {planned}, analysed {actual}.", "{item}: suunniteltu {planned}, analysoitu {actual}."),
-    "dev_outcome": ("family of {o}", "tulosmuuttujan {o} perhe"),
+    "dev_outcome": ("Family of {o}", "Tulosmuuttujan {o} perhe"),
     "dev_empty": ("(none)", "(ei mitään)"),
     "cap_deviations": ("Differences between the sealed analysis plan and the analysis (results/deviations.csv).",
                        "Sinetöidyn analyysisuunnitelman ja analyysin erot (results/deviations.csv)."),

@@ -65,6 +65,33 @@ def effect_sentence(effects: pd.DataFrame, outcome: str, contrast: str, lang: st
                   mic="" if mic is None else mic_phrase(est, lo, mic, lang))
 
 
+def small_pilot_sentence(effects: pd.DataFrame, outcome: str, lang: str, mic: float | None) -> str | None:
+    """What a pilot of this size can and cannot show, or ``None`` when its main effects are
+    estimated more precisely than the minimal important change (half-width of the 95 % interval
+    at most ``mic``).
+
+    Notes
+    -----
+    The half-width is the larger of the two main effects' ``(ci_high − ci_low) / 2``; the
+    sentence says it in points and as a multiple of ``mic``. When neither main effect has an
+    interval, the note of the row says why.
+    """
+    rows = [r for r in (effect_row(effects, outcome, c) for c in ("frame_shares", "teaming")) if r is not None]
+    if not rows:
+        return None
+    hws = [(_f(r["ci_high"]) - _f(r["ci_low"])) / 2 for r in rows]
+    hws = [h for h in hws if np.isfinite(h)]
+    n = _to_int(rows[0]["n"])
+    if not hws:
+        note = next((i18n.note(r.get("note"), lang) for r in rows if i18n.note(r.get("note"), lang)), "")
+        return i18n.t("n_small_not_estimable", lang, n=n, outcome=i18n.outcome(outcome, lang), note=note or "–")
+    hw = max(hws)
+    if mic is None or not mic > 0 or hw <= mic:
+        return None
+    return i18n.t("n_small_pilot", lang, n=n, hw=i18n.num(hw, lang, 1), ratio=i18n.num(hw / mic, lang, 1),
+                  mic=i18n.num(mic, lang, 2))
+
+
 def _consort_n(consort: pd.DataFrame, stage: str, group: str = "pilot", cell: str | None = None, reason: str | None = None) -> str:
     if not len(consort):
         return "–"
@@ -82,6 +109,18 @@ def _consort_n(consort: pd.DataFrame, stage: str, group: str = "pilot", cell: st
         nums = [int(_f(v)) for v in vals if not v.startswith("<")]
         return f"≥{sum(nums)}"
     return str(int(sum(_f(v) for v in vals)))
+
+
+def not_analysed_sentence(consort: pd.DataFrame, lang: str) -> str | None:
+    """The ``not_analysed`` rows of the CONSORT table by reason (counts over the four cells,
+    ``≥k`` when a cell's count is suppressed), or ``None`` when every family with an end score
+    was analysed."""
+    if not len(consort) or "not_analysed" not in set(consort["stage"]):
+        return None
+    rows = consort[(consort["stage"] == "not_analysed") & (consort["group"] == "pilot")]
+    parts = [f"{i18n.t(str(reason), lang)} {_consort_n(rows, 'not_analysed', reason=str(reason))}"
+             for reason in dict.fromkeys(rows["reason"].astype(str))]
+    return i18n.t("n_not_analysed", lang, parts="; ".join(parts)) if parts else None
 
 
 def flow_sentence(consort: pd.DataFrame, lang: str) -> str:
@@ -299,3 +338,134 @@ def process_sentences(effects: pd.DataFrame, config: Any, lang: str) -> list[str
                               est=i18n.num(r["estimate"], lang, digits, sign=True),
                               ci=i18n.interval(r["ci_low"], r["ci_high"], lang, digits), p=i18n.pval(r.get("p_value_adj"), lang)))
     return out
+
+
+# ------------------------------------------------------------------ the sealed analysis plan
+def _diagnosis(plan: dict[str, Any] | None) -> pd.DataFrame:
+    """The diagnosis table of a sealed plan (empty when it has none)."""
+    diag = (plan or {}).get("diagnosis") or {}
+    return pd.DataFrame(diag.get("table") or [])
+
+
+def _plan_id(plan: dict[str, Any], sha: str | None) -> dict[str, str]:
+    return {"date": str(plan.get("sealed_on", "–")), "sha": (sha or "–")[:16]}
+
+
+def power_sentences(plan: dict[str, Any] | None, lang: str, sha: str | None = None, mic: float | None = None) -> list[str]:
+    """CONSORT 16a and the factorial item (powered to detect an interaction?) from the diagnosis
+    sealed in the analysis plan; one sentence saying there is none otherwise.
+
+    The interaction is "powered" when its MDE (80 % power, α = 0.05) is at most the minimal
+    important change (``mic``, else the plan's ``outcomes.mic``), at the largest size diagnosed.
+    """
+    tab = _diagnosis(plan)
+    if plan is None or not len(tab) or "contrast" not in tab:
+        return [i18n.t("power_none", lang)]
+    par = (plan.get("diagnosis") or {}).get("parameters") or {}
+    mic = _f(mic if mic is not None else plan.get("settings", {}).get("outcomes.mic"))
+    sizes = sorted({int(v) for v in tab["n_pilot"]})
+    out = [i18n.t("power_intro", lang, **_plan_id(plan, sha), sims=_to_int(tab["sims"].iloc[0]),
+                  procedure=str(par.get("procedure", "–")), sizes=", ".join(str(s) for s in sizes),
+                  sd=i18n.num(par.get("sd"), lang, 2), rho=i18n.num(par.get("rho"), lang, 2),
+                  attrition=i18n.num(par.get("attrition"), lang, 0, percent=True))]
+    at = tab[tab["n_pilot"] == sizes[-1]]
+    for c in ("frame_shares", "teaming"):
+        r = at[at["contrast"] == c]
+        if len(r):
+            r0 = r.iloc[0]
+            out.append(i18n.t("power_factor", lang, contrast=i18n.value(c, lang), n=sizes[-1],
+                              effect=i18n.num(r0["effect"], lang, 2), power=i18n.num(r0["power"], lang, 0, percent=True),
+                              mde=i18n.num(r0["mde"], lang, 2)))
+    r = at[at["contrast"] == "frame_shares:teaming"]
+    if len(r):
+        mde = _f(r.iloc[0]["mde"])
+        key = "power_interaction_yes" if not np.isnan(mde) and not np.isnan(mic) and mde <= mic else "power_interaction_no"
+        out.append(i18n.t(key, lang, mde=i18n.num(mde, lang, 2), mic=i18n.num(mic, lang, 2)))
+    return out
+
+
+def _dev_item(item: str, lang: str) -> str:
+    if item.startswith("outcome "):
+        return i18n.t("dev_outcome", lang, o=i18n.outcome(item.removeprefix("outcome "), lang))
+    return f"`{item}`"
+
+
+def _dev_value(item: str, v: Any, lang: str) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)) or str(v) == "":
+        return i18n.t("dev_empty", lang)
+    s = str(v)
+    if item == "outcomes.primary":
+        return i18n.outcome(s, lang)
+    if item.startswith("outcome "):
+        return i18n.value(s, lang)
+    return s
+
+
+def deviation_sentences(deviations: pd.DataFrame, plan: dict[str, Any] | None, lang: str,
+                        sha: str | None = None) -> list[str]:
+    """The differences between the sealed analysis plan and the analysis, in words
+    (``results/deviations.csv``); one sentence when there is no plan or no difference."""
+    if plan is None:
+        return [i18n.t("dev_no_plan", lang)]
+    if not len(deviations):
+        return [i18n.t("dev_none", lang, **_plan_id(plan, sha))]
+    out = [i18n.t("dev_intro", lang, **_plan_id(plan, sha), k=len(deviations))]
+    for r in deviations.itertuples(index=False):
+        item = str(r.item)
+        out.append(i18n.t("dev_item", lang, item=_dev_item(item, lang), planned=_dev_value(item, r.planned, lang),
+                          actual=_dev_value(item, r.actual, lang)))
+    return out
+
+
+def allocation_sentences(manifest: dict[str, Any], lang: str) -> list[str]:
+    """The allocation registry's head and the plan that opened it (``manifest.json``: ``registry``, ``plan``)."""
+    reg, plan = manifest.get("registry"), manifest.get("plan")
+    if not reg:
+        return [i18n.t("alloc_none", lang)]
+    out = [i18n.t("alloc_record", lang, schema=reg.get("schema", "–"), seq=reg.get("seq", "–"),
+                  receipt=reg.get("receipt", "–"))]
+    if plan and plan.get("registry_plan"):
+        out.append(i18n.t("alloc_plan", lang, date=plan.get("sealed_on") or "–", sha=str(plan["registry_plan"])[:16]))
+    else:
+        out.append(i18n.t("alloc_no_plan", lang))
+    return out
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    esc = [[str(c).replace("|", "\\|") for c in r] for r in rows]
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in esc)]
+
+
+def _plan_section(plan: dict[str, Any], lang: str) -> list[str]:
+    t = lambda key, **kw: i18n.t(key, lang, **kw)  # noqa: E731 - a local shorthand
+    s = plan.get("settings", {})
+    lines = [f"# {t('plan_title', study=plan.get('study', ''))}", "",
+             t("plan_sealed", date=plan.get("sealed_on", "–"), version=plan.get("hbeval_version", "–")), "",
+             f"## {t('plan_outcomes')}", ""]
+    lines += _md_table([i18n.col("outcome", lang), i18n.col("family", lang)],
+                       [[i18n.outcome(o["outcome"], lang) + f" (`{o['outcome']}`)", i18n.value(o["family"], lang)]
+                        for o in plan.get("outcomes", [])])
+    lines += ["", f"## {t('plan_contrasts')}", "", *(f"- {i18n.value(c, lang)} (`{c}`)" for c in plan.get("contrasts", [])),
+              "", f"## {t('plan_estimator')}", "", t("spec_note"), "",
+              f"## {t('plan_design')}", "", f"- {t('plan_strata', strata=', '.join(s.get('design.strata') or []) or '–')}",
+              f"- {t('plan_procedure', procedure=s.get('design.assignment', '–'))}", "",
+              f"## {t('plan_parameters')}", ""]
+    lines += _md_table([i18n.col("parameter", lang), i18n.col("value", lang)],
+                       [[f"`{k}`", ", ".join(map(str, v)) if isinstance(v, list) else str(v)]
+                        for k, v in sorted(s.items()) if k != "outcomes.families"])
+    subs = s.get("outcomes.subgroups") or []
+    lines += ["", f"## {t('plan_subgroups')}", "", ", ".join(subs) if subs else t("plan_no_subgroups"), "",
+              f"## {t('plan_diagnosis')}", ""]
+    tab = _diagnosis(plan)
+    if not len(tab):
+        return [*lines, t("plan_no_diagnosis"), ""]
+    lines += [" ".join(power_sentences(plan, lang)[1:]).replace("**", ""), ""]  # [0] names the seal, which the JSON is
+    cols = [c for c in ("contrast", "n_pilot", "effect", "power", "mde", "bias", "coverage", "rejection_rate_null") if c in tab]
+    rows = [[i18n.value(r[c], lang) if c == "contrast" else str(r[c]) if c == "n_pilot" else i18n.num(r[c], lang, 3)
+             for c in cols] for _, r in tab.iterrows()]
+    return [*lines, *_md_table([i18n.col(c, lang) for c in cols], rows), ""]
+
+
+def plan_markdown(plan: dict[str, Any]) -> str:
+    """``analysis_plan.md``: the sealed plan in words and tables, in Finnish and then in English."""
+    return "\n".join([*_plan_section(plan, "fi"), "---", "", *_plan_section(plan, "en")]).rstrip("\n") + "\n"

@@ -331,7 +331,8 @@ def est_ci(est: Any, lo: Any, hi: Any, lang: str, digits: int = 2) -> str:
 
 
 def display_primary_effects(effects: pd.DataFrame, outcome: str, lang: str) -> pd.DataFrame:
-    """Every contrast of one outcome: estimate, SE, CI, p, RI p, adjusted p, n, Hedges' g."""
+    """Every contrast of one outcome: estimate, SE, CI, p, RI p, adjusted p, n, Hedges' g; and
+    ``note`` (why a row has no estimate) when a row has none."""
     d = _primary_rows(effects)
     d = d[d["outcome"] == outcome]
     rows = []
@@ -340,8 +341,12 @@ def display_primary_effects(effects: pd.DataFrame, outcome: str, lang: str) -> p
                      "std_error": i18n.num(r.std_error, lang, 2), "ci": i18n.interval(r.ci_low, r.ci_high, lang),
                      "p_value": i18n.pval(r.p_value, lang), "p_value_ri": i18n.pval(getattr(r, "p_value_ri", None), lang),
                      "p_value_adj": i18n.pval(getattr(r, "p_value_adj", None), lang), "n": str(r.n),
-                     "hedges_g": i18n.num(getattr(r, "hedges_g", None), lang, 2)})
-    return pd.DataFrame(rows)
+                     "hedges_g": i18n.num(getattr(r, "hedges_g", None), lang, 2),
+                     "note": "" if np.isfinite(_f(r.estimate)) else i18n.note(getattr(r, "note", None), lang)})
+    out = pd.DataFrame(rows)
+    if len(out) and not out["note"].astype(bool).any():
+        out = out.drop(columns="note")  # a column only when a row has something to say
+    return out
 
 
 def display_effects_matrix(effects: pd.DataFrame, outcomes: Sequence[str], contrasts: Sequence[str], lang: str,
@@ -361,6 +366,9 @@ def display_effects_matrix(effects: pd.DataFrame, outcomes: Sequence[str], contr
                 row[i18n.value(c, lang)] = "–"
                 continue
             r0 = r.iloc[0]
+            if not np.isfinite(_f(r0["estimate"])):  # say why, instead of an empty cell
+                row[i18n.value(c, lang)] = i18n.t("not_estimable_cell", lang)
+                continue
             p = r0.get("p_value_adj") if adjusted and not np.isnan(_f(r0.get("p_value_adj"))) else r0.get("p_value")
             row[i18n.value(c, lang)] = f"{est_ci(r0['estimate'], r0['ci_low'], r0['ci_high'], lang)}; p {i18n.pval(p, lang)}"
         rows.append(row)

@@ -105,6 +105,7 @@ class StudyConfig:
     assignment_method: str = "batch"  # batch | blocks | minimisation
     block_sizes: tuple[int, ...] = (4, 8)
     minimisation_p: float = 0.8  # probability of the minimising cell (Pocock-Simon)
+    min_stratum_size: int | None = None  # batch: coarsen strata smaller than this (design.coarsen_strata); None: never
     allocation_key_env: str = "HBEVAL_ALLOCATION_KEY"
     allocation_key_file: str | None = None
     # outcomes
@@ -329,6 +330,7 @@ _SPEC: dict[str, dict[str, tuple[str, type | tuple[type, ...]]]] = {
         "assignment": ("assignment_method", str),
         "block_sizes": ("block_sizes", list),
         "minimisation_p": ("minimisation_p", (int, float)),
+        "min_stratum_size": ("min_stratum_size", int),
         "key_env": ("allocation_key_env", str),
         "key_file": ("allocation_key_file", str),
     },
@@ -468,6 +470,8 @@ def check_config(cfg: StudyConfig, source: str = "study.toml", text: str | None 
         bad("design.strata", "must be a list of column names")
     if len(set(cfg.strata)) != len(cfg.strata):
         bad("design.strata", "names a column twice")
+    if cfg.min_stratum_size is not None and not 1 <= cfg.min_stratum_size <= 10_000:
+        bad("design.min_stratum_size", "must be between 1 and 10000 families")
     if cfg.assignment_method not in ("batch", "blocks", "minimisation"):
         bad("design.assignment", "must be one of batch, blocks, minimisation")
     if not cfg.block_sizes or any(not isinstance(b, int) or isinstance(b, bool) or b <= 0 or b % 4 for b in cfg.block_sizes):
