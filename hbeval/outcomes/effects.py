@@ -29,7 +29,10 @@ from hbeval.arms import CONTRASTS
 from hbeval.outcomes.frame import outcome_frame
 from hbeval.privacy import suppress_count
 from hbeval.randomisation.redraw import RIDraws, ri_draws
-from hbeval.stats.factorial import METHOD_LIN, METHOD_PRIMARY, effect_sizes, factorial_data, factorial_effects
+from hbeval.stats.factorial import (
+    METHOD_LIN, METHOD_PRIMARY, MIN_PER_CELL, REASON_ALONE, REASON_NO_START, analysis_status, effect_sizes, estimable, factorial_data,
+    factorial_effects,
+)
 
 
 # ---------------------------------------------------------------------------- Study glue
@@ -37,10 +40,9 @@ FAMILY_METHOD = {
     "prevention": "risk_difference_lpm_hc2",
 }
 EFFECTS_COLUMNS = [
-    "family", "outcome", "contrast", "estimate", "std_error", "ci_low", "ci_high", "p_value", "p_value_ri", "p_value_adj",
-    "p_value_holm", "n", "method", "spec", "note", "df", "hedges_g", "g_ci_low", "g_ci_high", "estimate_sd_units", "baseline",
+    "family", "outcome", "contrast", "estimate", "std_error", "ci_low", "ci_high", "p_value", "p_value_ri", "ri_ci_low",
+    "ri_ci_high", "p_value_adj", "p_value_holm", "n", "method", "spec", "note", "df", "df_bm", "hedges_g", "g_ci_low", "g_ci_high", "estimate_sd_units", "baseline",
 ]
-MIN_PER_CELL = 2
 #: ``spec`` of an ``effects.csv`` row: what kind of analysis it is (nothing parses ``method``)
 SPEC_PRIMARY = "primary"  # the pre-specified primary specification of a randomised contrast
 SPEC_ROBUSTNESS = "robustness"  # the Lin (centred interaction) check of the same contrast
@@ -48,6 +50,26 @@ SPEC_NON_RANDOMISED = "non_randomised"  # pilot vs the comparison group (propens
 NOTE_NO_DATA = "no data: no family has a score for this outcome"
 NOTE_NOT_ESTIMABLE = (f"not estimable: a cell has fewer than {MIN_PER_CELL} families with the outcome, "
                       "or the outcome does not vary")
+NOTE_ALIASED = "not estimable: the contrast is aliased with the strata (its cells lie in strata of their own)"
+NOTE_NO_SE = "no standard error: the model has as many parameters as analysed families"
+#: a family that has the end score but does not contribute, by reason (see :func:`contribution_note`)
+LEFT_OUT_TEXT = {REASON_NO_START: "without a start score", REASON_ALONE: "alone in their stratum"}
+
+
+def contribution_note(status: np.ndarray, min_cell: int) -> str:
+    """Which randomised families with the end score did not contribute, in words
+    (e.g. ``"3 families alone in their stratum did not contribute"``), counts below
+    ``min_cell`` shown as ``<min_cell``; ``""`` when all did."""
+    parts = []
+    for reason, text in LEFT_OUT_TEXT.items():
+        k = int(np.sum(status == reason))
+        if k:
+            parts.append(f"{suppress_count(k, min_cell)} {'family' if k == 1 else 'families'} {text}")
+    return (" and ".join(parts) + " did not contribute") if parts else ""
+
+
+def _join_notes(*notes: object) -> str:
+    return "; ".join(str(n) for n in notes if isinstance(n, str) and n)
 
 
 def _base_method(family: str, has_start: bool) -> str:
@@ -57,7 +79,7 @@ def _base_method(family: str, has_start: bool) -> str:
 
 
 def randomised_effects(frame: pd.DataFrame, families: dict[str, list[str]], draws: np.ndarray | None, draw_ids: np.ndarray | None = None,
-                       assignment: str = "batch") -> tuple[pd.DataFrame, dict]:
+                       assignment: str = "batch", exact: bool = False, min_cell: int = 5) -> tuple[pd.DataFrame, dict]:
     """Every randomised contrast of every declared outcome, with RI and multiplicity.
 
     Parameters
@@ -68,6 +90,9 @@ def randomised_effects(frame: pd.DataFrame, families: dict[str, list[str]], draw
     draws : ``(D, m)`` re-drawn cell codes of the ``m`` assigned families ``draw_ids``
         (``None`` skips RI)
     draw_ids : ``client_id`` of the columns of ``draws``
+    exact : ``draws`` is every possible assignment (:attr:`hbeval.randomisation.redraw.RIDraws.exact`):
+        exact RI p-values and intervals
+    min_cell : counts of non-contributing families in ``note`` below this are shown as ``<min_cell``
 
     Returns
     -------
@@ -77,11 +102,11 @@ def randomised_effects(frame: pd.DataFrame, families: dict[str, list[str]], draw
     from hbeval.stats.ri import blas_single_thread
 
     with blas_single_thread():
-        return _randomised_effects(frame, families, draws, draw_ids, assignment)
+        return _randomised_effects(frame, families, draws, draw_ids, assignment, exact, min_cell)
 
 
-def _randomised_effects(frame, families, draws, draw_ids, assignment):
-    from hbeval.stats.ri import adjust_family, ri_factorial, ri_pvalue
+def _randomised_effects(frame, families, draws, draw_ids, assignment, exact=False, min_cell=5):
+    from hbeval.stats.ri import adjust_family, ri_ci, ri_factorial, ri_pvalue
     from hbeval.outcomes.frame import outcome_columns
 
     rand = frame[frame["cell"].notna()].sort_values("client_id", kind="mergesort").reset_index(drop=True)
@@ -99,19 +124,21 @@ def _randomised_effects(frame, families, draws, draw_ids, assignment):
             if end is None:
                 for c in CONTRASTS:
                     rows.append({"family": fam, "outcome": outcome, "contrast": c, "n": 0, "method": f"{base} (no data)",
-                                 "spec": SPEC_PRIMARY, "note": NOTE_NO_DATA})
+                                 "spec": SPEC_PRIMARY, "note": NOTE_NO_DATA, "_est": False})
                 continue
-            d = factorial_data(
+            args = (
                 pd.to_numeric(rand[end], errors="coerce").to_numpy(float),
                 rand["cell"].to_numpy(dtype=float, na_value=np.nan),
                 rand["stratum"].astype(str).to_numpy(),
                 None if start is None else pd.to_numeric(rand[start], errors="coerce").to_numpy(float),
             )
-            counts = np.bincount(d.cell, minlength=4) if d.n else np.zeros(4, int)
-            if d.n == 0 or counts.min() < MIN_PER_CELL or np.nanstd(d.y) == 0:
+            d = factorial_data(*args)
+            left_out = contribution_note(analysis_status(*args), min_cell)
+            if not estimable(d):
                 for c in CONTRASTS:
-                    rows.append({"family": fam, "outcome": outcome, "contrast": c, "n": d.n,
-                                 "method": f"{base} (not estimable)", "spec": SPEC_PRIMARY, "note": NOTE_NOT_ESTIMABLE})
+                    rows.append({"family": fam, "outcome": outcome, "contrast": c, "n": d.n, "_est": False,
+                                 "method": f"{base} (not estimable)", "spec": SPEC_PRIMARY,
+                                 "note": _join_notes(NOTE_NOT_ESTIMABLE, left_out)})
                 continue
             tab = effect_sizes(factorial_effects(d), d)
             tab["spec"] = tab["method"].map({METHOD_PRIMARY: SPEC_PRIMARY, METHOD_LIN: SPEC_ROBUSTNESS})
@@ -121,28 +148,43 @@ def _randomised_effects(frame, families, draws, draw_ids, assignment):
                 for c, v in null.items():
                     nulls[(outcome, c)] = v
                 prim = tab["spec"] == SPEC_PRIMARY
-                tab.loc[prim, "p_value_ri"] = [ri_pvalue(e, null[c]) for e, c in zip(tab.loc[prim, "estimate"], tab.loc[prim, "contrast"])]
+                tab.loc[prim, "p_value_ri"] = [ri_pvalue(e, null[c], exact) for e, c in zip(tab.loc[prim, "estimate"], tab.loc[prim, "contrast"])]
+                ci = ri_ci(d, draws[:, pos[d.mask]], exact)
+                tab.loc[prim, "ri_ci_low"] = [ci[c][0] for c in tab.loc[prim, "contrast"]]
+                tab.loc[prim, "ri_ci_high"] = [ci[c][1] for c in tab.loc[prim, "contrast"]]
             tab["family"] = fam
             tab["outcome"] = outcome
             tab["baseline"] = "start" if start is not None else "none"
+            tab["note"] = [_join_notes(_fit_note(r.estimate, r.std_error, r.df), left_out) for r in tab.itertuples()]
             rows.extend(tab.to_dict("records"))
     out = pd.DataFrame(rows)
     for c in EFFECTS_COLUMNS:
         if c not in out.columns:
             out[c] = np.nan
-    estimated = out["note"].isna() | (out["note"].astype(str) == "")
+    estimated = out["_est"].ne(False).to_numpy() if "_est" in out.columns else np.ones(len(out), bool)
     kind = np.where(~estimated, "none", np.where(out["spec"] == SPEC_ROBUSTNESS, "lin", "primary"))
     out["_k"] = kind
-    adj = adjust_family(out, nulls, by=("family", "contrast", "_k"))
+    adj = adjust_family(out, nulls, by=("family", "contrast", "_k"), exact=exact)
     out["p_value_holm"] = adj["p_value_holm"]
-    ri_txt = f"ri={n_draws} re-randomisations ({assignment} procedure, within strata)" if n_draws else "ri=none"
+    ri_txt = (f"ri=exact ({n_draws} assignments, {assignment} procedure, within strata)" if n_draws and exact
+              else f"ri={n_draws} re-randomisations ({assignment} procedure, within strata)" if n_draws else "ri=none")
     prim = kind == "primary"
     out.loc[prim, "p_value_adj"] = adj.loc[prim, "p_value_wy"]
     out.loc[prim, "method"] = out.loc[prim, "method"] + "; " + ri_txt + "; adj=westfall_young_stepdown_maxT within family"
     lin = kind == "lin"
     out.loc[lin, "p_value_adj"] = adj.loc[lin, "p_value_holm"]
     out.loc[lin, "method"] = METHOD_LIN + "; adj=holm within family"
+    out["note"] = out["note"].where(out["note"].astype(str) != "", np.nan)  # NaN: nothing to say
     return out.drop(columns="_k")[EFFECTS_COLUMNS], nulls
+
+
+def _fit_note(estimate: float, std_error: float, df: float) -> str:
+    """The note of an estimated row whose estimate or standard error does not exist."""
+    if not np.isfinite(estimate):
+        return NOTE_ALIASED
+    if not np.isfinite(std_error) or not df > 0:
+        return NOTE_NO_SE
+    return ""
 
 
 def _sort_effects(df: pd.DataFrame, families: dict[str, list[str]]) -> pd.DataFrame:
@@ -184,7 +226,8 @@ def effects_results(study, include_comparison: bool = False, frame: pd.DataFrame
         frame = outcome_frame(study)
     if ri is None:
         ri = ri_draws(study, frame)
-    tab, _ = randomised_effects(frame, cfg.families, ri.draws, ri.client_ids, assignment=ri.procedure)
+    tab, _ = randomised_effects(frame, cfg.families, ri.draws, ri.client_ids, assignment=ri.procedure, exact=ri.exact,
+                                min_cell=cfg.min_cell)
     if include_comparison:
         from hbeval.outcomes.comparison import comparison_effect_rows
 
@@ -194,7 +237,7 @@ def effects_results(study, include_comparison: bool = False, frame: pd.DataFrame
     tab = _sort_effects(tab, cfg.families)
     tab["n"] = [suppress_count(v, cfg.min_cell) for v in tab["n"]]
     small = tab["n"].astype(str).str.startswith("<")
-    stat_cols = ["estimate", "std_error", "ci_low", "ci_high", "hedges_g", "g_ci_low", "g_ci_high", "estimate_sd_units"]
+    stat_cols = ["estimate", "std_error", "ci_low", "ci_high", "ri_ci_low", "ri_ci_high", "hedges_g", "g_ci_low", "g_ci_high", "estimate_sd_units"]
     tab.loc[small, stat_cols] = np.nan
     return tab
 

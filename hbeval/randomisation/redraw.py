@@ -6,11 +6,15 @@ kernels of :mod:`hbeval.stats.ri` take the draws of :func:`redraw` as an argumen
 * :func:`procedure` — the procedure as recorded (for the report and the manifest);
   :func:`procedure_label` its short name (for the ``method`` column).
 * :func:`redraw` — assignments redrawn ``n_draws`` times under that procedure;
-  :func:`ri_draws` the draws of one analysis (:class:`RIDraws`).
+  :func:`ri_draws` the draws of one analysis (:class:`RIDraws`);
+* :func:`enumerate_assignments` — every assignment the procedure could have produced, when
+  they are few enough to list (exact randomisation inference).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -198,19 +202,137 @@ def redraw(study: Any, client_ids: Sequence[str], n_draws: int,
 class RIDraws:
     """The re-randomisations of one analysis: ``draws[k, j]`` is the cell code of family
     ``client_ids[j]`` in redraw ``k`` (None when no family is assigned); ``procedure`` is the
-    short name of the procedure (:func:`procedure_label`)."""
+    short name of the procedure (:func:`procedure_label`). ``exact``: the rows are every
+    possible assignment, each once and equiprobable (:func:`enumerate_assignments`), the
+    observed one among them; otherwise independent random draws."""
 
     client_ids: np.ndarray
     draws: np.ndarray | None
     procedure: str
+    exact: bool = False
 
 
 def ri_draws(study: Any, frame: pd.DataFrame) -> RIDraws:
-    """``config.ri_draws`` redraws of the assigned families of the outcome ``frame`` (sorted
-    by ``client_id``), seeded ``[config.seed, SEEDS["ri"]]``: built once per analysis and
-    handed to every randomised contrast."""
+    """The re-randomisations of the assigned families of the outcome ``frame`` (sorted by
+    ``client_id``), built once per analysis and handed to every randomised contrast: every
+    possible assignment when there are at most ``config.ri_draws`` of them
+    (:func:`enumerate_assignments`), else ``config.ri_draws`` redraws seeded
+    ``[config.seed, SEEDS["ri"]]``."""
     cfg = study.config
     assigned = frame.loc[frame["cell"].notna(), "client_id"].astype(str).sort_values(kind="mergesort").to_numpy()
-    draws = (redraw(study, assigned, cfg.ri_draws, np.random.default_rng([cfg.seed, SEEDS["ri"]]))
-             if len(assigned) else None)
+    if not len(assigned):
+        return RIDraws(assigned, None, procedure_label(study))
+    exact = enumerate_assignments(study, assigned, cfg.ri_draws)
+    if exact is not None:
+        return RIDraws(assigned, exact, procedure_label(study), exact=True)
+    draws = redraw(study, assigned, cfg.ri_draws, np.random.default_rng([cfg.seed, SEEDS["ri"]]))
     return RIDraws(assigned, draws, procedure_label(study))
+
+
+# ---------------------------------------------------------------------------- exact enumeration
+def _stratum_counts(n: int) -> list[tuple[int, ...]]:
+    """The cell counts a stratum of ``n`` families can get under the batch rule: ``n // 4`` in
+    every cell plus one more in each of ``n % 4`` distinct cells."""
+    base, r = divmod(n, 4)
+    return [tuple(base + (k in extra) for k in range(4)) for extra in itertools.combinations(range(4), r)]
+
+
+def batch_support_size(stratum: np.ndarray | Sequence[str]) -> int:
+    """Number of distinct assignments complete randomisation within strata can produce.
+
+    Notes
+    -----
+    A stratum of ``n = 4b + r`` families has ``C(4, r)`` possible count vectors (``b + 1`` in
+    ``r`` distinct cells, ``b`` in the others), each with the multinomial number
+    ``n! / ((b+1)!^r b!^{4-r})`` of orderings; the study's count is the product over strata
+    (an exact integer, however large).
+    """
+    lab = pd.Series(np.asarray(stratum, dtype=object)).astype(str)
+    total = 1
+    for n in lab.value_counts().to_numpy():
+        counts = _stratum_counts(int(n))
+        total *= len(counts) * math.factorial(int(n)) // math.prod(math.factorial(c) for c in counts[0])
+    return total
+
+
+def _multiset_permutations(counts: tuple[int, ...]) -> np.ndarray:
+    """Every distinct sequence of cell codes with the given counts, ``(K, Σcounts)`` int8."""
+    rows = np.zeros((1, 0), dtype=np.int8)
+    rem = np.array([counts], dtype=np.int64)
+    for _ in range(sum(counts)):
+        new_rows, new_rem = [], []
+        for k in range(4):
+            ok = rem[:, k] > 0
+            new_rows.append(np.column_stack([rows[ok], np.full((int(ok.sum()), 1), k, dtype=np.int8)]))
+            r = rem[ok].copy()
+            r[:, k] -= 1
+            new_rem.append(r)
+        rows, rem = np.vstack(new_rows), np.vstack(new_rem)
+    return rows
+
+
+def enumerate_batch(stratum: np.ndarray | Sequence[str]) -> np.ndarray:
+    """Every assignment of complete randomisation within strata (misfit rule included).
+
+    Returns
+    -------
+    ``int8`` array ``(K, n)``, ``K =`` :func:`batch_support_size`, one row per assignment.
+
+    Notes
+    -----
+    Under the batch rule (:func:`hbeval.randomisation.design.batch_codes`) a stratum draws one
+    of its ``C(4, r)`` count vectors uniformly and then a uniform ordering of it; every count
+    vector has the same number of orderings, so every assignment in the support has the same
+    probability ``1 / K`` and the rows need no weights. Strata are independent: the rows are
+    the Cartesian product of the strata's lists.
+    """
+    lab = pd.Series(np.asarray(stratum, dtype=object)).astype(str)
+    groups = list(lab.groupby(lab, sort=True).indices.values())
+    per = [np.vstack([_multiset_permutations(c) for c in _stratum_counts(len(idx))]) for idx in groups]
+    sizes = [len(p) for p in per]
+    grid = np.indices(sizes).reshape(len(sizes), -1) if sizes else np.zeros((0, 1), dtype=int)
+    out = np.empty((grid.shape[1], len(lab)), dtype=np.int8)
+    for g, idx in enumerate(groups):
+        out[:, idx] = per[g][grid[g]]
+    return out
+
+
+def enumerate_assignments(study: Any, client_ids: Sequence[str], budget: int) -> np.ndarray | None:
+    """Every assignment the procedure actually used could have produced, when there are at
+    most ``budget`` of them and the procedure is simple enough to list; else ``None``.
+
+    Returns
+    -------
+    ``int8`` array ``(K, len(client_ids))`` (columns as :func:`redraw`'s), every row
+    equiprobable (:func:`enumerate_batch`), or ``None``.
+
+    Notes
+    -----
+    Listed: complete randomisation within strata — registry ``batch`` rows (within batch run ×
+    stratum), a supplied ``assignments.csv`` and an in-memory study, as :func:`redraw` redraws
+    them. Permuted blocks and minimisation are always drawn (their supports are not
+    equiprobable and are seldom small). The whole design is listed and then the requested
+    columns taken, so a subset is weighted by how many full assignments give it.
+    """
+    if _in_memory(study):
+        fam = study.families().set_index("client_id")
+        lab = fam.loc[list(client_ids), "stratum"].astype(str).to_numpy()
+        return enumerate_batch(lab) if batch_support_size(lab) <= budget else None
+    study_dir = _study_dir(study)
+    rows = _registry_rows(study_dir)
+    if rows is None:
+        a = _supplied(study)
+        ids = a["client_id"].astype(str).to_numpy()
+        lab = a["stratum"].astype(object).where(a["stratum"].notna(), "(missing)").astype(str).to_numpy()
+    else:
+        if not len(rows) or (rows["method"] != "batch").any():
+            return None
+        ids = rows["client_id"].astype(str).to_numpy()
+        lab = (rows["batch"].astype("Int64").astype(str) + "\x1f" + rows["stratum"].astype(str)).to_numpy()
+    if batch_support_size(lab) > budget:
+        return None
+    where = {c: i for i, c in enumerate(ids)}
+    want = [str(c) for c in client_ids]
+    if any(c not in where for c in want):
+        return None  # redraw() names the unassigned families
+    return enumerate_batch(lab)[:, [where[c] for c in want]]

@@ -18,12 +18,13 @@ they are dropped before fitting (coefficients and HC2 SEs of the others are unch
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from hbeval.arms import CONTRAST_INTERACTION, CONTRASTS_MAIN
-from hbeval.stats.ols import OLSResult, drop_singleton_strata, ols_hc2, strata_dummies
+from hbeval.stats.ols import OLSResult, _t_row, bm_df, drop_singleton_strata, ols_hc2, strata_dummies
 
 METHOD_PRIMARY = "ancova_hc2"
 METHOD_LIN = "lin_centred_interaction_hc2"
@@ -71,6 +72,45 @@ def factorial_data(end: np.ndarray, cell: np.ndarray, stratum: np.ndarray, start
     )
 
 
+#: a randomised contrast needs at least this many analysed families in every cell
+MIN_PER_CELL = 2
+#: why a randomised family is not in the analysis sample of an outcome, in the order checked
+REASON_NO_END = "no_end_score"
+REASON_NO_START = "no_start_score"
+REASON_ALONE = "alone_in_stratum"
+REASON_NOT_ESTIMABLE = "not_estimable"
+
+
+def analysis_status(end: np.ndarray, cell: np.ndarray, stratum: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
+    """Per unit, why it is not in the sample of :func:`factorial_data` (``""`` when it is).
+
+    The first that applies of :data:`REASON_NO_END` (or no cell), :data:`REASON_NO_START`
+    (only when ``start`` is given) and :data:`REASON_ALONE` (alone in its stratum among the
+    complete cases); the units with ``""`` are exactly ``factorial_data(...).mask``.
+    """
+    end = np.asarray(end, dtype=float)
+    cell_f = pd.to_numeric(pd.Series(np.asarray(cell, dtype=object)), errors="coerce").to_numpy(dtype=float)
+    out = np.full(len(end), "", dtype=object)
+    ok = np.isfinite(end) & np.isfinite(cell_f)
+    out[~ok] = REASON_NO_END
+    if start is not None:
+        has_start = np.isfinite(np.asarray(start, dtype=float))
+        out[ok & ~has_start] = REASON_NO_START
+        ok &= has_start
+    kept = drop_singleton_strata(ok, np.asarray(stratum, dtype=object))
+    out[ok & ~kept] = REASON_ALONE
+    return out
+
+
+def estimable(d: FactorialData) -> bool:
+    """Whether the contrasts of ``d`` can be estimated: every cell has :data:`MIN_PER_CELL`
+    families and the outcome varies."""
+    if d.n == 0:
+        return False
+    counts = np.bincount(d.cell, minlength=4)
+    return bool(counts.min() >= MIN_PER_CELL and np.nanstd(d.y) > 0)
+
+
 def _covariates(d: FactorialData) -> tuple[np.ndarray, list[str]]:
     """``W = [1, start, extra, stratum dummies]``: every covariate but the arms."""
     S, snames = strata_dummies(d.stratum)
@@ -98,6 +138,33 @@ def fit_interaction(d: FactorialData, weights: np.ndarray | None = None) -> OLSR
     W, wn = _covariates(d)
     X = np.column_stack([W[:, :1], d.frame, d.teaming, d.frame * d.teaming, W[:, 1:]])
     return ols_hc2(d.y, X, [wn[0], "frame_shares", "teaming", "frame_shares:teaming", *wn[1:]], weights)
+
+
+#: contrasts of the primary fits as weights on ``(frame_shares, teaming)`` of the main-effects
+#: model or ``(frame_shares, teaming, frame_shares:teaming)`` of the interaction model
+_PRIMARY_WEIGHTS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "frame_shares": ("main", (1.0, 0.0)),
+    "teaming": ("main", (0.0, 1.0)),
+    CONTRAST_INTERACTION: ("interaction", (0.0, 0.0, 1.0)),
+    "cell:frame_only/teaming": ("interaction", (0.0, 1.0, 0.0)),
+    "cell:frame_shares/no_teaming": ("interaction", (1.0, 0.0, 0.0)),
+    "cell:frame_shares/teaming": ("interaction", (1.0, 1.0, 1.0)),
+}
+#: below this many analysed families the primary t intervals and p-values use the
+#: Bell–McCaffrey degrees of freedom instead of the residual ones (``df_bm`` is always reported)
+SMALL_N_BM = 50
+
+
+def bm_dfs(d: FactorialData) -> dict[str, float]:
+    """Bell–McCaffrey degrees of freedom (:func:`hbeval.stats.ols.bm_df`) of every primary
+    contrast's HC2 variance."""
+    W, _ = _covariates(d)
+    arms = {"main": [d.frame, d.teaming], "interaction": [d.frame, d.teaming, d.frame * d.teaming]}
+    out = {}
+    for c, (model, w) in _PRIMARY_WEIGHTS.items():
+        X = np.column_stack([W[:, :1], *arms[model], W[:, 1:]])
+        out[c] = bm_df(X, np.r_[0.0, w, np.zeros(W.shape[1] - 1)])
+    return out
 
 
 def fit_lin(d: FactorialData) -> OLSResult:
@@ -153,10 +220,17 @@ def factorial_effects(d: FactorialData, level: float = 0.95) -> pd.DataFrame:
 
     Returns
     -------
-    DataFrame with ``contrast, estimate, std_error, ci_low, ci_high, p_value, df, n, method``,
-    six rows for ``ancova_hc2`` and six for ``lin_centred_interaction_hc2``.
+    DataFrame with ``contrast, estimate, std_error, ci_low, ci_high, p_value, df, df_bm, n,
+    method``, six rows for ``ancova_hc2`` and six for ``lin_centred_interaction_hc2``.
+
+    Notes
+    -----
+    ``df`` is the residual degrees of freedom and ``df_bm`` the Bell–McCaffrey degrees of
+    freedom of the HC2 variance (:func:`bm_dfs`, primary rows). With fewer than
+    :data:`SMALL_N_BM` (50) analysed families the primary rows' ``ci_low, ci_high, p_value``
+    are t-based on ``df_bm``; from 50 on, on ``df`` (the contract's pinned specification).
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
     main = fit_main(d)
     inter = fit_interaction(d)
     for c in CONTRASTS_MAIN:
@@ -169,6 +243,11 @@ def factorial_effects(d: FactorialData, level: float = 0.95) -> pd.DataFrame:
     }
     for c, w in cellw.items():
         rows.append({"contrast": c, **inter.contrast(w, level), "method": METHOD_PRIMARY})
+    for r, (c, df_bm) in zip(rows, bm_dfs(d).items()):  # the same order: CONTRASTS
+        assert r["contrast"] == c
+        r["df_bm"] = df_bm
+        if d.n < SMALL_N_BM and np.isfinite(df_bm):  # small sample: t on the Bell–McCaffrey df
+            r.update(_t_row(float(r["estimate"]), float(r["std_error"]), df_bm, level), df=r["df"])
     lin = fit_lin(d)
     for c, w in lin_weights(d).items():
         rows.append({"contrast": c, **lin.contrast(w, level), "method": METHOD_LIN})

@@ -22,7 +22,7 @@ EXACT_LEVERAGE = 1e-10
 
 
 # ---------------------------------------------------------------------------- results
-def _t_row(est: float, se: float, df: int, level: float = 0.95) -> dict[str, float]:
+def _t_row(est: float, se: float, df: float, level: float = 0.95) -> dict[str, float]:
     """Estimate, SE, t-interval on ``df`` degrees of freedom and two-sided p-value."""
     if not np.isfinite(se) or se <= 0 or df <= 0:
         return {"estimate": est, "std_error": se, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan, "df": df}
@@ -274,3 +274,55 @@ def drop_singleton_strata(mask: np.ndarray, stratum: np.ndarray | pd.Series) -> 
     out: np.ndarray = mask & ~single
     return out
 
+
+
+# ---------------------------------------------------------------------------- small samples
+def bm_df(X: np.ndarray, c: np.ndarray, w: np.ndarray | None = None) -> float:
+    """Bell–McCaffrey (Satterthwaite) degrees of freedom of the HC2 variance of ``c'β̂``.
+
+    Parameters
+    ----------
+    X : (n, p) design (intercept included by the caller); columns beyond its numerical rank
+        are dropped as in :func:`ols_fit`
+    c : (p,) contrast
+    w : optional (n,) analytic weights (the regression on ``√w X``, as :func:`ols_hc2`)
+
+    Returns
+    -------
+    float: ``df_BM``; NaN when a leverage is 1 (HC2 undefined) or the contrast is 0.
+
+    Notes
+    -----
+    With ``M = (X'X)^{-1}``, ``H = XMX'``, ``ℓ = XMc`` (so ``c'β̂ = ℓ'y``) and
+    ``a_i = ℓ_i / \\sqrt{1 - h_{ii}}``, the HC2 variance is ``V = Σ_i a_i² e_i²``. Under the
+    working model ``y ~ N(Xβ, σ²I)``, ``e = (I − H)ε`` and ``V = ε'GG'ε`` with
+    ``G = (I − H) diag(a)``, a weighted sum of χ²₁ variables; matching two moments to
+    ``σ² χ²_K / K · E[V]`` gives (Bell & McCaffrey 2002; Imbens & Kolesár 2016)
+
+    .. math:: K_{BM} = \\frac{\\operatorname{tr}(G'G)^2}{\\operatorname{tr}((G'G)^2)},
+
+    clubSandwich's Satterthwaite df for CR2 with every observation its own cluster
+    (Pustejovsky & Tipton 2018). It is computed in ``O(np²)`` without the ``n × n`` matrix:
+    with ``X = QR``, ``G'G = diag(a)(I − H)diag(a)``, so ``tr(G'G) = Σ a_i²(1 − h_ii)`` and
+
+    .. math:: \\operatorname{tr}((G'G)^2) = Σ_i a_i^4 (1 − 2h_{ii}) + \\lVert Q'\\operatorname{diag}(a^2) Q \\rVert_F^2.
+
+    Checked against clubSandwich 0.5.8 on ``tests/R/clubsandwich_expected.csv``.
+    """
+    X = np.asarray(X, dtype=float)
+    c = np.asarray(c, dtype=float)
+    if w is not None:
+        X = X * np.sqrt(np.asarray(w, dtype=float))[:, None]
+    keep = ols_fit(X, np.zeros(len(X))).keep  # columns beyond the numerical rank are dropped, as ols_hc2
+    if np.any(np.delete(c, keep)):
+        return float("nan")  # the contrast involves a dropped (inestimable) column
+    Q, R = np.linalg.qr(X[:, keep])
+    ell = Q @ scipy.linalg.solve_triangular(R, c[keep], trans="T")
+    h = np.einsum("ij,ij->i", Q, Q)
+    if np.any(h > 1.0 - EXACT_LEVERAGE) or not np.any(ell):
+        return float("nan")
+    a2 = ell**2 / (1.0 - h)
+    tr1 = float(np.sum(a2 * (1.0 - h)))
+    qaq = (Q * a2[:, None]).T @ Q
+    tr2 = float(np.sum(a2**2 * (1.0 - 2.0 * h)) + np.sum(qaq * qaq))
+    return tr1**2 / tr2

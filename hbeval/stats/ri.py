@@ -10,6 +10,14 @@ draw with indicator matrix ``Z`` are
 
 which for thousands of draws is a handful of matrix products and batched 2×2 / 3×3 solves.
 
+Randomisation-inference confidence intervals (:func:`ri_ci`) invert the RI test over
+constant additive effects: the same products with the observed arm indicators as extra
+right-hand sides give every null statistic as a linear function of the hypothesised effect.
+
+Exact RI: when the draws are every possible assignment (each once, equiprobable, the observed
+one among them; :func:`hbeval.randomisation.redraw.enumerate_assignments`), ``exact=True``
+makes :func:`ri_pvalue`, :func:`ri_ci` and :func:`westfall_young` use the plain proportion.
+
 Multiplicity: Holm (1979) on the analytic p-values, and the Westfall–Young (1993) step-down
 max-T procedure on the RI draws (which share one set of draws across the outcomes of a
 family, so their joint null distribution is the re-randomisation distribution; under
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,11 +51,17 @@ def blas_single_thread() -> contextlib.AbstractContextManager[Any]:
     and, on a loaded machine, OpenBLAS's spinning threads made them up to 10× slower in our
     measurements. Results do not depend on it.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - optional
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - optional
+            return contextlib.nullcontext()
+        _CONTROLLER = ThreadpoolController()  # finding the libraries costs ~20 ms: once per process
+    return _CONTROLLER.limit(limits=1, user_api="blas")
+
+
+_CONTROLLER: Any = None
 
 
 # ---------------------------------------------------------------------------- RI core
@@ -77,7 +92,9 @@ def ri_factorial(d: FactorialData, draws: np.ndarray, chunk: int = _CHUNK, preci
     -------
     dict contrast → ``(n_draws,)`` estimates: ``frame_shares`` and ``teaming`` from the
     main-effects model, the interaction and the three cell contrasts from the interaction
-    model (the primary specification of :mod:`hbeval.outcomes.effects`).
+    model (the primary specification of :mod:`hbeval.outcomes.effects`). A draw that leaves a
+    cell empty, or aliased with the strata, among the families of ``d`` has no estimate: NaN
+    (:func:`ri_pvalue` and :func:`westfall_young` leave such draws out).
 
     Notes
     -----
@@ -94,25 +111,31 @@ def ri_factorial(d: FactorialData, draws: np.ndarray, chunk: int = _CHUNK, preci
     not depend on the precision except through such near-ties.
     """
     with blas_single_thread():
-        return _ri_factorial(d, draws, chunk, np.float32 if precision == "float32" else np.float64)
+        out = _ri_factorial(d, draws, chunk, np.float32 if precision == "float32" else np.float64)
+    return {c: v[:, 0] for c, v in out.items()}
 
 
-def _ri_factorial(d: FactorialData, draws: np.ndarray, chunk: int, dtype: type[np.floating[Any]]) -> dict[str, np.ndarray]:
+def _ri_factorial(d: FactorialData, draws: np.ndarray, chunk: int, dtype: type[np.floating[Any]],
+                  extra: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per contrast ``(n_draws, 1 + m)``: each draw's estimate on ``y`` and, as if they were
+    the outcome, on the ``m`` columns of ``extra`` (``(n, m)``, residualised here)."""
     W, _ = _covariates(d)
     res = Residualiser(W)
     yt = res.resid(d.y)
     Q = res.Q
     q = Q.shape[1]
-    M = np.ascontiguousarray(np.column_stack([Q, yt, np.ones(len(yt))]).astype(dtype))
+    rhs = [yt] if extra is None else [yt, res.resid(np.asarray(extra, dtype=float))]
+    M = np.ascontiguousarray(np.column_stack([Q, *rhs, np.ones(len(yt))]).astype(dtype))
+    m1 = M.shape[1] - q - 1  # right-hand sides: ỹ and the extra columns
     n_draws = draws.shape[0]
-    out = {c: np.empty(n_draws) for c in CONTRASTS}
+    out = {c: np.empty((n_draws, m1)) for c in CONTRASTS}
     for a in range(0, n_draws, chunk):
         Dc = draws[a : a + chunk]
         B = Dc.shape[0]
-        R = [((Dc == k).astype(dtype) @ M).astype(np.float64) for k in (1, 2, 3)]  # each B × (q + 2)
+        R = [((Dc == k).astype(dtype) @ M).astype(np.float64) for k in (1, 2, 3)]  # each B × (q + m1 + 1)
         P = [r[:, :q] for r in R]
-        u = [r[:, q] for r in R]  # Z_k'ỹ
-        s = [np.round(r[:, q + 1]) for r in R]  # Z_k'Z_k = counts (disjoint cells), exact
+        u = [r[:, q : q + m1] for r in R]  # Z_k'ỹ (and Z_k' of the extra columns)
+        s = [np.round(r[:, -1]) for r in R]  # Z_k'Z_k = counts (disjoint cells), exact
         # Gram of cells (disjoint indicators: off-diagonal Z_j'Z_k = 0)
         G = np.empty((B, 3, 3))
         for j in range(3):
@@ -122,8 +145,8 @@ def _ri_factorial(d: FactorialData, draws: np.ndarray, chunk: int, dtype: type[n
                     g = g + s[j]
                 G[:, j, k] = g
                 G[:, k, j] = g
-        U = np.stack(u, axis=1)
-        beta = np.linalg.solve(G, U[..., None])[..., 0]  # B × 3 (cell contrasts)
+        U = np.stack(u, axis=1)  # B × 3 × m1
+        beta = _solve_or_nan(G, U)  # B × 3 × m1 (cell contrasts); NaN where a draw leaves a cell not estimable
         out["cell:frame_only/teaming"][a : a + B] = beta[:, 0]
         out["cell:frame_shares/no_teaming"][a : a + B] = beta[:, 1]
         out["cell:frame_shares/teaming"][a : a + B] = beta[:, 2]
@@ -136,13 +159,52 @@ def _ri_factorial(d: FactorialData, draws: np.ndarray, chunk: int, dtype: type[n
         a12 = sFT - np.einsum("bi,bi->b", PF, PT)
         uF, uT = u[1] + u[2], u[0] + u[2]
         det = a11 * a22 - a12**2
-        out["frame_shares"][a : a + B] = (a22 * uF - a12 * uT) / det
-        out["teaming"][a : a + B] = (a11 * uT - a12 * uF) / det
+        det = np.where(_singular_2x2(a11, a22, det), np.nan, det)[:, None]
+        out["frame_shares"][a : a + B] = (a22[:, None] * uF - a12[:, None] * uT) / det
+        out["teaming"][a : a + B] = (a11[:, None] * uT - a12[:, None] * uF) / det
     return out
 
 
-def ri_pvalue(observed: float, null: np.ndarray) -> float:
+#: a draw's Gram matrix of the arm indicators (after the covariates) is singular when a diagonal
+#: entry (the indicator's residual sum of squares) is below this, or its determinant below
+#: :data:`SINGULAR_REL_DET` of the product of the diagonal: a cell is empty among the analysed
+#: families, or aliased with the strata. Such a draw has no estimate (NaN).
+SINGULAR_DIAG = 1e-4
+SINGULAR_REL_DET = 1e-10
+
+
+def _singular_2x2(a11: np.ndarray, a22: np.ndarray, det: np.ndarray) -> np.ndarray:
+    """Which ``[[a11, a12], [a12, a22]]`` Gram matrices are singular (see :data:`SINGULAR_DIAG`)."""
+    small = (a11 < SINGULAR_DIAG) | (a22 < SINGULAR_DIAG)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = det / np.where(small, 1.0, a11 * a22)
+    out: np.ndarray = small | (rel < SINGULAR_REL_DET)
+    return out
+
+
+def _solve_or_nan(G: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """Batched ``G_b β_b = U_b``; ``β_b`` is NaN where ``G_b`` is singular (see :data:`SINGULAR_DIAG`).
+
+    The regular draws are solved exactly as by ``np.linalg.solve`` on the whole batch."""
+    diag = np.einsum("bii->bi", G)
+    small = diag < SINGULAR_DIAG
+    rel = np.linalg.det(G) / np.prod(np.where(small, 1.0, diag), axis=1)
+    bad = small.any(axis=1) | (rel < SINGULAR_REL_DET)
+    if not bad.any():
+        out: np.ndarray = np.linalg.solve(G, U)
+        return out
+    G = G.copy()
+    G[bad] = np.eye(G.shape[1])
+    out = np.linalg.solve(G, U)
+    out[bad] = np.nan
+    return out
+
+
+def ri_pvalue(observed: float, null: np.ndarray, exact: bool = False) -> float:
     """Two-sided RI p-value ``(1 + #{|β_d| ≥ |β_obs|}) / (1 + D)``.
+
+    With ``exact=True`` (``null`` holds every possible assignment once, the observed one
+    among them, all equiprobable) the exact p-value ``#{|β_d| ≥ |β_obs|} / D``.
 
     Notes
     -----
@@ -158,12 +220,143 @@ def ri_pvalue(observed: float, null: np.ndarray) -> float:
     if not np.isfinite(observed) or len(null) == 0:
         return np.nan
     thr = abs(observed) * (1 - RI_TIE_TOL)
-    return float((1 + np.sum(np.abs(null) >= thr)) / (1 + len(null)))
+    hits = int(np.sum(np.abs(null) >= thr))
+    return float(hits / len(null)) if exact else float((1 + hits) / (1 + len(null)))
 
 
 def ri_observed(d: FactorialData, precision: str = "float64") -> dict[str, float]:
     """The estimates of :func:`ri_factorial` for the observed assignment (a check)."""
     return {k: float(v[0]) for k, v in ri_factorial(d, d.cell[None, :], precision=precision).items()}
+
+
+# ---------------------------------------------------------------------------- RI intervals
+#: the coefficient each contrast's hypothesised effect moves, in its model's parametrisation:
+#: main-effects model ``(frame_shares, teaming)``; interaction model by cells ``(c1, c2, c3)``
+_CI_MODEL: dict[str, tuple[str, np.ndarray, np.ndarray]] = {
+    # contrast: (model, contrast weights k, direction v with k'v = 1)
+    "frame_shares": ("main", np.array([1.0, 0.0]), np.array([1.0, 0.0])),
+    "teaming": ("main", np.array([0.0, 1.0]), np.array([0.0, 1.0])),
+    CONTRAST_INTERACTION: ("cells", np.array([-1.0, -1.0, 1.0]), np.array([0.0, 0.0, 1.0])),
+    "cell:frame_only/teaming": ("cells", np.array([1.0, 0.0, 0.0]), np.array([1.0, 0.0, 0.0])),
+    "cell:frame_shares/no_teaming": ("cells", np.array([0.0, 1.0, 0.0]), np.array([0.0, 1.0, 0.0])),
+    "cell:frame_shares/teaming": ("cells", np.array([0.0, 0.0, 1.0]), np.array([0.0, 0.0, 1.0])),
+}
+_BISECT = 64
+_EXPAND = 60
+
+
+@dataclass(frozen=True)
+class RIInversion:
+    """The RI test of one contrast as a function of the hypothesised constant effect ``τ``:
+    the null statistic of draw ``d`` is ``a_d + b_d τ``, the observed one ``estimate − τ``."""
+
+    estimate: float
+    a: np.ndarray
+    b: np.ndarray
+    exact: bool
+
+    def pvalue(self, tau: float) -> float:
+        """RI p-value of ``H0: effect = τ`` (:func:`ri_pvalue` on the shifted statistics)."""
+        return ri_pvalue(self.estimate - tau, self.a + self.b * tau, self.exact)
+
+    def bound(self, sign: int, alpha: float) -> float:
+        """The ``sign`` (−1 lower, +1 upper) end of ``{τ : p(τ) > α}`` found by doubling steps
+        away from the estimate, then bisection; ``±inf`` when no ``τ`` is rejected."""
+        scale = float(np.std(self.a)) or abs(self.estimate) or 1.0
+        inside, step = self.estimate, scale
+        for _ in range(_EXPAND):
+            out = self.estimate + sign * step
+            if self.pvalue(out) <= alpha:
+                break
+            inside, step = out, 2 * step
+        else:
+            return sign * np.inf
+        for _ in range(_BISECT):
+            mid = 0.5 * (inside + out)
+            if mid in (inside, out):
+                break
+            if self.pvalue(mid) <= alpha:
+                out = mid
+            else:
+                inside = mid
+        return 0.5 * (inside + out)
+
+
+def ri_inversions(d: FactorialData, draws: np.ndarray, exact: bool = False, chunk: int = _CHUNK,
+                  precision: str = "float32") -> dict[str, RIInversion]:
+    """The RI test of every contrast as a linear function of a hypothesised constant effect.
+
+    Parameters
+    ----------
+    d : the analysis sample
+    draws : ``(D, d.n)`` cell codes, as :func:`ri_factorial`
+    exact : the draws are the full enumeration (:func:`ri_pvalue`)
+    chunk, precision : as :func:`ri_factorial`
+
+    Returns
+    -------
+    dict contrast → :class:`RIInversion`.
+
+    Notes
+    -----
+    Model of constant additive effects: ``Y_i(z) = Y_i(0) + x(z_i)'β`` for every family, with
+    ``x`` the arm regressors of the contrast's model (``(F, T)`` for the margins, the three
+    cell indicators for the interaction and the cell contrasts) and the contrast ``k'β``. The
+    hypothesis ``k'β = τ`` fixes the nuisance directions at their estimates,
+    ``β(τ) = β̂ + (τ − k'β̂) v`` with ``v`` the contrast's own coefficient (``k'v = 1``), which
+    makes it sharp: the outcome under draw ``d`` is ``Y − X_{obs}β(τ) + X_dβ(τ)``, and, since
+    the draw's estimator ``A_d = (X_d'M_W X_d)^{-1}X_d'M_W`` reproduces ``X_dβ(τ)`` exactly,
+    its statistic (estimate − τ) is
+
+    .. math:: t_d(τ) = k'A_d Y − k'A_d X_{obs} β(τ) = a_d + b_d τ,
+
+    ``a_d = k'A_dY − h_d'(β̂ − (k'β̂)v)``, ``b_d = −h_d'v``, ``h_d = (k'A_dX_{obs})'``. The
+    ``1 + dim β`` right-hand sides ``(Y, X_{obs})`` go through one pass of the
+    :func:`ri_factorial` products, so every τ afterwards costs ``O(D)``. For the observed
+    assignment ``a = k'β̂``, ``b = −1``: ``t_{obs}(τ) = k'β̂ − τ``. The statistic is the
+    unstudentised estimate, as for ``p_value_ri``; under the sharp hypothesis the test is exact
+    whatever the heteroskedasticity (the ``Y_i(0)`` are fixed), but the plug-in of the nuisance
+    effects makes the interval approximate when they are far from their estimates, and effects
+    that vary between families are outside the model.
+    """
+    C = np.column_stack([(d.cell == k).astype(float) for k in (1, 2, 3)])
+    with blas_single_thread():
+        out = _ri_factorial(d, draws, chunk, np.float32 if precision == "float32" else np.float64, extra=C)
+        obs = _ri_factorial(d, d.cell[None, :], chunk, np.float64)
+    gamma = np.array([obs[c][0, 0] for c in ("cell:frame_only/teaming", "cell:frame_shares/no_teaming", "cell:frame_shares/teaming")])
+    beta_main = np.array([obs["frame_shares"][0, 0], obs["teaming"][0, 0]])
+    res = {}
+    for c, (model, k, v) in _CI_MODEL.items():
+        o = out[c]
+        if model == "main":  # F = C2 + C3, T = C1 + C3
+            h, beta = np.column_stack([o[:, 2] + o[:, 3], o[:, 1] + o[:, 3]]), beta_main
+        else:
+            h, beta = o[:, 1:4], gamma
+        est = float(k @ beta)
+        res[c] = RIInversion(estimate=est, a=o[:, 0] - h @ (beta - est * v), b=-(h @ v), exact=exact)
+    return res
+
+
+def ri_ci(d: FactorialData, draws: np.ndarray, exact: bool = False, level: float = 0.95, chunk: int = _CHUNK,
+          precision: str = "float32") -> dict[str, tuple[float, float]]:
+    """Randomisation-inference confidence interval of every contrast by test inversion.
+
+    Returns
+    -------
+    dict contrast → ``(low, high)``: the constant effects ``τ`` whose RI p-value
+    (:meth:`RIInversion.pvalue`) exceeds ``1 − level``, from the estimate out to where the
+    p-value first falls to ``1 − level`` on each side (``±inf`` if it never does, e.g. when
+    fewer than ``1/(1 − level)`` assignments exist).
+
+    Notes
+    -----
+    See :func:`ri_inversions` for the model and the construction. The bounds are found by
+    doubling steps (from the SD of the null estimates) and 64 bisections on the stepwise
+    p-value, each an ``O(D)`` count, so an interval costs about one more RI pass.
+    """
+    alpha = 1 - level
+    return {c: (inv.bound(-1, alpha), inv.bound(+1, alpha))
+            for c, inv in ri_inversions(d, draws, exact, chunk, precision).items()}
 
 
 # ---------------------------------------------------------------------------- multiplicity
@@ -190,7 +383,7 @@ def holm(p: Sequence[float]) -> np.ndarray:
     return out
 
 
-def westfall_young(observed: Sequence[float], null: np.ndarray) -> np.ndarray:
+def westfall_young(observed: Sequence[float], null: np.ndarray, exact: bool = False) -> np.ndarray:
     """Westfall–Young step-down max-T adjusted p-values from joint null draws.
 
     Parameters
@@ -198,19 +391,23 @@ def westfall_young(observed: Sequence[float], null: np.ndarray) -> np.ndarray:
     observed : (m,) observed estimates
     null : (D, m) estimates under re-randomisation, one column per hypothesis, the same
         draw in every row
+    exact : the rows are every possible assignment (observed included): ``#{…} / D``
 
     Notes
     -----
     Statistics are standardised by each hypothesis' null SD, ``t_j = |β_j| / sd_j``. With
     hypotheses ordered ``t_(1) ≥ … ≥ t_(m)``, ``p̃_(i) = (1 + #{d: max_{j≥i} t_{d,(j)} ≥
     t_(i)}) / (1 + D)``, made monotone by a running maximum (Westfall & Young 1993,
-    Algorithm 2.8; Romano & Wolf 2005, 2016). NaN hypotheses are left out.
+    Algorithm 2.8; Romano & Wolf 2005, 2016). NaN hypotheses are left out, and so are the
+    draws in which an estimate of another hypothesis does not exist (NaN).
     """
     obs = np.asarray(observed, dtype=float)
     null = np.asarray(null, dtype=float)
     out = np.full(obs.shape, np.nan)
+    # draws in which an estimate does not exist (a cell empty or aliased with the strata) are left out
+    null = null[np.all(np.isfinite(null[:, np.isfinite(obs)]), axis=1)]
     ok = np.isfinite(obs) & np.all(np.isfinite(null), axis=0)
-    if not ok.any():
+    if not ok.any() or null.shape[0] < 2:
         return out
     nb = null[:, ok]
     sd = nb.std(axis=0, ddof=1)
@@ -223,7 +420,8 @@ def westfall_young(observed: Sequence[float], null: np.ndarray) -> np.ndarray:
     # successive maxima from the least significant upwards
     succ_max = np.maximum.accumulate(n_sorted[:, ::-1], axis=1)[:, ::-1]
     D = null.shape[0]
-    p = (1 + (succ_max >= t_sorted[None, :] * (1 - RI_TIE_TOL)).sum(axis=0)) / (1 + D)
+    hits = (succ_max >= t_sorted[None, :] * (1 - RI_TIE_TOL)).sum(axis=0)
+    p = hits / D if exact else (1 + hits) / (1 + D)
     p = np.maximum.accumulate(p)
     res = np.empty(len(p))
     res[order] = p
@@ -231,11 +429,13 @@ def westfall_young(observed: Sequence[float], null: np.ndarray) -> np.ndarray:
     return out
 
 
-def adjust_family(table: pd.DataFrame, null: dict[tuple[str, str], np.ndarray], by: Sequence[str] = ("family", "contrast", "method")) -> pd.DataFrame:
+def adjust_family(table: pd.DataFrame, null: dict[tuple[str, str], np.ndarray], by: Sequence[str] = ("family", "contrast", "method"),
+                  exact: bool = False) -> pd.DataFrame:
     """Add ``p_value_holm`` and ``p_value_wy`` within groups of ``table``.
 
     ``null`` maps ``(outcome, contrast)`` to that estimate's RI draws (the same draws for
-    every outcome); rows without draws get Holm only.
+    every outcome); rows without draws get Holm only. ``exact``: the draws are the full
+    enumeration (:func:`westfall_young`).
     """
     out = table.copy()
     out["p_value_holm"] = np.nan
@@ -248,5 +448,5 @@ def adjust_family(table: pd.DataFrame, null: dict[tuple[str, str], np.ndarray], 
             lens = {len(null[k]) for k in keys}
             if len(lens) == 1:
                 M = np.column_stack([null[k] for k in keys])
-                out.loc[idx, "p_value_wy"] = westfall_young(sub["estimate"].to_numpy(dtype=float), M)
+                out.loc[idx, "p_value_wy"] = westfall_young(sub["estimate"].to_numpy(dtype=float), M, exact=exact)
     return out
