@@ -27,7 +27,7 @@ from hbeval.randomisation.redraw import redraw  # noqa: E402
 N_FAMILIES = 400
 N_DRAWS = 10_000
 NAIVE_DRAWS = 200
-NOW = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 
 def _study(root: Path, n: int) -> tuple[Path, pd.DataFrame]:

@@ -90,7 +90,7 @@ def generate(d: Path, n_fam: int, n_events: int, ri_draws: int, bootstrap_reps: 
     con.execute("SET preserve_insertion_order = false")
     def fid(x: str) -> str:
         return f"('f' || lpad(CAST({x} AS VARCHAR), 7, '0'))"
-    enrolled = f"(DATE '2024-01-01' + CAST(hash(xor(hash(i), 3::UBIGINT)) % 540 AS INTEGER))"
+    enrolled = "(DATE '2024-01-01' + CAST(hash(xor(hash(i), 3::UBIGINT)) % 540 AS INTEGER))"
     con.execute(f"""CREATE TEMP TABLE fam AS SELECT i, {fid('i')} AS client_id,
         {_pick(SITES, 'i', 1)} AS site, {_pick(LINES, 'i', 2)} AS service_line,
         CASE WHEN i < {n_pilot} THEN 'pilot' WHEN i % 100 = 99 THEN 'excluded' ELSE 'comparison' END AS grp,
@@ -133,7 +133,7 @@ def generate(d: Path, n_fam: int, n_events: int, ri_draws: int, bootstrap_reps: 
         {_pick(CONTENT, 'k', 14)} AS visit_content,
         CASE WHEN hash(xor(hash(k), 15::UBIGINT)) % 50 = 0 THEN round(100 + 900 * {_u('k', 16)}, 2) END AS cost_eur
         FROM range({n_events}) t(k)""")
-    copy("budgets", f"""SELECT client_id, 3000 + 100 * CAST(hash(xor(hash(i), 17::UBIGINT)) % 40 AS INTEGER) AS frame_eur, cat AS category,
+    copy("budgets", """SELECT client_id, 3000 + 100 * CAST(hash(xor(hash(i), 17::UBIGINT)) % 40 AS INTEGER) AS frame_eur, cat AS category,
         CASE WHEN cell >= 2 THEN 0.3 END AS told_share, 900.0 AS proposed_eur, 900.0 AS confirmed_eur,
         enrolled_on + 7 AS proposed_on, enrolled_on + 14 AS confirmed_on, CAST(hash(xor(hash(i), 18::UBIGINT)) % 3 AS INTEGER) AS revisions
         FROM fam, (SELECT unnest(['childcare', 'home_services', 'hobbies']) AS cat) WHERE grp = 'pilot' ORDER BY i, cat""")
@@ -144,15 +144,15 @@ def generate(d: Path, n_fam: int, n_events: int, ri_draws: int, bootstrap_reps: 
     copy("income_support", f"""SELECT client_id, enrolled_on - 300 + CAST(hash(xor(hash(i, j), 22::UBIGINT)) % 600 AS INTEGER) AS date,
         'basic' AS kind, round(200 + 600 * {_u('i, j', 23)}, 2) AS amount_eur
         FROM fam, range(2) r(j) WHERE i % 5 = 0 ORDER BY i, j""")
-    copy("worker_time", f"""SELECT client_id, enrolled_on + CAST(hash(xor(hash(i, j), 24::UBIGINT)) % 300 AS INTEGER) AS date,
+    copy("worker_time", """SELECT client_id, enrolled_on + CAST(hash(xor(hash(i, j), 24::UBIGINT)) % 300 AS INTEGER) AS date,
         CASE WHEN grp = 'pilot' THEN 'hb_worker' ELSE 'social_worker' END AS role, 'meeting' AS activity,
         15 + 15 * CAST(hash(xor(hash(i, j), 25::UBIGINT)) % 6 AS INTEGER) AS minutes
         FROM fam, range(2) r(j) WHERE grp = 'pilot' OR i % 10 = 0 ORDER BY i, j""")
-    copy("teaming_meetings", f"""SELECT client_id, enrolled_on + CAST(5 + 100 * j AS INTEGER) AS date,
+    copy("teaming_meetings", """SELECT client_id, enrolled_on + CAST(5 + 100 * j AS INTEGER) AS date,
         (['before_start', 'after_start', 'evaluation'])[1 + CAST(j AS INTEGER)] AS phase,
         3 AS providers_invited, 1 + CAST(hash(xor(hash(i, j), 26::UBIGINT)) % 3 AS INTEGER) AS providers_present, 60 AS minutes
         FROM fam, range(3) r(j) WHERE grp = 'pilot' AND cell % 2 = 1 ORDER BY i, j""")
-    copy("child_welfare", f"""SELECT client_id, enrolled_on + CAST(hash(xor(hash(i), 27::UBIGINT)) % 300 AS INTEGER) AS date, 'notification' AS event
+    copy("child_welfare", """SELECT client_id, enrolled_on + CAST(hash(xor(hash(i), 27::UBIGINT)) % 300 AS INTEGER) AS date, 'notification' AS event
         FROM fam WHERE hash(xor(hash(i), 28::UBIGINT)) % 20 = 0 ORDER BY i""")
     con.close()
     return rows

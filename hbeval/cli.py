@@ -106,8 +106,8 @@ def _validate(args: argparse.Namespace) -> int:
     res = validate(args.study)
     print(res.ledger.summary())
     if args.out:
-        from hbeval.analyze import write_csv
         from hbeval.outdir import updating
+        from hbeval.pipeline import write_csv
 
         with updating(args.out, args.study) as tmp:
             (tmp / "results").mkdir()
@@ -122,7 +122,7 @@ def _assign(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from hbeval.analyze import run
+    from hbeval.pipeline import run
     from hbeval.study.store import open_study
 
     study = open_study(args.study)

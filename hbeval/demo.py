@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hbeval.arms import arms_of
 from hbeval.diagnose import diagnose
 from hbeval.randomisation import plan as analysis_plan
 from hbeval.randomisation.design import draw_batch

@@ -106,7 +106,7 @@ def read_study(study_dir: Path, cfg: StudyConfig) -> StudyData:
 
 def _running_study(study_dir: Path, cfg: StudyConfig) -> StudyData:
     from hbeval.outcomes.frame import outcome_frame  # ingestion (DuckDB), only for a study with outcome data
-    from hbeval.study.store import open_study
+    from hbeval.study.store import open_study  # the same: only for a running study
 
     frame = outcome_frame(open_study(study_dir))
     pilot = frame[frame["group"].astype(str) == "pilot"].reset_index(drop=True)
@@ -332,9 +332,9 @@ def _delta_grid(table: pd.DataFrame, points: int = 61) -> np.ndarray:
 def write(result: pw.DiagnosisResult, out: Path, lang: str = "en", mic: float | None = None) -> None:
     """``diagnosis.csv``, ``power_curve.csv``, ``diagnosis_parameters.json`` and
     ``figures/power_curve.png`` into the folder ``out``."""
-    from hbeval.analyze import write_csv  # analyze loads every step; only its CSV writer is needed here
+    from hbeval.pipeline import write_csv  # analyze loads every step; only its CSV writer is needed here
     from hbeval.report.plots.power import plot_power_curve  # matplotlib only when writing
-    from hbeval.report.plots.style import save
+    from hbeval.report.plots.style import save  # matplotlib only when writing
 
     write_csv(result.table, out / "diagnosis.csv")
     write_csv(result.curve, out / "power_curve.csv")

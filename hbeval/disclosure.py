@@ -14,7 +14,7 @@ Two layers:
 
 * :func:`protect` — the generic solver: expressions and values in, the cells to suppress out.
   numpy only.
-* :func:`protect_results` — reads the result tables :func:`hbeval.analyze.compute` makes,
+* :func:`protect_results` — reads the result tables :func:`hbeval.pipeline.compute` makes,
   builds the expressions of their counts (:func:`table_cells`), calls :func:`protect`, marks
   the chosen cells and adds a ``suppression`` column that says, for every row with a
   suppressed value, which value is hidden and why.
@@ -568,7 +568,7 @@ def protect_results(results: Mapping[str, pd.DataFrame], min_cell: int) -> dict[
 
     Parameters
     ----------
-    results : the tables of :func:`hbeval.analyze.compute`, primary suppression applied.
+    results : the tables of :func:`hbeval.pipeline.compute`, primary suppression applied.
     min_cell : the study's suppression threshold (for the explanations).
 
     Returns

@@ -768,9 +768,9 @@ def _duckdb_full() -> BaseException:
 def _fast_compute(s: Path, mp: pytest.MonkeyPatch) -> None:
     import pandas as pd
 
-    from hbeval.analyze import Analysis
+    from hbeval.pipeline import Analysis
 
-    mp.setattr("hbeval.analyze.compute", lambda study, progress=True: Analysis({"effects": pd.DataFrame({"a": [1.0]})}))
+    mp.setattr("hbeval.pipeline.compute", lambda study, progress=True: Analysis({"effects": pd.DataFrame({"a": [1.0]})}))
 
 
 def _both(*fns: Callable[[Path, pytest.MonkeyPatch], object]) -> Callable[[Path, pytest.MonkeyPatch], None]:
@@ -852,9 +852,9 @@ REFUSALS = [
     R("disk_full_inside_duckdb", _raise_in("hbeval.study.ingest._catalogue", _duckdb_full), r"no space left on device while writing"),
     R("disk_full_analyze_store", _both(_stale, _raise_on_replace("store.duckdb", 28)), r"no space left on device while writing .*store\.duckdb",
       "analyze"),
-    R("disk_full_analyze_results", _both(_fast_compute, _raise_in("hbeval.analyze.write_csv", _enospc("results/effects.csv"))),
+    R("disk_full_analyze_results", _both(_fast_compute, _raise_in("hbeval.pipeline.write_csv", _enospc("results/effects.csv"))),
       r"no space left on device while writing results/effects\.csv", "analyze"),
-    R("disk_full_validate_out", _raise_in("hbeval.analyze.write_csv", _enospc("results/data_quality.csv")),
+    R("disk_full_validate_out", _raise_in("hbeval.pipeline.write_csv", _enospc("results/data_quality.csv")),
       r"no space left on device while writing results/data_quality\.csv", "validate_out", store_kept=False),
     R("disk_full_assign_export", _both(_fresh_registry, _raise_in("hbeval.randomisation.registry.write_export",
                                                                   _enospc("assignments.csv"))),

@@ -156,7 +156,7 @@ def _num(v: object) -> float | None:
 @pytest.fixture(scope="module")
 def small_tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
     """The published tables of a 40-family study (where small cells abound)."""
-    from hbeval.analyze import compute
+    from hbeval.pipeline import compute
     from hbeval.demo import write_demo
     from hbeval.study.store import open_study
 
@@ -167,7 +167,7 @@ def small_tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataF
 
 @pytest.fixture(scope="module")
 def demo_tables(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
-    from hbeval.analyze import compute
+    from hbeval.pipeline import compute
     from hbeval.study.store import open_study
 
     d = tmp_path_factory.mktemp("demo-copy") / "study"

@@ -119,7 +119,7 @@ def test_failed_run_leaves_out_and_no_temporary_folder(home, monkeypatch):
     out = home / "out"
     assert main(["analyze", str(home / "study"), "--out", str(out)]) == 0
     before = snapshot(out)
-    import hbeval.analyze as analyze
+    import hbeval.pipeline as analyze
 
     def boom(*a, **k):
         raise InputError("planted failure")

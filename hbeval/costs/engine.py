@@ -46,7 +46,6 @@ Public entry points
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -56,8 +55,9 @@ import pandas as pd
 from hbeval import arms
 from hbeval.arms import CELLS
 from hbeval.errors import InputError
-from hbeval.stats.bootstrap import bootstrap_arm_means, bootstrap_means, percentile_ci
 from hbeval.privacy import suppress_small_groups
+from hbeval.randomisation.design import stratum_labels
+from hbeval.stats.bootstrap import bootstrap_arm_means, bootstrap_means, percentile_ci
 
 if TYPE_CHECKING:  # pragma: no cover
     from hbeval.study.store import Study
@@ -468,7 +468,6 @@ def families_frame(clients: pd.DataFrame, assignments: pd.DataFrame | None = Non
     ``stratum`` is the assignment's stratum where there is one, otherwise the label built
     from the ``strata`` columns of ``clients`` (so comparison families get one too).
     """
-    from hbeval.randomisation.design import stratum_labels
 
     fam = clients[["client_id", "group", "enrolled_on"]].copy()
     fam["client_id"] = fam["client_id"].astype(str)
@@ -501,7 +500,6 @@ def _study_families(study: Study) -> pd.DataFrame:
     elif "frame_arm" in fam.columns:
         lab = fam["frame_arm"].astype(object) + "/" + fam["teaming_arm"].astype(object)
         fam["cell"] = lab.where(fam["frame_arm"].notna() & fam["teaming_arm"].notna(), None)
-    from hbeval.randomisation.design import stratum_labels
 
     strata = [s for s in study.config.strata if s in fam.columns]
     computed = stratum_labels(fam, strata) if strata else pd.Series("all", index=fam.index, dtype=object)
@@ -570,7 +568,7 @@ class FamilyCosts:
 
     ``wide`` is :func:`wide_costs`' layout; ``income_kinds`` holds the income-support
     breakdown by kind (columns ``<period>_<kind>``) for the families of ``wide``.
-    ``hbeval.analyze`` builds it once (:func:`study_costs`) and hands it to the cost,
+    ``hbeval.pipeline`` builds it once (:func:`study_costs`) and hands it to the cost,
     comparison, CEA and ROSI steps.
     """
 

@@ -45,11 +45,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hbeval.costs.engine import CONTRASTS, FamilyCosts, wide_family_costs
 from hbeval.arms import CELLS, SEEDS
+from hbeval.costs.engine import CONTRASTS, FamilyCosts, wide_family_costs
 from hbeval.stats.icer import bootstrap_ols, fieller_interval, icer_bootstrap_ci, icer_point, quadrant
 from hbeval.stats.ols import LinearFit, drop_singleton_strata, hc2_cov_full, jackknife_coef, ols_fit, strata_dummies
 from hbeval.stats.ri import blas_single_thread
+from hbeval.study.scoring import score
 
 if TYPE_CHECKING:  # pragma: no cover
     from hbeval.study.store import Study
@@ -295,7 +296,6 @@ def _cea_analysis(data: pd.DataFrame, wtp, wtp_reference: float, n_reps: int, se
 # --------------------------------------------------------------------------- study glue
 def cea_data(study: Study, fc: FamilyCosts | None = None) -> pd.DataFrame:
     """Family-level inputs of :func:`cea_analysis` (internal: one row per family)."""
-    from hbeval.study.scoring import score
 
     cfg = study.config
     w = wide_family_costs(study, fc)
@@ -312,7 +312,7 @@ def cea_data(study: Study, fc: FamilyCosts | None = None) -> pd.DataFrame:
 
 def cea_analysis_of(study: Study, fc: FamilyCosts | None = None) -> CEAResult:
     """The :class:`CEAResult` of a study (≥ 5,000 replicates, seeded from ``config.seed``):
-    ``hbeval.analyze`` computes it once, writes ``cea.csv``/``ceac.csv`` from it and the CE
+    ``hbeval.pipeline`` computes it once, writes ``cea.csv``/``ceac.csv`` from it and the CE
     plane's replicates (:func:`ce_plane_replicates`)."""
     cfg = study.config
     return cea_analysis(cea_data(study, fc), cfg.wtp_eur, cfg.wtp_reference_eur, max(cfg.bootstrap_reps, 5000),

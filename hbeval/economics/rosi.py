@@ -40,9 +40,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from hbeval.arms import CELLS, SEEDS
 from hbeval.costs.engine import CATEGORIES, FamilyCosts, arm_labels, wide_family_costs
 from hbeval.stats.bootstrap import bootstrap_arm_means
-from hbeval.arms import CELLS, SEEDS
 
 if TYPE_CHECKING:  # pragma: no cover
     from hbeval.study.store import Study

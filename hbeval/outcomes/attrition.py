@@ -13,6 +13,7 @@ from scipy import stats
 
 from hbeval.arms import CELLS, SEEDS
 from hbeval.outcomes.frame import outcome_frame
+from hbeval.privacy import suppress_count
 from hbeval.stats.bounds import lee_bounds, lee_bounds_bootstrap
 from hbeval.stats.factorial import FactorialData, factorial_data, fit_interaction, fit_main
 from hbeval.stats.ols import strata_dummies
@@ -79,7 +80,6 @@ def mckenzie_effects(end: np.ndarray, start: np.ndarray, cell: np.ndarray, strat
 # ---------------------------------------------------------------------------- table
 def attrition_table(frame: pd.DataFrame, outcome: str, min_cell: int = 5, n_reps: int = 2000, seed=0) -> pd.DataFrame:
     """Pure core of :func:`attrition_results` on an outcome frame (assigned families only)."""
-    from hbeval.privacy import suppress_count
 
     rand = frame[frame["cell"].notna()].sort_values("client_id", kind="mergesort").reset_index(drop=True)
     cell = rand["cell"].astype(int).to_numpy()

@@ -19,11 +19,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from hbeval.stats.propensity import att_weights, common_support, dr_att, ess, propensity, smd
+
+from hbeval.costs.engine import family_costs_from_tables, wide_costs, wide_family_costs
+from hbeval.outcomes.frame import outcome_frame
+from hbeval.privacy import suppress_count
 from hbeval.randomisation.balance import pool_rare_levels
+from hbeval.stats.propensity import att_weights, common_support, dr_att, ess, propensity, smd
 
 METHOD_DR = "dr_att_ipw_regression (not randomised)"
 NOT_RANDOMISED = "not randomised: propensity-weighted observational comparison"
+NOTE_TOO_FEW = "not estimable: fewer than 2 pilot or 2 comparison families with the outcome within common support"
+NOTE_SEPARATED = ("not estimable: the propensity model separates pilot from comparison families "
+                  "(no comparison family with the outcome carries weight)")
 HIST_BINS = np.linspace(0, 1, 21)
 
 
@@ -70,7 +77,6 @@ def pre_costs(study, fc=None) -> pd.Series | None:
     """Pre-period register costs per family (``pre_total`` of :func:`hbeval.costs.engine.wide_costs`)
     or ``None`` when they cannot be computed (the covariate is then left out)."""
     try:
-        from hbeval.costs.engine import family_costs_from_tables, wide_costs, wide_family_costs
 
         if hasattr(study, "connect"):
             w = wide_family_costs(study, fc)
@@ -141,16 +147,20 @@ def balance_table(fit: ComparisonFit, min_cell: int = 5) -> pd.DataFrame:
         rows.append({
             "section": "balance", "item": nm,
             "mean_pilot": float(x[t].mean()), "mean_comparison": float(x[~t].mean()),
-            "mean_comparison_weighted": float(np.average(x[k & ~t], weights=fit.weights[k & ~t])),
+            "mean_comparison_weighted": _weighted_mean(x[k & ~t], fit.weights[k & ~t]),
             "smd_before": smd(x, t), "smd_after": smd(x[k], t[k], fit.weights[k]),
         })
     return pd.DataFrame(rows)
 
 
+def _weighted_mean(x: np.ndarray, w: np.ndarray) -> float:
+    """``Σ w x / Σ w``, NaN when the weights sum to zero (a separated propensity model)."""
+    return float(np.average(x, weights=w)) if len(w) and w.sum() > 0 else np.nan
+
+
 def overlap_table(fit: ComparisonFit, min_cell: int) -> pd.DataFrame:
     """Propensity overlap by group: counts, trimmed, ESS, quantiles; and binned counts (a
     histogram over [0, 1] in 0.05 bins, counts below ``min_cell`` suppressed)."""
-    from hbeval.privacy import suppress_count
 
     t = fit.frame["_t"].to_numpy().astype(bool)
     rows = []
@@ -171,6 +181,26 @@ def overlap_table(fit: ComparisonFit, min_cell: int) -> pd.DataFrame:
     return out
 
 
+def not_estimable_note(fit: ComparisonFit, outcome: str) -> str:
+    """Why :func:`estimate_outcome` has no estimate of ``outcome`` (``""`` when it has one)."""
+    end = f"{outcome}_end"
+    if end not in fit.frame.columns:
+        return "no data: no family has a score for this outcome"
+    ok = np.isfinite(pd.to_numeric(fit.frame[end], errors="coerce").to_numpy(float)) & fit.keep
+    t = fit.frame["_t"].to_numpy()
+    if ok.sum() < 4 or t[ok].sum() < 2 or (1 - t[ok]).sum() < 2:
+        return NOTE_TOO_FEW
+    if not _control_weight(fit.ps, t, ok) > 0:
+        return NOTE_SEPARATED
+    return ""
+
+
+def _control_weight(ps: np.ndarray, t: np.ndarray, ok: np.ndarray) -> float:
+    """``Σ e/(1−e)`` over the comparison units of ``ok``: 0 when the model separates them."""
+    c = ok & (t == 0)
+    return float(np.sum(ps[c] / (1 - ps[c])))
+
+
 def estimate_outcome(fit: ComparisonFit, outcome: str) -> dict | None:
     """DR ATT of ``outcome`` (ANCOVA form: its start score enters the outcome model when it
     exists, McKenzie dummy for a missing start). Families without the end value drop out;
@@ -182,8 +212,8 @@ def estimate_outcome(fit: ComparisonFit, outcome: str) -> dict | None:
     y = pd.to_numeric(pc[end], errors="coerce").to_numpy(float)
     ok = np.isfinite(y) & fit.keep
     t = pc["_t"].to_numpy()
-    if ok.sum() < 4 or t[ok].sum() < 2 or (1 - t[ok]).sum() < 2:
-        return None
+    if ok.sum() < 4 or t[ok].sum() < 2 or (1 - t[ok]).sum() < 2 or not _control_weight(fit.ps, t, ok) > 0:
+        return None  # see not_estimable_note
     Xo = fit.X
     start = f"{outcome}_start"
     if start in pc.columns and pd.to_numeric(pc[start], errors="coerce").notna().any() and start not in fit.names:
@@ -208,7 +238,10 @@ def comparison_tables(pc: pd.DataFrame, families: dict[str, list[str]], primary:
             continue  # budgets and teaming exist only for pilot families
         for o in outs:
             r = estimate_outcome(fit, o)
-            if r is None:
+            if r is None:  # the row stays, saying why
+                eff_rows.append({"family": fam, "outcome": o, "contrast": "pilot_vs_comparison", "n": 0,
+                                 "method": METHOD_DR + " (not estimable)", "spec": "non_randomised",
+                                 "note": not_estimable_note(fit, o)})
                 continue
             n = r["n_treated"] + r["n_control"]
             est_rows.append({"section": "estimate", "item": o, "family": fam, "n": n, "n_pilot": r["n_treated"], "n_comparison": r["n_control"],
@@ -230,7 +263,7 @@ def comparison_tables(pc: pd.DataFrame, families: dict[str, list[str]], primary:
         y = pd.to_numeric(pc[placebo], errors="coerce").to_numpy(float)
         ok = np.isfinite(y) & pfit.keep
         t = pc["_t"].to_numpy()
-        if t[ok].sum() < 2 or (1 - t[ok]).sum() < 2:
+        if t[ok].sum() < 2 or (1 - t[ok]).sum() < 2 or not _control_weight(pfit.ps, t, ok) > 0:
             continue
         e = dr_att(y[ok], t[ok], pfit.X[ok], pfit.ps[ok])
         parts.append(pd.DataFrame([{"section": "placebo", "item": placebo, "n": int(ok.sum()), "n_pilot": e.n_treated, "n_comparison": e.n_control,
@@ -240,7 +273,6 @@ def comparison_tables(pc: pd.DataFrame, families: dict[str, list[str]], primary:
     parts.append(pd.DataFrame([{"section": "note", "item": "design", "method": NOT_RANDOMISED + "; one pre-period: parallel trends "
                                 "cannot be tested; pre-period outcomes serve as placebos"}]))
     comp = pd.concat([p for p in parts if len(p)], ignore_index=True)
-    from hbeval.privacy import suppress_count
 
     for c in ("n_pilot", "n_comparison"):
         if c in comp.columns:
@@ -268,9 +300,8 @@ def comparison_results(study, frame: pd.DataFrame | None = None, fc=None) -> tup
     quantiles), ``overlap_hist`` (binned propensity counts, suppressed below min_cell),
     ``estimate`` (DR, IPW and naive per outcome), ``placebo`` and ``note``. Both are empty
     when the study has no comparison group. ``frame`` (the outcome frame) and ``fc`` (the
-    family costs) are built here unless ``hbeval.analyze`` hands them in.
+    family costs) are built here unless ``hbeval.pipeline`` hands them in.
     """
-    from hbeval.outcomes.frame import outcome_frame
 
     cfg = study.config
     if frame is None:

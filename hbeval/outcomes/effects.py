@@ -25,15 +25,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hbeval.arms import CONTRASTS
-from hbeval.outcomes.frame import outcome_frame
-from hbeval.privacy import suppress_count
+from hbeval.arms import CELLS, CONTRASTS
+from hbeval.outcomes.comparison import comparison_effect_rows
+from hbeval.outcomes.frame import outcome_columns, outcome_frame
+from hbeval.privacy import suppress_count, suppress_small_groups
 from hbeval.randomisation.redraw import RIDraws, ri_draws
 from hbeval.stats.factorial import (
-    METHOD_LIN, METHOD_PRIMARY, MIN_PER_CELL, REASON_ALONE, REASON_NO_START, analysis_status, effect_sizes, estimable, factorial_data,
+    METHOD_LIN,
+    METHOD_PRIMARY,
+    MIN_PER_CELL,
+    REASON_ALONE,
+    REASON_NO_START,
+    analysis_status,
+    effect_sizes,
+    estimable,
+    factorial_data,
     factorial_effects,
 )
-
+from hbeval.stats.ri import adjust_family, blas_single_thread, ri_ci, ri_factorial, ri_pvalue
 
 # ---------------------------------------------------------------------------- Study glue
 FAMILY_METHOD = {
@@ -99,15 +108,12 @@ def randomised_effects(frame: pd.DataFrame, families: dict[str, list[str]], draw
     (table, nulls): the tidy table (columns :data:`EFFECTS_COLUMNS`) and the RI null draws
     keyed by ``(outcome, contrast)``.
     """
-    from hbeval.stats.ri import blas_single_thread
 
     with blas_single_thread():
         return _randomised_effects(frame, families, draws, draw_ids, assignment, exact, min_cell)
 
 
 def _randomised_effects(frame, families, draws, draw_ids, assignment, exact=False, min_cell=5):
-    from hbeval.stats.ri import adjust_family, ri_ci, ri_factorial, ri_pvalue
-    from hbeval.outcomes.frame import outcome_columns
 
     rand = frame[frame["cell"].notna()].sort_values("client_id", kind="mergesort").reset_index(drop=True)
     if draws is not None:
@@ -215,10 +221,10 @@ def effects_results(study, include_comparison: bool = False, frame: pd.DataFrame
     beside it), Hedges' g and the estimate in baseline-SD units. With
     ``include_comparison=True`` the ``pilot_vs_comparison`` rows of
     :func:`hbeval.outcomes.comparison.comparison_results` (not randomised) are added and sorted in;
-    by default they are not, because ``hbeval.analyze`` appends the second frame of
+    by default they are not, because ``hbeval.pipeline`` appends the second frame of
     ``comparison_results`` itself. ``n`` is a count of families, shown as ``"<k"`` below
     ``config.min_cell``. ``frame`` (the outcome frame) and ``ri`` (the re-randomisations,
-    :func:`hbeval.randomisation.redraw.ri_draws`) are built here unless ``hbeval.analyze``
+    :func:`hbeval.randomisation.redraw.ri_draws`) are built here unless ``hbeval.pipeline``
     hands them in.
     """
     cfg = study.config
@@ -229,7 +235,6 @@ def effects_results(study, include_comparison: bool = False, frame: pd.DataFrame
     tab, _ = randomised_effects(frame, cfg.families, ri.draws, ri.client_ids, assignment=ri.procedure, exact=ri.exact,
                                 min_cell=cfg.min_cell)
     if include_comparison:
-        from hbeval.outcomes.comparison import comparison_effect_rows
 
         comp = comparison_effect_rows(study, frame)
         if len(comp):
@@ -258,8 +263,6 @@ def process_summary(frame: pd.DataFrame, min_cell: int = 5) -> pd.DataFrame:
     cell, n, mean, sd, median, share_nonzero``; statistics of groups below ``min_cell`` are
     blanked and their count shown as ``"<k"``; a share whose count (of zeros or non-zeros)
     is below ``min_cell`` is blanked too (and the mean of a 0/1 measure with it)."""
-    from hbeval.arms import CELLS
-    from hbeval.privacy import suppress_small_groups
 
     rand = frame[frame["cell"].notna()]
     rows = []

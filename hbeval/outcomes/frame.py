@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from hbeval.study.config import StudyConfig
 from hbeval.arms import cell_code
+from hbeval.study.config import StudyConfig
 from hbeval.study.scoring import score
 
 PHASES = ("before_start", "after_start", "evaluation")
@@ -186,7 +186,7 @@ class InMemoryStudy:
 
     @classmethod
     def from_demo(cls, n_pilot: int = 400, n_comparison: int = 600, seed: int = 20261122, effects=None, **cfg) -> "InMemoryStudy":
-        from hbeval.demo import generate
+        from hbeval.demo import generate  # the demo imports this module (a test helper)
 
         demo = generate(n_pilot, n_comparison, seed, effects)
         return cls(tables=demo.tables, config=StudyConfig(seed=seed, **cfg))

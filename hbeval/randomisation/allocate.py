@@ -33,14 +33,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hbeval.errors import InputError, UsageError
+from hbeval.privacy import has_identity_code, mask_identity_codes
 from hbeval.randomisation import plan as analysis_plan
 from hbeval.randomisation import registry
-from hbeval.study.config import KEY_HOWTO, StudyConfig, key_problem, load_config
 from hbeval.randomisation.design import (
     BATCH_ALGORITHM,
     BLOCKS_ALGORITHM,
-    MINIMISATION_ALGORITHM,
     MIN_EXPECTED_PER_STRATUM,
+    MINIMISATION_ALGORITHM,
     arms_of,
     block_sequence,
     coarsen_strata,
@@ -50,11 +51,13 @@ from hbeval.randomisation.design import (
     small_strata,
     stratum_labels,
 )
-from hbeval.errors import InputError, UsageError
-from hbeval.privacy import has_identity_code, mask_identity_codes
+from hbeval.study.config import KEY_HOWTO, StudyConfig, key_problem, load_config
 
 ASSIGNMENTS = "assignments.csv"
 from hbeval.arms import GROUPS  # noqa: E402,F401
+from hbeval.study import ingest
+from hbeval.study.quality import Ledger
+from hbeval.study.schema import tables
 
 
 # ---------------------------------------------------------------------- reading the study
@@ -100,9 +103,6 @@ def _ingest_clients(study_dir: Path) -> pd.DataFrame | None:
 
     import duckdb
 
-    from hbeval.study import ingest
-    from hbeval.study.quality import Ledger
-    from hbeval.study.schema import tables
 
     try:
         cfg = load_config(study_dir)
@@ -144,7 +144,6 @@ def _read_plain_clients(study_dir: Path) -> pd.DataFrame | None:
     # any value ingestion would translate (a Finnish enum value, say) sends the file through it,
     # so that strata are labelled exactly as the Study sees them
     try:
-        from hbeval.study.schema import tables
 
         for f in tables()["clients"].fields:
             if f.enum and f.name in df.columns and not df[f.name].isin([*f.enum, ""]).all():

@@ -33,6 +33,8 @@ from scipy import stats
 
 from hbeval.arms import CELLS, SEEDS, cell_code
 from hbeval.privacy import suppress_count
+from hbeval.randomisation.redraw import redraw
+from hbeval.study.scoring import score
 
 DEFAULT_COVARIATES = ("household_size", "n_children", "youngest_child_age", "site", "service_line", "area")
 MISSING_LEVEL = "(missing)"
@@ -353,7 +355,6 @@ def balance_results(study: Any, n_draws: int | None = None) -> pd.DataFrame:
     randomisation-inference draws from :func:`hbeval.randomisation.redraw.redraw` (``config.ri_draws``
     by default) seeded by ``[config.seed, 31]``.
     """
-    from hbeval.randomisation.redraw import redraw
 
     cfg = study.config
     fam = study.families()
@@ -361,7 +362,6 @@ def balance_results(study: Any, n_draws: int | None = None) -> pd.DataFrame:
     fam = fam.sort_values("client_id", kind="mergesort").reset_index(drop=True)
     covs = [c for c in DEFAULT_COVARIATES if c in fam.columns]
     try:
-        from hbeval.study.scoring import score
 
         sc = score(study.table("measurements"), cfg.instruments)
         col = f"{cfg.primary}_start"

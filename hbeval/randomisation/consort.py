@@ -8,10 +8,20 @@ import pandas as pd
 from hbeval.arms import CELLS
 from hbeval.privacy import exclusion_reason_code, suppress_count, suppress_small_groups
 from hbeval.randomisation.balance import pool_rare_levels
+from hbeval.stats.factorial import (
+    REASON_ALONE,
+    REASON_NO_START,
+    REASON_NOT_ESTIMABLE,
+    analysis_status,
+    estimable,
+    factorial_data,
+)
 from hbeval.study.schema import exclusion_reason_keywords
 from hbeval.study.scoring import score
 
-STAGES = ("assessed", "excluded", "allocated", "received", "lost_to_follow_up", "analysed")
+STAGES = ("assessed", "excluded", "allocated", "received", "lost_to_follow_up", "not_analysed", "analysed")
+#: ``reason`` of the ``not_analysed`` rows: families with the end score that do not contribute
+NOT_ANALYSED_REASONS = (REASON_NO_START, REASON_ALONE, REASON_NOT_ESTIMABLE)
 
 
 def consort_flow(families: pd.DataFrame, scores: pd.DataFrame, budgets: pd.DataFrame, meetings: pd.DataFrame,
@@ -21,8 +31,12 @@ def consort_flow(families: pd.DataFrame, scores: pd.DataFrame, budgets: pd.DataF
     Stages: ``assessed`` (pilot and excluded families; the comparison group's identified
     families), ``excluded`` (one row per reason), ``allocated`` (per cell), ``received``
     (a confirmed budget; in teaming cells also at least one teaming meeting),
-    ``lost_to_follow_up`` (no end score of the primary outcome), ``analysed`` (start and end
-    score of the primary outcome). Exclusion reasons are shown as the codes of
+    ``lost_to_follow_up`` (no end score of the primary outcome), ``not_analysed`` (one row per
+    reason of :data:`NOT_ANALYSED_REASONS` that applies to any family: the end score but no
+    start score; alone in its stratum among the complete cases, so fitted exactly by its
+    stratum dummy; or the contrasts of the primary outcome are not estimable at all) and
+    ``analysed`` (the families of the primary estimate). In every cell, allocated =
+    lost_to_follow_up + not_analysed + analysed. Exclusion reasons are shown as the codes of
     ``data_schema/exclusion_reasons.json`` (see :func:`exclusion_reason_codes`), never as the
     text typed into ``clients.csv``.
     """
@@ -30,6 +44,7 @@ def consort_flow(families: pd.DataFrame, scores: pd.DataFrame, budgets: pd.DataF
     s = scores.reindex(fam.index)
     has_end = s[f"{primary}_end"].notna()
     both = has_end & s[f"{primary}_start"].notna()
+    status = _primary_status(fam, s, primary)
     confirmed = set(budgets.loc[budgets["confirmed_on"].notna(), "client_id"])
     met = set(meetings["client_id"])
     fam_cell = pd.Series(
@@ -62,7 +77,10 @@ def consort_flow(families: pd.DataFrame, scores: pd.DataFrame, budgets: pd.DataF
             received &= idx.isin(list(met))
         add("received", "pilot", cell, received.sum())
         add("lost_to_follow_up", "pilot", cell, (in_cell & ~has_end).sum())
-        add("analysed", "pilot", cell, (in_cell & both).sum())
+        for reason in NOT_ANALYSED_REASONS:
+            if (pilot & (status == reason)).any():
+                add("not_analysed", "pilot", cell, (in_cell & (status == reason)).sum(), reason)
+        add("analysed", "pilot", cell, (in_cell & (status == "")).sum())
     comp = fam["group"] == "comparison"
     add("assessed", "comparison", "all", comp.sum())
     add("lost_to_follow_up", "comparison", "all", (comp & ~has_end).sum())
@@ -71,6 +89,31 @@ def consort_flow(families: pd.DataFrame, scores: pd.DataFrame, budgets: pd.DataF
     out["_o"] = out["stage"].map({s: i for i, s in enumerate(STAGES)})
     out["_g"] = (out["group"] == "comparison").astype(int)
     return out.sort_values(["_g", "_o"], kind="mergesort").drop(columns=["_o", "_g"]).reset_index(drop=True)
+
+
+def _primary_status(fam: pd.DataFrame, s: pd.DataFrame, primary: str) -> pd.Series:
+    """Per allocated family (index of ``fam``): ``""`` when in the primary estimate, else why not
+    (:func:`hbeval.stats.factorial.analysis_status`, or ``not_estimable`` for every complete
+    case when the primary contrasts cannot be estimated); NaN for the others."""
+    cell_code = {c: i for i, c in enumerate(CELLS)}
+    arms = fam["frame_arm"].astype(object) + "/" + fam["teaming_arm"].astype(object)
+    cell = arms.map(cell_code)
+    rand = (fam["group"] == "pilot") & cell.notna()
+    out = pd.Series(np.nan, index=fam.index, dtype=object)
+    if not rand.any():
+        return out
+    start_col = f"{primary}_start"
+    args = (
+        pd.to_numeric(s.loc[rand, f"{primary}_end"], errors="coerce").to_numpy(float),
+        cell[rand].to_numpy(dtype=float),
+        fam.loc[rand, "stratum"].astype(str).to_numpy(),
+        pd.to_numeric(s.loc[rand, start_col], errors="coerce").to_numpy(float) if s.loc[rand, start_col].notna().any() else None,
+    )
+    st = analysis_status(*args)
+    if not estimable(factorial_data(*args)):
+        st[st == ""] = REASON_NOT_ESTIMABLE
+    out[rand] = st
+    return out
 
 
 SECONDARY = "suppressed"

@@ -47,6 +47,45 @@ def stratum_labels(clients: pd.DataFrame, strata: list[str] | tuple[str, ...]) -
     return lab.astype(object)
 
 
+POOLED = "(pooled)"
+#: a stratum expected to hold fewer families than this cannot fill the four cells once
+MIN_EXPECTED_PER_STRATUM = 4
+
+
+def coarsen_strata(clients: pd.DataFrame, strata: list[str] | tuple[str, ...], min_size: int) -> pd.Series:
+    """Stratum labels with every stratum of fewer than ``min_size`` families merged (``[design]
+    min_stratum_size``), by a pre-specified, deterministic rule.
+
+    Notes
+    -----
+    Start from the full labels of :func:`stratum_labels`. Then, for ``k = len(strata) − 1`` down
+    to 1: every family whose current stratum has fewer than ``min_size`` families is relabelled
+    by its first ``k`` stratification variables only, ``"<v_1>|…|<v_k>|(pooled)"`` (the last
+    variable is dropped first). The families still in a stratum below ``min_size`` are pooled
+    into one stratum ``"(pooled)"``. Strata of ``min_size`` or more are never touched; the
+    result depends only on the labels, not on row order.
+    """
+    lab = stratum_labels(clients, strata).astype(object)
+    parts = [clients[s].astype(object).where(clients[s].notna(), "(missing)").astype(str) for s in strata]
+    for k in range(len(strata) - 1, 0, -1):
+        small = lab.map(lab.value_counts()) < min_size
+        if not small.any():
+            return lab
+        prefix = parts[0]
+        for p in parts[1:k]:
+            prefix = prefix + "|" + p
+        lab = lab.where(~small, prefix + "|" + POOLED)
+    small = lab.map(lab.value_counts()) < min_size
+    return lab.where(~small, POOLED).astype(object)
+
+
+def small_strata(labels: pd.Series) -> tuple[float, list[str]]:
+    """``(expected families per stratum, the strata below`` :data:`MIN_EXPECTED_PER_STRATUM` ``)``."""
+    counts = labels.value_counts()
+    expected = len(labels) / max(len(counts), 1)
+    return expected, sorted(str(s) for s in counts.index[counts < MIN_EXPECTED_PER_STRATUM])
+
+
 def draw_batch(clients: pd.DataFrame, strata: list[str] | tuple[str, ...], seed: int | Sequence[int]) -> pd.DataFrame:
     """Assign every row of ``clients`` to a cell, completely randomised within strata.
 

@@ -16,7 +16,6 @@ import pandas as pd
 from hbeval.report import i18n
 
 
-
 def _f(x: Any) -> float:
     try:
         return float(x)

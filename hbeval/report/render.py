@@ -2,7 +2,7 @@
 
 ``hbeval report STUDY [--out OUT] [--lang fi|en]``
     1. opens (ingests and validates) the study;
-    2. computes every result table once (:func:`hbeval.analyze.compute`) into a temporary
+    2. computes every result table once (:func:`hbeval.pipeline.compute`) into a temporary
        folder beside ``OUT`` and writes ``manifest.json``;
     3. executes the numbered notebooks of ``notebooks/`` in order with papermill (each
        reads the result tables and calls the library to narrate, tabulate and plot);
@@ -47,9 +47,12 @@ import pandas as pd
 from hbeval import __version__
 from hbeval.arms import CELL_CONTRASTS, CELLS  # the notebooks name them as R.CELLS, R.CELL_CONTRASTS
 from hbeval.errors import HbevalError, InputError, UsageError
+from hbeval.manifest import build_manifest, read_manifest, sha256_file, write_manifest
 from hbeval.outdir import building, check_out, updating
+from hbeval.pipeline import compute, write_results
 from hbeval.report import i18n
 from hbeval.study.config import check_config, slug  # slug: the folder-name rule lives beside the name's length check
+from hbeval.study.store import open_study
 
 #: Sections of the report, in reading order (notebooks may emit them in any order).
 SECTIONS: tuple[str, ...] = ("summary", "power", "deviations", "flow", "baseline", "outcomes", "interaction",
@@ -102,7 +105,6 @@ def results_are_current(study: Any, out: Path) -> bool:
     """Whether ``out`` holds results of exactly this study: same inputs, parameters and
     hbeval version, every ``results/*.csv`` unchanged since its manifest was written, and the
     CE plane's replicates (``replicates/ce_plane.csv``, which the manifest does not hash) present."""
-    from hbeval.manifest import sha256_file
 
     p = Path(out) / "manifest.json"
     if not p.exists():
@@ -126,11 +128,9 @@ def _with_seed(study: Any, seed: int | None) -> Any:
 
 
 def compute_results(study: Any, out: Path, command: list[str], progress: bool = True) -> dict[str, pd.DataFrame]:
-    """Compute every table (:func:`hbeval.analyze.compute`) and write ``out/results`` and
+    """Compute every table (:func:`hbeval.pipeline.compute`) and write ``out/results`` and
     ``out/manifest.json``; hbeval's own files of ``out/results`` are replaced, other files of
     ``out`` stay (:func:`hbeval.outdir.update_output`)."""
-    from hbeval.analyze import compute, write_results
-    from hbeval.manifest import build_manifest, write_manifest
 
     check_out(out, study.path)  # refuse before the work, not after
     analysis = compute(study, progress=progress)
@@ -171,7 +171,6 @@ class Report:
         ``out=None`` means ``reports/<study name slug>`` beside the study folder's parent
         (for a notebook opened in JupyterLab, the repository's ``reports/``).
         """
-        from hbeval.study.store import open_study
 
         s = _with_seed(open_study(Path(study)), seed)
         out_p = Path(out) if out else default_out(s.config.name, Path(study).resolve().parent)
@@ -193,7 +192,6 @@ class Report:
         return pd.read_csv(p) if p.exists() and p.stat().st_size > 1 else pd.DataFrame()
 
     def manifest(self) -> dict:
-        from hbeval.manifest import read_manifest
 
         return read_manifest(self.out)
 
@@ -763,7 +761,6 @@ def run(study_dir: str | Path, out: str | Path | None = None, lang: str = "en", 
 
     Returns the exit status (0); errors are raised as :class:`hbeval.errors.HbevalError`.
     """
-    from hbeval.study.store import open_study
 
     if lang not in i18n.LANGS:
         raise UsageError(f"--lang must be one of {', '.join(i18n.LANGS)}")
@@ -908,9 +905,6 @@ def verify(out_dir: str | Path, progress: bool = True) -> int:
     """``hbeval verify OUT``: re-run the analysis of ``OUT/manifest.json`` and compare the
     SHA-256 of every ``results/*.csv``. Returns 0 when all match, 1 otherwise (printing
     which tables changed, and which rows and columns, old → new)."""
-    from hbeval.analyze import compute, write_results
-    from hbeval.manifest import read_manifest, sha256_file
-    from hbeval.study.store import open_study
 
     out = Path(out_dir)
     if not (out / "manifest.json").exists():
@@ -986,7 +980,6 @@ def verify(out_dir: str | Path, progress: bool = True) -> int:
 def _plan_problems(man: dict[str, Any], study_path: Path) -> list[str]:
     """The sealed analysis plan against the manifest: the file must still have the SHA-256 the
     manifest recorded (and exist when it recorded one)."""
-    from hbeval.manifest import sha256_file
 
     rec = man.get("plan")
     p = study_path / PLAN_FILE
@@ -1007,7 +1000,6 @@ def compare_golden(out_dir: str | Path, golden_manifest_path: str | Path) -> int
     Returns 0 when every ``results/*.csv`` of ``OUT`` has the golden SHA-256, 1 otherwise,
     printing the tables that differ and how to update the golden on purpose.
     """
-    from hbeval.manifest import sha256_file
 
     out = Path(out_dir)
     golden = json.loads(Path(golden_manifest_path).read_text(encoding="utf-8"))

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hbeval.arms import CONTRAST_INTERACTION, CONTRASTS_MAIN
+from hbeval.arms import CELLS, CONTRAST_INTERACTION, CONTRASTS_MAIN
 from hbeval.stats.ols import OLSResult, _t_row, bm_df, drop_singleton_strata, ols_hc2, strata_dummies
 
 METHOD_PRIMARY = "ancova_hc2"
@@ -265,7 +265,6 @@ def contrast_groups(contrast: str, cell: np.ndarray) -> tuple[np.ndarray, np.nda
     if contrast == "teaming":
         return cell % 2 == 1, cell % 2 == 0
     if contrast.startswith("cell:"):
-        from hbeval.arms import CELLS
 
         k = CELLS.index(contrast[5:])
         return cell == k, cell == 0

@@ -122,6 +122,8 @@ def smd(x: np.ndarray, t: np.ndarray, w: np.ndarray | None = None) -> float:
     x = np.asarray(x, dtype=float)
     t = np.asarray(t).astype(bool)
     w = np.ones(len(x)) if w is None else np.asarray(w, dtype=float)
+    if not (w[t].sum() > 0 and w[~t].sum() > 0):
+        return np.nan  # no weight in a group (a separated propensity model): no weighted mean
     m1 = np.average(x[t], weights=w[t])
     m0 = np.average(x[~t], weights=w[~t])
     s = np.sqrt((x[t].var(ddof=1) + x[~t].var(ddof=1)) / 2)

@@ -20,7 +20,6 @@ import codecs
 import csv
 import datetime as dt
 import hashlib
-import io
 import json
 import os
 import re
@@ -37,18 +36,18 @@ import numpy as np
 import pandas as pd
 
 from hbeval import __version__
-from hbeval.outdir import TMP_MARKER, _alive
-from hbeval.study.config import StudyConfig, load_config, regular_file
 from hbeval.errors import InputError
+from hbeval.outdir import TMP_MARKER, _alive
 from hbeval.privacy import IDENTITY_CODE_PREFILTER_RE2, has_identity_code
+from hbeval.study.config import StudyConfig, load_config, regular_file
 from hbeval.study.pseudonym import check_hetu, pseudonym
-from hbeval.study.quality import Ledger, mask
+from hbeval.study.quality import Ledger
 from hbeval.study.schema import (
     TABLE_ORDER,
+    Instrument,
     TableSchema,
     column_alias_map,
     data_schema_dir,
-    Instrument,
     instruments,
     is_direct_identifier,
     normalise_name,

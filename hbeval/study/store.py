@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from hbeval import __version__
-from hbeval.study.config import StudyConfig, load_config
 from hbeval.arms import cell_code
 from hbeval.errors import InputError
+from hbeval.study.config import StudyConfig, load_config
 from hbeval.study.ingest import IngestResult, code_fingerprint, file_sha256, ingest, input_files, store_path
 from hbeval.study.quality import Ledger
 from hbeval.study.schema import tables

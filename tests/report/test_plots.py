@@ -27,7 +27,7 @@ def _shared_analysis(tmp_path_factory) -> Path:
     """``hbeval analyze`` of the shared small study (:func:`test_report_e2e.shared_study`), once per session."""
     from test_report_e2e import _shared_root, shared_study
 
-    from hbeval.analyze import run as analyze_run
+    from hbeval.pipeline import run as analyze_run
     from hbeval.study.store import open_study
 
     study = shared_study(tmp_path_factory)

@@ -258,7 +258,7 @@ def test_formula_cells_are_neutralised_and_numbers_are_not(cell, expected):
 
 
 def test_a_frame_without_formulas_is_written_as_it_is(tmp_path):
-    from hbeval.analyze import write_csv
+    from hbeval.pipeline import write_csv
 
     df = pd.DataFrame({"contrast": ["frame_shares", "teaming"], "estimate": [-0.5, 1.25], "n": ["<5", "12"]})
     assert neutralise_formulas(df) is df

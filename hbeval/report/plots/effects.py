@@ -10,6 +10,7 @@ from hbeval.arms import PILOT_VS_COMPARISON
 from hbeval.report import i18n
 from hbeval.report.plots.style import PALETTE, new_figure
 
+
 def plot_forest(effects_df: pd.DataFrame, lang: str = "en", outcome: str | None = None,
                 spec: str = "primary") -> Figure:
     """Forest plot of one outcome's contrasts (the primary outcome by default: the first

@@ -26,7 +26,7 @@ from hbeval.outdir import building
 from hbeval.privacy import neutralise_formulas
 from hbeval.randomisation import balance, consort, plan
 from hbeval.randomisation.redraw import RIDraws, ri_draws
-from hbeval.study.store import Study
+from hbeval.study.store import Study, open_study
 
 #: ``results/*.csv`` of the contract, in the order they are computed.
 RESULT_TABLES = ("data_quality", "deviations", "consort", "baseline", "balance", "effects", "process", "attrition", "comparison",
@@ -152,3 +152,15 @@ def run(study: Study, out: str | Path, command: list[str] | None = None, progres
         write_results(compute(study, progress=progress), tmp)
         write_manifest(build_manifest(study, tmp, command or ["hbeval", "analyze"]), tmp)
     return Path(out).resolve()
+
+
+def analyze(study: Study | str | Path, progress: bool = False) -> Analysis:
+    """Every result table of a study, in memory (the public face's ``hbeval.analyze``).
+
+    ``study`` is an opened :class:`~hbeval.study.store.Study` or a study folder (opened, and so
+    validated, here). Returns the :class:`Analysis`; ``analysis.tables["effects"]`` is the
+    ``effects.csv`` table. Nothing is written: :func:`run` writes ``OUT/``.
+    """
+    if not isinstance(study, Study):
+        study = open_study(study)
+    return compute(study, progress=progress)
