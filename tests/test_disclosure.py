@@ -156,8 +156,8 @@ def _num(v: object) -> float | None:
 @pytest.fixture(scope="module")
 def small_tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
     """The published tables of a 40-family study (where small cells abound)."""
-    from hbeval.pipeline import compute
     from hbeval.demo import write_demo
+    from hbeval.pipeline import compute
     from hbeval.study.store import open_study
 
     d = tmp_path_factory.mktemp("d40") / "study"

@@ -196,7 +196,7 @@ def _fit_note(estimate: float, std_error: float, df: float) -> str:
 def _sort_effects(df: pd.DataFrame, families: dict[str, list[str]]) -> pd.DataFrame:
     fam_order = {f: i for i, f in enumerate(families)}
     out_order: dict[str, int] = {}
-    for f, outs in families.items():
+    for outs in families.values():
         for o in outs:
             out_order.setdefault(o, len(out_order))
     con_order = {c: i for i, c in enumerate((*CONTRASTS, "pilot_vs_comparison"))}

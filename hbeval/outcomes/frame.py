@@ -185,7 +185,7 @@ class InMemoryStudy:
     _DATE_COLS = ("enrolled_on", "assigned_on", "measured_on", "event_date", "proposed_on", "confirmed_on", "date")
 
     @classmethod
-    def from_demo(cls, n_pilot: int = 400, n_comparison: int = 600, seed: int = 20261122, effects=None, **cfg) -> "InMemoryStudy":
+    def from_demo(cls, n_pilot: int = 400, n_comparison: int = 600, seed: int = 20261122, effects=None, **cfg) -> InMemoryStudy:
         from hbeval.demo import generate  # the demo imports this module (a test helper)
 
         demo = generate(n_pilot, n_comparison, seed, effects)

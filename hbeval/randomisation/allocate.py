@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hbeval.arms import GROUPS  # noqa: F401  (the vocabulary, named here for callers of this module)
 from hbeval.errors import InputError, UsageError
 from hbeval.privacy import has_identity_code, mask_identity_codes
 from hbeval.randomisation import plan as analysis_plan
@@ -51,13 +52,12 @@ from hbeval.randomisation.design import (
     small_strata,
     stratum_labels,
 )
-from hbeval.study.config import KEY_HOWTO, StudyConfig, key_problem, load_config
-
-ASSIGNMENTS = "assignments.csv"
-from hbeval.arms import GROUPS  # noqa: E402,F401
 from hbeval.study import ingest
+from hbeval.study.config import KEY_HOWTO, StudyConfig, key_problem, load_config
 from hbeval.study.quality import Ledger
 from hbeval.study.schema import tables
+
+ASSIGNMENTS = "assignments.csv"
 
 
 # ---------------------------------------------------------------------- reading the study
@@ -66,7 +66,7 @@ def _study_dir(study: Any) -> Path:
 
 
 def _now(now: dt.datetime | None) -> dt.datetime:
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     return now
 
 

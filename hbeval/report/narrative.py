@@ -104,8 +104,10 @@ def _consort_n(consort: pd.DataFrame, stage: str, group: str = "pilot", cell: st
     vals = [str(v) for v in s["n"]]
     if len(vals) == 1:
         return _to_int(s["n"].iloc[0])
-    if any(v.startswith("<") for v in vals):  # a sum of suppressed counts would reveal them
-        nums = [int(_f(v)) for v in vals if not v.startswith("<")]
+    if any(not np.isfinite(_f(v)) for v in vals):  # "<5" or "suppressed": a sum would reveal them
+        nums = [int(_f(v)) for v in vals if np.isfinite(_f(v))]
+        if not sum(nums):  # "≥0" says nothing: the smallest suppressed count reads better ("<5")
+            return next((v for v in vals if v.startswith("<")), "–")
         return f"≥{sum(nums)}"
     return str(int(sum(_f(v) for v in vals)))
 

@@ -245,9 +245,9 @@ def test_bootstrap_weights_keep_arm_sizes():
 
 
 def _demo_costs():
-    from hbeval.demo import generate
-
     from importlib.resources import files
+
+    from hbeval.demo import generate
 
     d = generate(60, 80, seed=11)
 

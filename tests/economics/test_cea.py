@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from scipy import optimize
 
-from hbeval.economics.cea import cea_analysis, ce_plane_replicates
+from hbeval.economics.cea import ce_plane_replicates, cea_analysis
+from hbeval.randomisation.design import CELLS
 from hbeval.stats.bootstrap import bootstrap_weights
 from hbeval.stats.icer import bootstrap_ols, fieller_interval, icer_bootstrap_ci, icer_point, quadrant
 from hbeval.stats.ols import jackknife_coef, ols_fit
-from hbeval.randomisation.design import CELLS
 
 Z = 1.959963984540054
 

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from hbeval.costs.engine import CATEGORIES, PERIODS
-from hbeval.randomisation.design import CELLS
 from hbeval.economics.rosi import (
     COMPARISONS,
     RosiParams,
@@ -19,6 +18,7 @@ from hbeval.economics.rosi import (
     rosi_sensitivity,
     rosi_table,
 )
+from hbeval.randomisation.design import CELLS
 
 
 def test_the_seeds_three_rosi_figures_exactly():

@@ -12,9 +12,9 @@ from hbeval.outcomes.effects import (
     effects_results,
     process_results,
 )
+from hbeval.outcomes.frame import InMemoryStudy
 from hbeval.stats.factorial import factorial_data, hedges_g
 from hbeval.stats.ols import ols_hc2
-from hbeval.outcomes.frame import InMemoryStudy
 
 CONTRACT = ["outcome", "contrast", "estimate", "std_error", "ci_low", "ci_high", "p_value", "p_value_ri", "p_value_adj", "n", "method"]
 

@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hbeval.outcomes.frame import InMemoryStudy, budget_outcomes, outcome_columns, outcome_frame, prevention_outcomes, teaming_outcomes
+from hbeval.outcomes.frame import (
+    InMemoryStudy,
+    budget_outcomes,
+    outcome_columns,
+    outcome_frame,
+    prevention_outcomes,
+    teaming_outcomes,
+)
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import base64
-import secrets
-import sqlite3
 import datetime as dt
 import os
+import secrets
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -16,15 +16,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hbeval.randomisation import allocate as assign
-from hbeval.randomisation import registry
-from hbeval.randomisation.redraw import procedure, redraw
-from hbeval.randomisation.design import block_sequence, draw_batch, is_block_sequence
 from hbeval.cli import main
 from hbeval.errors import InputError, UsageError
+from hbeval.randomisation import allocate as assign
+from hbeval.randomisation import registry
+from hbeval.randomisation.design import block_sequence, draw_batch, is_block_sequence
+from hbeval.randomisation.redraw import procedure, redraw
 from hbeval.study.config import key_problem
 
-NOW = dt.datetime(2025, 3, 1, 9, 30, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2025, 3, 1, 9, 30, tzinfo=dt.UTC)
 KEY = "a-test-allocation-key-0123456789"
 SITES = ("Hämeenlinna", "Siun sote")
 LINES = ("home_help", "family_work", "family_counselling")

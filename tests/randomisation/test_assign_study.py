@@ -10,14 +10,14 @@ import pytest
 
 pytest.importorskip("hbeval.study.store")
 
+from hbeval.demo import write_demo  # noqa: E402
 from hbeval.randomisation import allocate as assign  # noqa: E402
 from hbeval.randomisation.balance import balance_results  # noqa: E402
 from hbeval.randomisation.design import draw_batch  # noqa: E402
 from hbeval.randomisation.redraw import procedure, redraw  # noqa: E402
-from hbeval.demo import write_demo  # noqa: E402
 from hbeval.study.store import open_study  # noqa: E402
 
-NOW = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
 
 @pytest.fixture(scope="module")

@@ -145,8 +145,8 @@ def test_consort_2025_checklist_items_and_where_answered():
 
 def test_cheers_checklist_is_used(tmp_path):
     """The report shows ``results/cheers.csv`` as analyze wrote it (read back from the CSV)."""
-    from hbeval.pipeline import write_csv
     from hbeval.economics.cheers import cheers_checklist
+    from hbeval.pipeline import write_csv
     from hbeval.study.config import StudyConfig
 
     write_csv(cheers_checklist(StudyConfig()), tmp_path / "cheers.csv")

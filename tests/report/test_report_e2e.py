@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hbeval.pipeline import run as analyze_run
 from hbeval.demo import write_demo
+from hbeval.pipeline import run as analyze_run
 from hbeval.report import render as report
 from hbeval.study.store import open_study
 
