@@ -268,6 +268,10 @@ VALUES: dict[str, tuple[str, str]] = {
     "received": ("Received allocated intervention", "Sai satunnaistetun intervention"),
     "lost_to_follow_up": ("Lost to follow-up (no end score)", "Menetetty seurannassa (ei loppumittausta)"),
     "analysed": ("Analysed (start and end score)", "Analysoitu (alku- ja loppumittaus)"),
+    "not_analysed": ("Not analysed", "Ei analysoitu"),
+    "no_start_score": ("no start score", "ei alkumittausta"),
+    "alone_in_stratum": ("alone in their stratum", "ainoa ositteessaan"),
+    "not_estimable": ("contrast not estimable", "vertailu ei estimoitavissa"),
     "not yet allocated": ("Not yet allocated", "Ei vielä satunnaistettu"), "all reasons": ("All reasons", "Kaikki syyt"),
     # exclusion reasons of the demo and common ones
     "declined": ("declined", "kieltäytyi"), "moved away": ("moved away", "muutti pois"),
