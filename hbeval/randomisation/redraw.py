@@ -115,6 +115,19 @@ def procedure_label(study: Any) -> str:
     return "batch"
 
 
+def _supplied_strata(study: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(client ids, stratum labels)`` of a supplied ``assignments.csv`` (no registry): the
+    randomisation units :func:`redraw` redraws and :func:`enumerate_assignments` lists."""
+    a = _supplied(study)
+    strat = a["stratum"].astype(object).where(a["stratum"].notna(), "(missing)").astype(str).to_numpy()
+    return a["client_id"].astype(str).to_numpy(), strat
+
+
+def _batch_strata(rows: pd.DataFrame) -> np.ndarray:
+    """The randomisation units of registry ``batch`` rows: batch run × stratum."""
+    return (rows["batch"].astype("Int64").astype(str) + "\x1f" + rows["stratum"].astype(str)).to_numpy()
+
+
 def redraw(study: Any, client_ids: Sequence[str], n_draws: int,
            seed: int | Sequence[int] | np.random.Generator) -> np.ndarray:
     """Assignments redrawn ``n_draws`` times under the procedure actually used.
@@ -157,9 +170,7 @@ def redraw(study: Any, client_ids: Sequence[str], n_draws: int,
     study_dir = _study_dir(study)
     rows = _registry_rows(study_dir)
     if rows is None:
-        a = _supplied(study)
-        ids = a["client_id"].astype(str).to_numpy()
-        strat = a["stratum"].astype(object).where(a["stratum"].notna(), "(missing)").astype(str).to_numpy()
+        ids, strat = _supplied_strata(study)
         codes = batch_draws(strat, n_draws, rng)
     else:
         ids = rows["client_id"].astype(str).to_numpy()
@@ -167,8 +178,7 @@ def redraw(study: Any, client_ids: Sequence[str], n_draws: int,
         method = rows["method"].to_numpy()
         b = np.flatnonzero(method == "batch")
         if len(b):
-            lab = (rows["batch"].iloc[b].astype("Int64").astype(str) + "\x1f" + rows["stratum"].iloc[b].astype(str)).to_numpy()
-            codes[:, b] = batch_draws(lab, n_draws, rng)
+            codes[:, b] = batch_draws(_batch_strata(rows.iloc[b]), n_draws, rng)
         k = np.flatnonzero(method == "blocks")  # already in seq (enrolment) order
         if len(k):
             sub = rows.iloc[k]
@@ -321,14 +331,11 @@ def enumerate_assignments(study: Any, client_ids: Sequence[str], budget: int) ->
     study_dir = _study_dir(study)
     rows = _registry_rows(study_dir)
     if rows is None:
-        a = _supplied(study)
-        ids = a["client_id"].astype(str).to_numpy()
-        lab = a["stratum"].astype(object).where(a["stratum"].notna(), "(missing)").astype(str).to_numpy()
+        ids, lab = _supplied_strata(study)
     else:
         if not len(rows) or (rows["method"] != "batch").any():
             return None
-        ids = rows["client_id"].astype(str).to_numpy()
-        lab = (rows["batch"].astype("Int64").astype(str) + "\x1f" + rows["stratum"].astype(str)).to_numpy()
+        ids, lab = rows["client_id"].astype(str).to_numpy(), _batch_strata(rows)
     if batch_support_size(lab) > budget:
         return None
     where = {c: i for i, c in enumerate(ids)}
