@@ -33,7 +33,8 @@ def check_hetu(value: str) -> str | None:
 
 def _normal_form(value: object) -> str:
     """The hetu as registers write it: NFKC, every dash variant a hyphen, upper case, no
-    spaces (so ``131052–308t`` is the same person as ``131052-308T``)."""
+    spaces (a code written with an en dash and a lower-case check character is the same
+    person as the code written with a hyphen and an upper-case one)."""
     return "".join(normalise_for_codes(str(value)).split())
 
 
