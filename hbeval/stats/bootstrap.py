@@ -7,7 +7,7 @@ Every bootstrap of the package (costs, cost differences, the CEA, ROSI) draws fr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -80,9 +80,10 @@ def _chunk_rows(n: int, max_bytes: float) -> int:
     return max(BOOT_BLOCK, int(max_bytes // (8 * max(n, 1))) // BOOT_BLOCK * BOOT_BLOCK)
 
 
-def _count_chunks(members: list[np.ndarray], n_reps: int, rng: np.random.Generator,
-                  max_bytes: float) -> Iterator[tuple[int, list[np.ndarray]]]:
+def _count_chunks(members: list[np.ndarray], n_reps: int, rng: np.random.Generator, max_bytes: float,
+                  orders: Sequence[np.ndarray | None] | None = None) -> Iterator[tuple[int, list[np.ndarray]]]:
     base = int(rng.integers(2**63))  # drawn now, not when the generator below first runs
+    orders = list(orders) if orders is not None else [None] * len(members)
 
     def chunks() -> Iterator[tuple[int, list[np.ndarray]]]:
         chunk = min(_chunk_rows(sum(len(i) for i in members), max_bytes), max(n_reps, 1))
@@ -90,19 +91,25 @@ def _count_chunks(members: list[np.ndarray], n_reps: int, rng: np.random.Generat
         for start in range(0, n_reps, chunk):
             c = min(chunk, n_reps - start)
             parts = []
-            for a, (idx, buf) in enumerate(zip(members, buffers)):
+            for a, (idx, buf, order) in enumerate(zip(members, buffers, orders)):
                 cnt = buf[:c]
+                tmp = None if order is None else np.empty((BOOT_BLOCK, len(idx)))
                 for s in range(0, c, BOOT_BLOCK):
                     gen = np.random.default_rng([base, a, (start + s) // BOOT_BLOCK])
-                    _draw_counts(gen, len(idx), cnt[s : s + BOOT_BLOCK])
+                    if tmp is None or order is None:
+                        _draw_counts(gen, len(idx), cnt[s : s + BOOT_BLOCK])
+                    else:  # the block's columns reordered while it is in cache
+                        r = len(cnt[s : s + BOOT_BLOCK])
+                        _draw_counts(gen, len(idx), tmp[:r])
+                        np.take(tmp[:r], order, axis=1, out=cnt[s : s + r])
                 parts.append(cnt)
             yield start, parts
 
     return chunks()
 
 
-def bootstrap_counts(arms: np.ndarray, n_reps: int, rng: np.random.Generator,
-                     max_bytes: float = BOOT_CHUNK_BYTES) -> Iterator[tuple[int, list[np.ndarray]]]:
+def bootstrap_counts(arms: np.ndarray, n_reps: int, rng: np.random.Generator, max_bytes: float = BOOT_CHUNK_BYTES,
+                     orders: Sequence[np.ndarray | None] | None = None) -> Iterator[tuple[int, list[np.ndarray]]]:
     """The bootstrap engine: resampling counts drawn within arms, a memory-bounded chunk of
     replicates at a time.
 
@@ -113,6 +120,9 @@ def bootstrap_counts(arms: np.ndarray, n_reps: int, rng: np.random.Generator,
     n_reps : replicates.
     rng : the caller's generator; exactly one number is drawn from it (the base seed).
     max_bytes : memory bound of one chunk (``chunk × n × 8`` bytes); it changes no result.
+    orders : optional, per arm, a permutation of its units (or None): ``counts[a]`` then has
+        its columns in that order (``counts[a][:, j]`` is unit ``orders[a][j]``); the same
+        draws, reordered block by block while they are in cache.
 
     Yields
     ------
@@ -128,19 +138,25 @@ def bootstrap_counts(arms: np.ndarray, n_reps: int, rng: np.random.Generator,
     the counts of a replicate are the same whatever ``max_bytes``; consumers reduce each
     block of counts to their per-replicate statistic at once (:func:`block_matmul`).
     """
-    return _count_chunks(arm_members(arms)[1], n_reps, rng, max_bytes)
+    return _count_chunks(arm_members(arms)[1], n_reps, rng, max_bytes, orders)
 
 
 def block_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` computed :data:`BOOT_BLOCK` rows of ``a`` at a time, so that a replicate's
-    statistic is the same bits whatever the chunk it was computed in."""
+    statistic is the same bits whatever the chunk it was computed in.
+
+    The whole blocks go to BLAS as one stacked product (``(blocks, BOOT_BLOCK, k) @ (k, m)``:
+    numpy's matmul loop calls the same ``BOOT_BLOCK``-row product per block, without a Python
+    call per block); a last partial block is multiplied on its own."""
     out = np.empty((a.shape[0], b.shape[1]))
-    for s in range(0, a.shape[0], BOOT_BLOCK):
-        blk = a[s : s + BOOT_BLOCK]
-        if len(blk) == 1:  # keep it a matrix product (not a vector one): same kernel as the rest
-            out[s] = (np.vstack([blk, blk]) @ b)[0]
-        else:
-            np.matmul(blk, b, out=out[s : s + BOOT_BLOCK])
+    full = a.shape[0] // BOOT_BLOCK * BOOT_BLOCK
+    if full:
+        np.matmul(a[:full].reshape(-1, BOOT_BLOCK, a.shape[1]), b, out=out[:full].reshape(-1, BOOT_BLOCK, b.shape[1]))
+    rest = a[full:]
+    if len(rest) == 1:  # keep it a matrix product (not a vector one): same kernel as the rest
+        out[full] = (np.vstack([rest, rest]) @ b)[0]
+    elif len(rest):
+        np.matmul(rest, b, out=out[full:])
     return out
 
 

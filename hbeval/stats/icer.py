@@ -199,9 +199,8 @@ def bootstrap_ols(designs: list[np.ndarray], ys: list[np.ndarray], arms: np.ndar
     ones_k = np.ones((len(segs), 1))
     outs = [np.empty((n_reps, X.shape[1])) for X in designs]
     with blas_single_thread():  # skinny products: BLAS threads only add overhead
-        for start, parts in bootstrap_counts(arms, n_reps, rng, max_bytes):
-            c = len(parts[0])
-            cnt = [p if perm is None else np.take(p, perm, axis=1) for p, perm in zip(parts, perms)]
+        for start, cnt in bootstrap_counts(arms, n_reps, rng, max_bytes, orders=perms):  # columns in cell order
+            c = len(cnt[0])
             S = np.empty((J, c, len(segs)))  # S[j, b, k] = Σ_{i ∈ cell k} w_bi V_ij
             for k, (g, s, e) in enumerate(segs):
                 S[:, :, k] = block_matmul(cnt[g][:, s:e], V[offset[g] + s : offset[g] + e]).T
