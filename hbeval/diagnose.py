@@ -98,9 +98,9 @@ def read_study(study_dir: Path, cfg: StudyConfig) -> StudyData:
         return _running_study(study_dir, cfg)
     if "clients" not in sources:
         return StudyData(pilot=None)
-    from hbeval.randomisation.allocate import _load_clients  # the registry glue, only for a clients table
+    from hbeval.randomisation.allocate import load_clients  # the registry glue, only for a clients table
 
-    clients = _load_clients(study_dir)
+    clients = load_clients(study_dir)
     return StudyData(pilot=clients[clients["group"].astype(str) == "pilot"].reset_index(drop=True))
 
 

@@ -250,3 +250,20 @@ def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
     for c in bad:
         out[c] = out[c].astype(object).map(neutralise_formula)
     return out
+
+
+# ---------------------------------------------------------------------- rare text levels
+#: The label that stands for the pooled rare levels of a text covariate.
+OTHER_LEVEL = "(other)"
+
+
+def pool_rare_levels(values: pd.Series, min_cell: int) -> pd.Series:
+    """Text levels held by fewer than ``min_cell`` families become ``"(other)"``.
+
+    A level's label is itself data: a name typed into ``area`` would otherwise reach the
+    output as a row label, and a level of one family points at that family.
+    """
+    lab = values.astype(object)
+    counts = lab.value_counts(dropna=True)
+    rare = counts.index[counts < min_cell]
+    return lab.where(~lab.isin(rare), OTHER_LEVEL)

@@ -417,7 +417,7 @@ def _check_prices(con: duckdb.DuckDBPyConnection, price_year: int) -> None:
             "staff role without an hourly cost (a catalogue row staff:<role>): " + _fmt([str(r[0]) for r in bad]),
             file="worker_time.csv", column="role",
         )
-    if con.execute("SELECT count(*) FROM _hb_other WHERE category = 'teaming'").fetchone()[0]:
+    if _fetch_row(con, "SELECT count(*) FROM _hb_other WHERE category = 'teaming'")[0]:
         have = {r[0] for r in con.execute("SELECT service_code FROM _hb_uc WHERE service_code IN ('staff:provider','staff:hb_worker')").fetchall()}
         missing = sorted({"staff:provider", "staff:hb_worker"} - have)
         if missing:
@@ -444,13 +444,21 @@ def _check_prices(con: duckdb.DuckDBPyConnection, price_year: int) -> None:
             f"{price_year}: " + "; ".join(f"{y} (used by {w})" for y, w in rows),
             file="price_index.csv", column="year",
         )
-    nulls = con.execute("SELECT count(*) FROM _hb_uc WHERE price_year IS NULL AND service_code IN "
-                        "(SELECT service_code FROM _hb_ev WHERE NOT direct)").fetchone()[0]
+    nulls = _fetch_row(con, "SELECT count(*) FROM _hb_uc WHERE price_year IS NULL AND service_code IN "
+                            "(SELECT service_code FROM _hb_ev WHERE NOT direct)")[0]
     if nulls:
         raise InputError("a catalogue row used for pricing has no price_year", file="unit_costs.csv", column="price_year")
 
 
 # --------------------------------------------------------------------------- tables → costs
+def _fetch_row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
+    """The one row of an aggregate query (``fetchone()`` is typed as optional; no row is a bug)."""
+    row = con.execute(sql).fetchone()
+    if row is None:
+        raise RuntimeError(f"internal error: the query returned no row: {sql[:120]}")
+    return row
+
+
 def connect_tables(tables: dict[str, pd.DataFrame]) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with ``tables`` registered (tests, demo data)."""
     con = duckdb.connect()
@@ -518,8 +526,8 @@ def _attach(costs: pd.DataFrame, fam: pd.DataFrame) -> pd.DataFrame:
 
 
 def family_costs_from_tables(tables: dict[str, pd.DataFrame], unit_costs: pd.DataFrame, price_index: pd.DataFrame,
-                             price_year: int = 2024, follow_up_days: int = 365,
-                             strata: tuple[str, ...] = ("site", "service_line"),
+                             price_year: int, follow_up_days: int,
+                             strata: tuple[str, ...],
                              detail: bool = False) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`family_costs` for in-memory canonical tables (e.g. ``hbeval.demo.generate().tables``);
     with ``detail=True`` also the income-support breakdown (see :func:`family_costs_sql`)."""
@@ -617,7 +625,7 @@ def wide_costs(fc: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- costs.csv
-def summarise_costs(fc: pd.DataFrame, n_reps: int = 5000, seed: int = 0, min_cell: int = 5,
+def summarise_costs(fc: pd.DataFrame, n_reps: int, seed: int, min_cell: int,
                     level: float = 0.95, detail: pd.DataFrame | None = None) -> pd.DataFrame:
     """``costs.csv``: per group, cell, category (+ ``total``) and period.
 
@@ -651,8 +659,8 @@ def _summarise_wide(w: pd.DataFrame, n_reps: int, seed: int, min_cell: int, leve
     if dw is not None and kinds:
         w = w.merge(dw, left_on="client_id", right_index=True, how="left")
         for p in PERIODS:
-            for k in kinds:
-                col = f"{p}_{k}"
+            for kind in kinds:
+                col = f"{p}_{kind}"
                 w[col] = w[col].fillna(0.0) if col in w.columns else 0.0
         i = CATEGORIES.index("income_support") + 1
         cats = (*CATEGORIES[:i], *kinds, *CATEGORIES[i:], "total")
@@ -728,7 +736,7 @@ def arm_labels(w: pd.DataFrame) -> np.ndarray:
     return arm
 
 
-def difference_table(fc: pd.DataFrame, n_reps: int = 5000, seed: int = 0, min_cell: int = 5,
+def difference_table(fc: pd.DataFrame, n_reps: int, seed: int, min_cell: int,
                      level: float = 0.95, glm: bool = True) -> pd.DataFrame:
     """Cost differences per contrast and category (follow-up), with bootstrap CIs.
 

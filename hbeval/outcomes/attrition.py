@@ -78,7 +78,8 @@ def mckenzie_effects(end: np.ndarray, start: np.ndarray, cell: np.ndarray, strat
 
 
 # ---------------------------------------------------------------------------- table
-def attrition_table(frame: pd.DataFrame, outcome: str, min_cell: int = 5, n_reps: int = 2000, seed=0) -> pd.DataFrame:
+def attrition_table(frame: pd.DataFrame, outcome: str, min_cell: int, n_reps: int,
+                    seed: int | np.random.Generator) -> pd.DataFrame:
     """Pure core of :func:`attrition_results` on an outcome frame (assigned families only)."""
 
     rand = frame[frame["cell"].notna()].sort_values("client_id", kind="mergesort").reset_index(drop=True)

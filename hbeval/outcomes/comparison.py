@@ -22,8 +22,7 @@ import pandas as pd
 
 from hbeval.costs.engine import family_costs_from_tables, wide_costs, wide_family_costs
 from hbeval.outcomes.frame import outcome_frame
-from hbeval.privacy import suppress_count
-from hbeval.randomisation.balance import pool_rare_levels
+from hbeval.privacy import pool_rare_levels, suppress_count
 from hbeval.stats.propensity import att_weights, common_support, dr_att, ess, propensity, smd
 
 METHOD_DR = "dr_att_ipw_regression (not randomised)"
@@ -127,7 +126,7 @@ def fit_comparison(pc: pd.DataFrame, primary: str, exclude: tuple[str, ...] = ()
     return ComparisonFit(pc, X, names, ps, keep, w)
 
 
-def balance_table(fit: ComparisonFit, min_cell: int = 5) -> pd.DataFrame:
+def balance_table(fit: ComparisonFit, min_cell: int) -> pd.DataFrame:
     """SMD of every propensity covariate before (all units) and after weighting (kept units).
 
     For an indicator covariate held by fewer than ``min_cell`` (but some) families of a
@@ -227,7 +226,7 @@ def comparison_tables(pc: pd.DataFrame, families: dict[str, list[str]], primary:
     """Pure core of :func:`comparison_results` on a pilot+comparison frame (``_t`` = pilot).
 
     Text levels of the categorical covariates held by fewer than ``min_cell`` families are
-    pooled as ``(other)`` first (:func:`~hbeval.randomisation.balance.pool_rare_levels`): a
+    pooled as ``(other)`` first (:func:`~hbeval.privacy.pool_rare_levels`): a
     level's label is data, and the balance rows are named after it."""
     pc = pc.assign(**{c: pool_rare_levels(pc[c], min_cell) for c in CATEGORICAL_COVARIATES if c in pc.columns})
     fit = fit_comparison(pc, primary)

@@ -61,7 +61,8 @@ ASSIGNMENTS = "assignments.csv"
 
 
 # ---------------------------------------------------------------------- reading the study
-def _study_dir(study: Any) -> Path:
+def study_dir_of(study: Any) -> Path:
+    """The folder of ``study`` (a :class:`~hbeval.study.store.Study`, or the folder itself)."""
     return Path(study.path) if hasattr(study, "path") else Path(study)
 
 
@@ -70,7 +71,7 @@ def _now(now: dt.datetime | None) -> dt.datetime:
     return now
 
 
-def _load_clients(study_dir: Path) -> pd.DataFrame:
+def load_clients(study_dir: Path) -> pd.DataFrame:
     """The clients table with canonical columns.
 
     A plain ``clients.csv`` that already has ``client_id`` and ``group`` is read directly
@@ -111,7 +112,7 @@ def _ingest_clients(study_dir: Path) -> pd.DataFrame | None:
             return None
         ledger = Ledger()
         with tempfile.TemporaryDirectory(prefix="hbeval-assign-") as tmp, duckdb.connect() as con:
-            ingest._load_table(con, src, tables()["clients"], ledger, cfg.pseudonym_key(study_dir), Path(tmp),
+            ingest.load_table(con, src, tables()["clients"], ledger, cfg.pseudonym_key(study_dir), Path(tmp),
                                dt.date.today(), strata=tuple(cfg.strata))
             (n_errors,) = con.execute("SELECT count(*) FROM _errs").fetchone() or (0,)
             if ledger.has_errors() or n_errors:
@@ -265,7 +266,7 @@ def assign_all(study_dir: str | Path, now: dt.datetime | None = None) -> pd.Data
     """
     study_dir = Path(study_dir)
     cfg = load_config(study_dir)
-    clients = _load_clients(study_dir)
+    clients = load_clients(study_dir)
     _check_strata(clients, cfg)
     _refuse_supplied(study_dir)
     key = _key(cfg, study_dir, "batch assignment")
@@ -344,7 +345,7 @@ def assign_one(study_dir: str | Path, client_id: str, now: dt.datetime | None = 
     """
     study_dir = Path(study_dir)
     cfg = load_config(study_dir)
-    clients = _load_clients(study_dir)
+    clients = load_clients(study_dir)
     _check_strata(clients, cfg)
     fam = _family(clients, client_id)
     _refuse_supplied(study_dir)
@@ -405,7 +406,7 @@ def _existing(conn, client_id: str) -> dict[str, Any] | None:
             "cell": int(r[0]), "new": False}
 
 
-def _factor_levels(clients: pd.DataFrame, ids: Sequence[str], factors: Sequence[str]) -> np.ndarray:
+def factor_levels(clients: pd.DataFrame, ids: Sequence[str], factors: Sequence[str]) -> np.ndarray:
     """``(len(ids), n_factors)`` integer level codes (levels sorted by text, missing its own level)."""
     cl = clients.set_index(clients["client_id"].astype(str))
     if not factors:
@@ -422,7 +423,7 @@ def _minimisation_row(conn, clients: pd.DataFrame, fam: pd.Series, cfg: StudyCon
     done = registry.read(conn)
     factors = list(cfg.strata)
     ids = [*done["client_id"].astype(str), str(fam["client_id"])]
-    lev = _factor_levels(clients, ids, factors)
+    lev = factor_levels(clients, ids, factors)
     cells = done["cell"].to_numpy()
     counts = np.zeros((lev.shape[1], 4), dtype=np.int64)
     for f in range(lev.shape[1]):
@@ -430,13 +431,13 @@ def _minimisation_row(conn, clients: pd.DataFrame, fam: pd.Series, cfg: StudyCon
         counts[f] = np.bincount(cells[same], minlength=4)
     n_min = int((done["method"] == "minimisation").sum())
     u = keyed_rng(key, MINIMISATION_ALGORITHM, n_min).random(2)
-    cell = pocock_simon_choice(counts, cfg.minimisation_p, u)
+    cell = pocock_simon_choice(counts, cfg.minimisation_p, u.tolist())
     return {"method": "minimisation", "stratum_seq": n_min + 1, "cell": cell,
             "algorithm": f"{MINIMISATION_ALGORITHM} p={cfg.minimisation_p:g} factors={','.join(factors)}"}
 
 
 # ---------------------------------------------------------------------- verify and run
-def verify(study_dir: str | Path, head: str | None = None) -> tuple[bool, str]:
+def verify(study_dir: str | Path, head: str | None = None, allow_legacy: bool = False) -> tuple[bool, str]:
     """Check ``allocation.sqlite`` (its chain; with the allocation key every row's MAC and the
     head's; with ``head``, a receipt, that the chain still holds it), that ``assignments.csv``
     matches it, and that ``analysis_plan.json`` is the plan that opened it
@@ -456,7 +457,7 @@ def verify(study_dir: str | Path, head: str | None = None) -> tuple[bool, str]:
         key = cfg.allocation_key(study_dir)
     except InputError:
         key = None
-    ok, msg = registry.verify(reg, study_dir / ASSIGNMENTS, key=key, head=head)
+    ok, msg = registry.verify(reg, study_dir / ASSIGNMENTS, key=key, head=head, allow_v1=allow_legacy)
     if ok:  # the sealed plan: the file must be the one whose hash opened the registry
         ok, plan_msg = analysis_plan.check_against_registry(study_dir, registry.plan_of(reg), cfg)
         msg = f"{msg}; {plan_msg}" if ok else plan_msg
@@ -489,7 +490,7 @@ def strata_warning(study_dir: str | Path) -> str | None:
     (``None`` otherwise). It names the small strata and the coarsening rule."""
     study_dir = Path(study_dir)
     cfg = load_config(study_dir)
-    clients = _load_clients(study_dir)
+    clients = load_clients(study_dir)
     pilot = clients[clients["group"].astype(str) == "pilot"]
     if pilot.empty or any(s not in pilot.columns for s in cfg.strata):
         return None
@@ -513,15 +514,17 @@ def strata_warning(study_dir: str | Path) -> str | None:
 
 
 def run(study_dir: str | Path, *, all: bool = False, client: str | None = None, verify: bool = False,
-        head: str | None = None, now: dt.datetime | None = None) -> int:
+        head: str | None = None, now: dt.datetime | None = None, allow_legacy: bool = False) -> int:
     """The body of ``hbeval assign STUDY --all | --client ID | --verify [--head RECEIPT]``; returns the exit code."""
     study_dir = Path(study_dir)
     if sum([bool(all), client is not None, bool(verify)]) != 1:
         raise UsageError("give exactly one of --all, --client ID, --verify")
     if head is not None and not verify:
         raise UsageError("--head RECEIPT goes with --verify")
+    if allow_legacy and not verify:
+        raise UsageError("--allow-legacy-registry goes with --verify")
     if verify:
-        ok, msg = globals()["verify"](study_dir, head=head)
+        ok, msg = globals()["verify"](study_dir, head=head, allow_legacy=allow_legacy)
         print(("OK: " if ok else "FAILED: ") + msg, file=sys.stdout if ok else sys.stderr)
         return 0 if ok else 1
     if not study_dir.is_dir():

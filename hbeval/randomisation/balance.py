@@ -32,7 +32,7 @@ import pandas as pd
 from scipy import stats
 
 from hbeval.arms import CELLS, SEEDS, cell_code
-from hbeval.privacy import suppress_count
+from hbeval.privacy import pool_rare_levels, suppress_count
 from hbeval.randomisation.redraw import redraw
 from hbeval.study.scoring import score
 
@@ -56,23 +56,8 @@ _STATS = ["mean_a", "mean_b", "sd_a", "sd_b", "difference", "std_error", "normal
 
 
 # ---------------------------------------------------------------------- covariates
-OTHER_LEVEL = "(other)"
-
-
-def pool_rare_levels(values: pd.Series, min_cell: int) -> pd.Series:
-    """Text levels held by fewer than ``min_cell`` families become ``"(other)"``.
-
-    A level's label is itself data: a name typed into ``area`` would otherwise reach the
-    output as a row label, and a level of one family points at that family.
-    """
-    lab = values.astype(object)
-    counts = lab.value_counts(dropna=True)
-    rare = counts.index[counts < min_cell]
-    return lab.where(~lab.isin(rare), OTHER_LEVEL)
-
-
 def expand_covariates(families: pd.DataFrame, covariates: Sequence[str],
-                      min_cell: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+                      min_cell: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The variables shown and the matrix of the joint test.
 
     Returns
@@ -225,8 +210,8 @@ def _ri_p(observed: float, drawn: np.ndarray) -> float:
 # ---------------------------------------------------------------------- the table
 def balance_table(
     families: pd.DataFrame,
-    covariates: Sequence[str] = DEFAULT_COVARIATES,
-    min_cell: int = 5,
+    covariates: Sequence[str],
+    min_cell: int,
     *,
     draws: np.ndarray | None = None,
     cell: str = "cell",

@@ -148,7 +148,8 @@ def test_rows_outside_the_window_are_excluded():
 
 def test_a_longer_follow_up_takes_in_more_rows():
     t = _fixture()
-    fc = family_costs_from_tables(t, _catalogue(), _index(), price_year=2024, follow_up_days=366)
+    fc = family_costs_from_tables(t, _catalogue(), _index(), price_year=2024, follow_up_days=366,
+                                  strata=("site", "service_line"))
     w = wide_costs(fc).set_index("client_id")
     # day 366 is 2024-06-30: the visit on it now counts (100 × 2 = 200 in 2024 euros)
     assert w.loc["F1", "follow_up_usual_services"] == pytest.approx(750 + 200)
@@ -156,7 +157,8 @@ def test_a_longer_follow_up_takes_in_more_rows():
 
 def test_price_year_moves_every_amount():
     base = wide_costs(_costs(_fixture())).set_index("client_id").loc["F1", "follow_up_total"]
-    fc = family_costs_from_tables(_fixture(), _catalogue(), _index(), price_year=2025, follow_up_days=365)
+    fc = family_costs_from_tables(_fixture(), _catalogue(), _index(), price_year=2025, follow_up_days=365,
+                                  strata=("site", "service_line"))
     moved = wide_costs(fc).set_index("client_id").loc["F1", "follow_up_total"]
     assert moved == pytest.approx(base * 1.04, rel=1e-12)
 
@@ -253,7 +255,8 @@ def _demo_costs():
 
     uc = pd.read_csv(files("hbeval") / "data" / "unit_costs.csv")
     pi = pd.read_csv(files("hbeval") / "data" / "price_index.csv")
-    return d, family_costs_from_tables(d.tables, uc, pi)
+    return d, family_costs_from_tables(d.tables, uc, pi, price_year=2024, follow_up_days=365,
+                                       strata=("site", "service_line"))
 
 
 def test_summary_table_columns_totals_and_suppression():
@@ -275,7 +278,7 @@ def test_summary_table_columns_totals_and_suppression():
 
 def test_cost_differences_match_means_and_glm():
     _, fc = _demo_costs()
-    d = difference_table(fc, n_reps=400, seed=1)
+    d = difference_table(fc, n_reps=400, seed=1, min_cell=5)
     row = d[(d["contrast"] == "pilot_vs_comparison") & (d["category"] == "total")].iloc[0]
     assert row["difference_eur"] == pytest.approx(row["mean_a_eur"] - row["mean_b_eur"], abs=0.02)
     assert row["ci_low"] < row["difference_eur"] < row["ci_high"]
@@ -300,7 +303,8 @@ def test_study_costs_match_the_tables_they_were_written_from(small_demo_dir, tmp
     demo = generate(120, 160, seed=7)
     uc = pd.read_csv(files("hbeval") / "data" / "unit_costs.csv")
     pi = pd.read_csv(files("hbeval") / "data" / "price_index.csv")
-    ref = family_costs_from_tables(demo.tables, uc, pi)
+    ref = family_costs_from_tables(demo.tables, uc, pi, price_year=2024, follow_up_days=365,
+                                   strata=("site", "service_line"))
     a = fc.groupby(["group", "period", "category"])["cost_eur"].sum()
     b = ref.groupby(["group", "period", "category"])["cost_eur"].sum()
     pd.testing.assert_series_equal(a.sort_index(), b.sort_index(), check_exact=False, rtol=1e-9)
@@ -312,7 +316,7 @@ def test_study_costs_match_the_tables_they_were_written_from(small_demo_dir, tmp
 
 def test_income_support_by_kind_is_a_breakdown_not_added_twice():
     fc, det = family_costs_from_tables(_fixture(), _catalogue(), _index(), price_year=2024, follow_up_days=365,
-                                       detail=True)
+                                       strata=("site", "service_line"), detail=True)
     d = det[det["client_id"] == "F1"].set_index(["period", "category"])["cost_eur"]
     assert d[("follow_up", "income_support:preventive")] == pytest.approx(50.0)
     assert d[("pre", "income_support:basic")] == pytest.approx(200.0)
@@ -335,7 +339,8 @@ def test_wide_sql_equals_the_pivot_of_the_long_costs():
 
     tables = generate(60, 80, seed=11).tables
     uc, pi = InMemoryStudy(tables).unit_costs(), InMemoryStudy(tables).price_index()
-    fc, det = family_costs_from_tables(tables, uc, pi, detail=True)
+    fc, det = family_costs_from_tables(tables, uc, pi, price_year=2024, follow_up_days=365,
+                                       strata=("site", "service_line"), detail=True)
     w_pivot = wide_costs(fc.sample(frac=1.0, random_state=1))
     fam = families_frame(tables["clients"], tables.get("assignments"), ("site", "service_line"))
     con = connect_tables(tables)

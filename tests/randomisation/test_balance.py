@@ -65,7 +65,7 @@ def test_hand_computed_fixture(fam):
 
 def test_joint_f_matches_statsmodels_and_drops_no_row(fam):
     bt = balance_table(fam, ["x", "g"], min_cell=1)
-    _, joint = expand_covariates(fam, ["x", "g"])
+    _, joint = expand_covariates(fam, ["x", "g"], min_cell=1)
     assert list(joint.columns) == ["x", "x (missing)", "g=v"]
     assert joint["x"].iloc[7] == pytest.approx(4.0)  # observed mean imputed
     for comp, cells_b, sub in (("frame_shares", (2, 3), slice(None)), ("teaming", (1, 3), slice(None)),
@@ -85,7 +85,7 @@ def test_randomisation_inference_p_values(fam):
     rng = np.random.default_rng(0)
     draws = np.stack([rng.permutation(fam["cell"].to_numpy()) for _ in range(30)]).astype(np.int8)
     bt = balance_table(fam, ["x", "g"], min_cell=1, draws=draws)
-    _, joint = expand_covariates(fam, ["x", "g"])
+    _, joint = expand_covariates(fam, ["x", "g"], min_cell=1)
     X = sm.add_constant(joint.to_numpy(), has_constant="add")
     y = fam["cell"].isin((2, 3)).to_numpy(float)
     r2 = sm.OLS(y, X).fit().rsquared
