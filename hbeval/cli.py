@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--verify", action="store_true", help="check the allocation registry")
     a.add_argument("--head", metavar="RECEIPT",
                    help="with --verify: a receipt (SEQ:HEX, as assign printed it) that the registry must still hold")
+    a.add_argument("--allow-legacy-registry", action="store_true",
+                   help="with --verify: accept an unkeyed hbeval-registry/1 file (its chain can be rewritten by anyone "
+                        "with the file; check it against a receipt with --head)")
 
     z = sub.add_parser("analyze", help="every result table, no notebooks")
     z.add_argument("study", metavar="STUDY")
@@ -118,7 +121,8 @@ def _validate(args: argparse.Namespace) -> int:
 def _assign(args: argparse.Namespace) -> int:
     from hbeval.randomisation import allocate as assign
 
-    return assign.run(args.study, all=args.all, client=args.client, verify=args.verify, head=args.head)
+    return assign.run(args.study, all=args.all, client=args.client, verify=args.verify, head=args.head,
+                      allow_legacy=args.allow_legacy_registry)
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -166,9 +170,9 @@ def _plan(args: argparse.Namespace) -> int:
     key = cfg.allocation_key(study)
     plan.check_sealable(study, key)  # refuse before the simulation, not after
     if cfg.subgroups and (study / "clients.csv").exists():
-        from hbeval.randomisation.allocate import _load_clients
+        from hbeval.randomisation.allocate import load_clients
 
-        plan.check_subgroups(cfg, list(_load_clients(study).columns))
+        plan.check_subgroups(cfg, list(load_clients(study).columns))
     doc = plan.build_plan(cfg, diagnose(study, progress=sys.stderr), dt.date.today())
     sha = plan.seal(study, doc, plan_markdown, key=key)
     print(f"analysis plan sealed: {study / plan.PLAN_JSON} and {plan.PLAN_MD} (SHA-256 {sha}); it opens the "

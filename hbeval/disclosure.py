@@ -38,11 +38,27 @@ determined. The cheapest direction is taken (the sum of the counts it suppresses
 shown in many tables costs each time; a zero is the last resort, since a reader often knows it
 is 0). Zero counts are not sensitive: a published 0 stays.
 
-Out of scope (said here so that nobody relies on it): *bounds* attacks (counts are ≥ 0, a
-suppressed primary count is in ``[1, min_cell)``, so a sum of two suppressed cells that is
-small bounds both); statistics that are not counts (means, effect estimates) beyond the
-shares that are a count divided by a published ``n``; and relations through families the
-tables do not publish (subgroup rows are modelled as their own totals).
+Effect estimates of 0/1 outcomes (the 0/1 process measures of ``process.csv``, risk
+differences) are differences of shares, :math:`p_c = x_c / n_c`, so they are modelled too
+(:meth:`_Builder.estimate_expr`, kind ``estimate``): when one would give a hidden count back,
+the estimate and its statistics are blanked (costlier than any count: :data:`ESTIMATE_COST`),
+unless a move that raises every cell's share alike (:func:`share_moves`, which leaves every
+difference unchanged) hides the count more cheaply by suppressing the shares and the ``all`` row.
+A table with no rule of its own has its ``n``/``n_*`` counts modelled by
+:meth:`_Builder.generic` (a ``subgroup`` row as the baseline's level count).
+
+``tests/test_disclosure.py`` attacks the published CSVs with linear programs (min and max of
+every hidden count under every published equality, counts ≥ 0, a share's count ≤ its ``n``,
+each 0/1 effect estimate known to a fifth of a family): every hidden count keeps an interval
+at least one family wide, for the demo and for 24- and 40-family studies.
+
+Out of scope (said here so that nobody relies on it): *bounds* attacks that use that a "<k"
+count is 1 to k − 1 (four "<5" cells that add up to a published 4 are each 1; the test lists
+the baseline level counts that such an attack pins in two small studies — the remedy, pooling
+such a level or showing those cells as ``suppressed``, is not built); statistics that are not
+counts (means, estimates of continuous outcomes) beyond the shares that are a count divided by
+a published ``n``; and relations through families the tables do not publish (subgroup effect
+rows are modelled as their own totals).
 """
 
 from __future__ import annotations
@@ -51,9 +67,12 @@ import re
 from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from hbeval.stats.ri import blas_single_thread
 
 #: How a complementary-suppressed count is shown (primary ones show ``<k``).
 COMPLEMENTARY = "suppressed"
@@ -62,9 +81,15 @@ NOTE_COLUMN = "suppression"
 #: What suppressing a published 0 costs in :func:`_choose`: a zero is a poor complement (a
 #: reader often knows it is 0, e.g. no meetings in a cell without teaming), so it is the last resort.
 ZERO_COST = 1e6
+#: What blanking an effect estimate costs in :func:`_choose` (a margin or the interaction three or
+#: two times this): a statistic of the analysis goes only when no count of the descriptive tables will do.
+ESTIMATE_COST = 1e4
+#: The statistics of an ``effects.csv`` row that reveal its estimate, blanked with it.
+EFFECT_STATS = ("estimate", "std_error", "ci_low", "ci_high", "p_value", "p_value_ri", "ri_ci_low", "ri_ci_high",
+                "p_value_adj", "p_value_holm", "hedges_g", "g_ci_low", "g_ci_high", "estimate_sd_units")
 CELLS = ("frame_only/no_teaming", "frame_only/teaming", "frame_shares/no_teaming", "frame_shares/teaming")
 
-Expr = Mapping[Hashable, float]
+Expr = Mapping[Any, float]
 
 
 # ============================================================================ the solver
@@ -200,7 +225,8 @@ class Protection:
     complementary: dict[int, int] = field(default_factory=dict)
 
 
-def protect(exprs: Sequence[Expr], values: Sequence[float | None]) -> Protection:
+def protect(exprs: Sequence[Expr], values: Sequence[float | None],
+            costs: Sequence[float | None] | None = None, directions: Sequence[Expr] = ()) -> Protection:
     """Complementary suppression over a set of published counts.
 
     Parameters
@@ -209,6 +235,12 @@ def protect(exprs: Sequence[Expr], values: Sequence[float | None]) -> Protection
         Counts with the same latents are related: ``a = x + y``, ``b = x`` and ``c = y``
         say ``a = b + c``.
     values : the published value of each count; ``None`` for a count already suppressed.
+    costs : what suppressing each one costs (default: its value, a zero :data:`ZERO_COST`);
+        ``None`` entries take the default.
+    directions : more moves of the latent counts for :func:`_choose` to try, beside one latent
+        and a swap of two: e.g. every cell's count of a 0/1 outcome up in proportion to the
+        cell's size, which moves every share alike and leaves each difference of shares (an
+        effect estimate) as it was.
 
     Returns
     -------
@@ -225,14 +257,15 @@ def protect(exprs: Sequence[Expr], values: Sequence[float | None]) -> Protection
         if not det:
             return prot
         s = det[0]
-        chosen = _choose(s, exprs, values, hidden, groups)
+        chosen = _choose(s, exprs, values, hidden, groups, costs, directions)
         for j in chosen:
             hidden.add(j)
             prot.complementary[j] = s
 
 
 def _choose(s: int, exprs: Sequence[Expr], values: Sequence[float | None], hidden: set[int],
-            groups: Mapping[tuple, list[int]]) -> list[int]:
+            groups: Mapping[tuple, list[int]], costs: Sequence[float | None] | None = None,
+            directions: Sequence[Expr] = ()) -> list[int]:
     """The published cells to suppress so that ``s`` is no longer determined.
 
     A direction ``z`` in the latent counts is chosen with ``f_s · z ≠ 0``; every published
@@ -255,19 +288,26 @@ def _choose(s: int, exprs: Sequence[Expr], values: Sequence[float | None], hidde
             siblings[k].update(e)
     f = exprs[s]
     best: tuple[tuple[float, int], list[int]] | None = None
-    for k in sorted(f, key=repr):
-        for j in [None, *sorted(siblings[k] - {k}, key=repr)]:
-            z = {k: 1.0} if j is None else {k: 1.0, j: -1.0}
-            if abs(sum(f.get(x, 0.0) * v for x, v in z.items())) < 1e-12:
-                continue
-            touched = {g for x in z for g in by_latent.get(x, [])}
-            hit = [pub_groups[g] for g in sorted(touched)
-                   if abs(sum(exprs[pub_groups[g][0]].get(x, 0.0) * v for x, v in z.items())) > 1e-12]
-            cells = sorted(c for m in hit for c in m)
-            cost = (sum(float(values[c] or 0) or ZERO_COST for c in cells), min(cells, default=-1))
-            if best is None or cost < best[0]:
-                best = (cost, cells)
+    moves: list[Expr] = [{k: 1.0} if j is None else {k: 1.0, j: -1.0}
+                         for k in sorted(f, key=repr) for j in [None, *sorted(siblings[k] - {k}, key=repr)]]
+    moves += [d for d in directions if any(k in f for k in d)]
+    for z in moves:
+        if abs(sum(f.get(x, 0.0) * v for x, v in z.items())) < 1e-12:
+            continue
+        touched = {g for x in z for g in by_latent.get(x, [])}
+        hit = [pub_groups[g] for g in sorted(touched)
+               if abs(sum(exprs[pub_groups[g][0]].get(x, 0.0) * v for x, v in z.items())) > 1e-12]
+        cells = sorted(c for m in hit for c in m)
+        cost = (sum(_cost(c, values, costs) for c in cells), min(cells, default=-1))
+        if best is None or cost < best[0]:
+            best = (cost, cells)
     return best[1] if best else []
+
+
+def _cost(c: int, values: Sequence[float | None], costs: Sequence[float | None] | None) -> float:
+    if costs is not None and costs[c] is not None:
+        return float(costs[c])  # type: ignore[arg-type]
+    return float(values[c] or 0) or ZERO_COST
 
 
 # ============================================================================ the tables
@@ -276,17 +316,21 @@ class Cell:
     """A published count: where it is, its expression, its value (``None`` when suppressed).
 
     ``kind`` is ``count`` (the column holds the count), ``share`` (the column holds the
-    count divided by the row's ``n``) or ``text`` (the count is written inside text).
-    ``blank`` are the other columns of the row that reveal it and go with it.
+    count divided by the row's ``n``), ``text`` (the count is written inside text) or
+    ``estimate`` (an effect estimate that is a linear function of counts, such as a difference
+    of two shares; it is not sensitive itself, so it is a cell only while it is published).
+    ``blank`` are the other columns of the row that reveal it and go with it; ``cost`` what
+    suppressing it costs (default: its value).
     """
 
     table: str
     row: int
     column: str
-    expr: dict[Hashable, float]
+    expr: dict[Any, float]
     value: float | None
     kind: str = "count"
     blank: tuple[str, ...] = ()
+    cost: float | None = None
 
 
 def _count(v: object) -> float | None:
@@ -307,15 +351,15 @@ def _num(v: object) -> float | None:
     return None if np.isnan(x) else x
 
 
-def _sum(*exprs: Expr, sign: float = 1.0) -> dict[Hashable, float]:
-    out: dict[Hashable, float] = defaultdict(float)
+def _sum(*exprs: Expr, sign: float = 1.0) -> dict[Any, float]:
+    out: dict[Any, float] = defaultdict(float)
     for e in exprs:
         for k, v in e.items():
             out[k] += sign * v
     return {k: v for k, v in out.items() if v != 0}
 
 
-def _neg(e: Expr) -> dict[Hashable, float]:
+def _neg(e: Expr) -> dict[Any, float]:
     return {k: -v for k, v in e.items()}
 
 
@@ -328,6 +372,7 @@ class _Builder:
         consort = results.get("consort")
         self.unassigned = consort is not None and bool((consort["cell"] == "not yet allocated").any())
         self.primary = self._primary()
+        self.shares = self._binary_shares()
 
     def _primary(self) -> str:
         eff = self.r.get("effects")
@@ -338,8 +383,55 @@ class _Builder:
             return str(att["outcome"].iloc[0])
         return "primary"
 
+    def _binary_shares(self) -> dict[str, tuple[tuple[Hashable, ...], dict[str, float]]]:
+        """The outcomes whose effect estimates are differences of shares of families, with
+        the latent key of their counts and each cell's number of families: the 0/1 process
+        measures (their share of ones is published in ``process.csv``) and the outcomes
+        estimated as risk differences (their counts are published nowhere else)."""
+        out: dict[str, tuple[tuple[Hashable, ...], dict[str, float]]] = {}
+        proc = self.r.get("process")
+        if proc is not None and len(proc) and {"measure", "cell", "n", "mean", "share_nonzero"} <= set(proc.columns):
+            for m, g in proc.groupby("measure", sort=False):
+                # 0/1: where the share shows, the mean is the share; where it is hidden, so is the mean
+                # (a count's mean would stay); with every row hidden it may be, and is taken to be
+                means = [(_num(a), _num(b)) for a, b in zip(g["mean"], g["share_nonzero"])]
+                if all(a == b for a, b in means):
+                    ns = {str(c): _count(n) for c, n in zip(g["cell"], g["n"])}
+                    out[str(m)] = (("process_nonzero", str(m)), {c: v for c, v in ns.items() if v})
+        eff, con = self.r.get("effects"), self.r.get("consort")
+        if eff is not None and con is not None and "method" in eff.columns:
+            alloc = con[(con["stage"] == "allocated") & (con["group"] == "pilot")]
+            sizes = {str(c): _count(n) for c, n in zip(alloc["cell"], alloc["n"])}
+            for o in eff.loc[eff["method"].astype(str).str.startswith("risk_difference"), "outcome"].unique():
+                out.setdefault(str(o), (("binary", str(o)), {c: v for c, v in sizes.items() if v}))
+        return out
+
+    def estimate_expr(self, outcome: str, contrast: str) -> dict[Any, float]:
+        """An effect estimate of a 0/1 outcome as a linear function of its counts per cell:
+        :math:`p_c = x_c / n_c`; a cell contrast is :math:`p_c - p_{00}`, a margin the mean of
+        its two simple effects, the interaction :math:`p_{11} - p_{10} - p_{01} + p_{00}`.
+        The model's estimates (stratum fixed effects) differ from these by far less than a
+        family, so the attacker of the tests treats them as known to within a fifth of a family.
+        Empty when a cell's number of families is not published (the relation is then not linear)."""
+        key, ns = self.shares[outcome]
+        if not all(c in ns for c in CELLS):
+            return {}
+        fo_nt, fo_t, fs_nt, fs_t = CELLS
+        w: dict[str, float]
+        if contrast.startswith("cell:") and contrast[5:] in CELLS[1:]:
+            w = {contrast[5:]: 1.0, fo_nt: -1.0}
+        elif contrast == "frame_shares":
+            w = {fs_nt: 0.5, fs_t: 0.5, fo_nt: -0.5, fo_t: -0.5}
+        elif contrast == "teaming":
+            w = {fo_t: 0.5, fs_t: 0.5, fo_nt: -0.5, fs_nt: -0.5}
+        elif contrast == "frame_shares:teaming":
+            w = {fs_t: 1.0, fs_nt: -1.0, fo_t: -1.0, fo_nt: 1.0}
+        else:
+            return {}
+        return {key + (c,): v / ns[c] for c, v in w.items()}
+
     # -- the groups of families, as sums over cells
-    def group(self, g: str, key: tuple) -> dict[Hashable, float]:
+    def group(self, g: str, key: tuple) -> dict[Any, float]:
         """The families of group ``g`` (a cell, a margin, ``pilot``, ``comparison``) with the
         latent ``key + (cell,)``."""
         if g in CELLS:
@@ -361,7 +453,7 @@ class _Builder:
             return {key + (CELLS[1],): 1.0, key + (CELLS[2],): 1.0}
         return {key + (g,): 1.0}
 
-    def size(self, g: str) -> dict[Hashable, float]:
+    def size(self, g: str) -> dict[Any, float]:
         return self.group(g, ("size",))
 
     def add(self, table: str, row: int, column: str, expr: Expr, raw: object, kind: str = "count",
@@ -479,6 +571,14 @@ class _Builder:
             else:
                 e = self.group("all", ("effects", o, "end" if "no_baseline" in method else "ancova"))
             self.add("effects", i, "n", e, r["n"])
+            est = _num(r.get("estimate"))
+            if o in self.shares and not sub and est is not None and "imputation" not in method and "tipping" not in method:
+                x = self.estimate_expr(o, str(r["contrast"]))
+                if x:
+                    weight = 3.0 if r["contrast"] in ("frame_shares", "teaming") else 2.0 if ":" in str(r["contrast"]) and \
+                        not str(r["contrast"]).startswith("cell:") else 1.0
+                    self.cells.append(Cell("effects", i, "estimate", x, est, "estimate",
+                                           tuple(c for c in EFFECT_STATS if c != "estimate"), weight * ESTIMATE_COST))
 
     def comparison(self, df: pd.DataFrame) -> None:
         sizes = {str(r["group"]): r["n"] for _, r in df[df["section"] == "overlap"].iterrows()}
@@ -514,6 +614,34 @@ class _Builder:
             g = "comparison" if r["group"] == "comparison" else ("pilot" if r["cell"] == "all" else r["cell"])
             self.add("costs", i, "n", self.size(g), r["n"], blank=("total_eur",))
 
+    def subgroup_costs(self, df: pd.DataFrame) -> None:
+        """Families of a subgroup level by group and cell (``subgroup = "var=level"``): the same
+        latents as the baseline table's level counts (the same families)."""
+        for i, r in df.iterrows():
+            var, _, lev = str(r["subgroup"]).partition("=")
+            key = ("level", var, lev) if lev != "(missing)" else ("level", var, lev, "subgroup_costs")
+            g = "comparison" if r["group"] == "comparison" else ("pilot" if r["cell"] == "all" else r["cell"])
+            self.add("subgroup_costs", i, "n", self.group(g, key), r["n"])
+
+    def generic(self, table: str, df: pd.DataFrame) -> None:
+        """The counts of a table this module has no rule for (a table added later, e.g. costs by
+        subgroup): a row with a ``subgroup`` (``variable=level``) and a ``cell`` or ``group`` counts
+        the families of that level in that group, the latent of ``baseline.csv``'s level count;
+        any other count is a latent of its own (related to nothing: register a rule for it here)."""
+        counts = [c for c in df.columns if c == "n" or (c.startswith("n_") and c not in ("n_reps",))]
+        gcol = next((c for c in ("cell", "group", "arm") if c in df.columns), None)
+        keys = [c for c in df.columns if df[c].dtype == object and c not in counts and c != NOTE_COLUMN]
+        for i, r in df.iterrows():
+            sub = str(r["subgroup"]) if "subgroup" in df.columns and pd.notna(r["subgroup"]) else ""
+            for col in counts:
+                if col == "n" and "=" in sub and gcol is not None and pd.notna(r[gcol]):
+                    v, lev = sub.split("=", 1)
+                    g = str(r[gcol])
+                    e = self.group("pilot" if g == "all" else g, ("level", v, lev))
+                else:
+                    e = {(table, col, *(str(r[k]) for k in keys)): 1.0}
+                self.add(table, i, col, e, r[col])
+
     def pairs(self, table: str, df: pd.DataFrame, key: str) -> None:
         """``n_a``/``n_b`` of the tables that compare two groups (cost differences, ROSI)."""
         for i, r in df.iterrows():
@@ -521,11 +649,15 @@ class _Builder:
             self.add(table, i, "n_a", self.size(a), r["n_a"])
             self.add(table, i, "n_b", self.size(b), r["n_b"])
 
-    def cea(self, df: pd.DataFrame) -> None:
+    def cea(self, df: pd.DataFrame, table: str = "cea") -> None:
         for i, r in df.iterrows():
             o = str(r.get("outcome", self.primary))
             e = {("cea_pvc", o): 1.0} if r["contrast"] == "pilot_vs_comparison" else self.group("all", ("effects", o, "ancova"))
-            self.add("cea", i, "n", e, r["n"])
+            self.add(table, i, "n", e, r["n"])
+
+    def ceac(self, df: pd.DataFrame) -> None:
+        """The CEAC's ``n`` is its contrast's ``n`` in ``cea.csv``."""
+        self.cea(df, "ceac")
 
 
 def _groups(contrast: str) -> tuple[str, str]:
@@ -540,10 +672,25 @@ def _groups(contrast: str) -> tuple[str, str]:
             "pilot_vs_comparison": ("pilot", "comparison")}.get(contrast, (contrast + ":a", contrast + ":b"))
 
 
+#: The tables with a rule of their own in :func:`table_cells`; the counts (``n``, ``n_*``) of any
+#: other table are modelled by :meth:`_Builder.generic`.
+MODELLED = ("consort", "baseline", "balance", "process", "attrition", "effects", "comparison", "costs", "cea", "ceac",
+            "subgroup_costs", "cost_differences", "rosi")
+
+
+def share_moves(results: Mapping[str, pd.DataFrame]) -> list[dict[Any, float]]:
+    """For each 0/1 outcome whose effect estimates are modelled (:meth:`_Builder.estimate_expr`):
+    every cell's count up by the cell's number of families, which leaves every difference of
+    shares unchanged (see ``directions`` of :func:`protect`)."""
+    b = _Builder(results)
+    return [{key + (c,): ns[c] for c in CELLS} for key, ns in b.shares.values() if all(c in ns for c in CELLS)]
+
+
 def table_cells(results: Mapping[str, pd.DataFrame]) -> list[Cell]:
     """Every published count of the result tables, with its expression in latent counts."""
     b = _Builder(results)
-    for name in ("consort", "baseline", "balance", "process", "attrition", "effects", "comparison", "costs", "cea"):
+    for name in ("consort", "baseline", "balance", "process", "attrition", "effects", "comparison", "costs", "cea",
+                 "ceac", "subgroup_costs"):
         df = results.get(name)
         if df is not None and len(df):
             getattr(b, name)(df)
@@ -551,12 +698,15 @@ def table_cells(results: Mapping[str, pd.DataFrame]) -> list[Cell]:
         df = results.get(name)
         if df is not None and len(df) and {"n_a", "n_b", key} <= set(df.columns):
             b.pairs(name, df, key)
+    for name, df in results.items():
+        if name not in MODELLED and df is not None and len(df) and any(c == "n" or c.startswith("n_") for c in df.columns):
+            b.generic(name, df)
     return b.cells
 
 
 # ============================================================================ applying it
 def _label(table: str, df: pd.DataFrame, row: int, column: str) -> str:
-    keys = [c for c in ("stage", "section", "variable", "measure", "outcome", "contrast", "comparison", "group",
+    keys = [c for c in ("stage", "section", "variable", "measure", "outcome", "contrast", "subgroup", "comparison", "group",
                         "cell", "level", "reason", "category", "period", "item") if c in df.columns]
     parts = [str(df.at[row, c]) for c in keys if pd.notna(df.at[row, c]) and str(df.at[row, c])]
     return f"{table}.csv [{', '.join(parts)}] {column}"
@@ -582,7 +732,8 @@ def protect_results(results: Mapping[str, pd.DataFrame], min_cell: int) -> dict[
     why: dict[tuple[str, int, str], str] = {}
     for _ in range(20):  # hiding an ``n`` hides the shares computed from it: go again until nothing moves
         cells = table_cells(out)
-        prot = protect([c.expr for c in cells], [c.value for c in cells])
+        with blas_single_thread():  # many small SVDs: OpenBLAS threads made them 30× slower on a loaded machine
+            prot = protect([c.expr for c in cells], [c.value for c in cells], [c.cost for c in cells], share_moves(out))
         if not prot.complementary:
             break
         for j, sj in prot.complementary.items():
@@ -590,6 +741,10 @@ def protect_results(results: Mapping[str, pd.DataFrame], min_cell: int) -> dict[
             _hide(out[c.table], c)
             why[(c.table, c.row, c.column)] = _label(s.table, out[s.table], s.row, s.column)
     notes: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for (t, r, col), what in why.items():  # a blanked estimate is no longer a cell: say it here
+        if _num(out[t].at[r, col]) is None and col == "estimate":
+            notes[(t, r)].append(f"{col} and its statistics: blank so that {what} cannot be derived from the other "
+                                 "published numbers (the estimate is a difference of shares of families)")
     for c in table_cells(out):
         shown = out[c.table].at[c.row, c.column]
         if (c.table, c.row, c.column) in why:
@@ -601,6 +756,9 @@ def protect_results(results: Mapping[str, pd.DataFrame], min_cell: int) -> dict[
             notes[(c.table, c.row)].append(f"{c.column}: suppressed so that a count below {min_cell} cannot be derived")
         elif c.value is None and c.kind == "share" and _num(shown) is None:
             notes[(c.table, c.row)].append(f"{c.column}: blank (a count of fewer than {min_cell} families)")
+        elif c.value is None and c.kind == "share":
+            notes[(c.table, c.row)].append(f"{c.column}: a share whose number of families is suppressed, so its count "
+                                           "cannot be worked out")
         elif c.value is None and c.kind == "text":
             notes[(c.table, c.row)].append(f"{c.column}: a count below {min_cell} shown as <{min_cell}")
     for name, df in out.items():
@@ -617,6 +775,15 @@ def _hide(df: pd.DataFrame, c: Cell) -> None:
         df.at[c.row, c.column] = COMPLEMENTARY
     elif c.kind == "text":
         df.at[c.row, c.column] = re.sub(r"\S+ missing starts", f"{COMPLEMENTARY} missing starts", str(df.at[c.row, c.column]))
+    elif c.kind == "estimate":  # keep the float columns float (their CSV format stays the same)
+        for b in (c.column, *c.blank):
+            if b in df.columns:
+                if pd.api.types.is_float_dtype(df[b]):
+                    df.at[c.row, b] = np.nan
+                else:
+                    df[b] = df[b].astype(object)
+                    df.at[c.row, b] = None
+        return
     else:
         df[c.column] = df[c.column].astype(object)
         df.at[c.row, c.column] = None

@@ -972,19 +972,28 @@ def test_an_export_sent_twice_is_a_warning_with_counts(base: Path, tmp_path, cap
     import pandas as pd
 
     dq = pd.read_csv(out / "results" / "data_quality.csv")
-    row = dq[dq["rule"].str.startswith("warning:", na=False)]
-    assert list(row["file"]) == ["budget_spending.csv"] and list(row["count"]) == [n]
+    row = dq[dq["rule"].str.startswith("warning:", na=False) & dq["rule"].str.contains("repeat an earlier row", na=False)]
+    assert list(row.loc[row["file"] == "budget_spending.csv", "count"]) == [n]
 
 
-def test_a_few_identical_rows_are_not_a_warning(base: Path, tmp_path, capsys):
-    """Two identical visits on one day are normal: one repeated row in a long table gives no warning."""
+def test_even_one_identical_row_is_a_warning_with_its_count(base: Path, tmp_path, capsys):
+    """Exact repeats are reported whatever their share (issue 16): one copied row in a long table is a warning
+    with count 1 more than the table had, and the rows are kept."""
     s = tmp_path / "study"
     shutil.copytree(base, s)
-    p = s / "service_events.csv"
+    p = s / "teaming_meetings.csv"
     rows = read_rows(p)
+    assert len({tuple(r) for r in rows}) == len(rows)  # no repeats to begin with
     write_rows(p, rows + [rows[1]])
-    assert main(["validate", str(s)]) == 0
-    assert "repeat an earlier row" not in capsys.readouterr().out
+    out = tmp_path / "out"
+    assert main(["validate", str(s), "--out", str(out)]) == 0  # a warning, not an error
+    n = len(rows)  # data rows after the copy: len(rows) - 1 + 1
+    assert f"warning: 1 of {n} rows repeat an earlier row exactly" in capsys.readouterr().out
+    import pandas as pd
+
+    dq = pd.read_csv(out / "results" / "data_quality.csv")
+    row = dq[dq["rule"].str.startswith("warning:", na=False) & (dq["file"] == "teaming_meetings.csv")]
+    assert list(row["count"]) == [1]
 
 
 def test_ingest_folders_of_killed_runs_are_swept(base: Path, tmp_path, capsys):

@@ -4,6 +4,7 @@ must recover no suppressed count."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -220,3 +221,300 @@ def test_the_five_attacks_of_the_issue_fail(small_tables: dict[str, pd.DataFrame
     hid = reasons["n"].map(_num).isna()
     if hid.sum() == 1:
         assert n("excluded", reason="all reasons") is None
+
+
+# ------------------------------------------------------------------ the whole set of published tables, by LP
+# Issue 14/16: no suppressed count may be recovered from all results/*.csv together, effects.csv's estimates of
+# 0/1 outcomes included. The attacker here knows every published count and share exactly, each effect estimate of
+# a 0/1 outcome to within a fifth of a family (beyond the least misfit the tables allow: the model's estimates
+# have stratum fixed effects), that counts are ≥ 0, a "<k" count is in [1, k−1] and a share's count is at most its
+# row's n. The protection required: the feasible interval of every suppressed count (LP min and max) is at least
+# one family wide, i.e. at least two values stay possible. (Integrality is not used: the LP interval contains the
+# integer one.)
+def _f(v: object) -> float | None:
+    try:
+        x = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return None if np.isnan(x) else x
+
+
+RESOLUTION = 0.2  # of a family: how well the attacker is taken to know an effect estimate's counts
+PROTECTION = 1.0  # the width, in families, every suppressed count's feasible interval must have
+
+
+def _ranges(cells: list[D.Cell], tables: dict[str, pd.DataFrame], misfit: dict[int, float] | None = None,
+            small: bool = True):
+    """Every constraint as (expr, lo, hi), and the suppressed counts to attack (one per distinct expression)."""
+    rows: list[tuple[dict, float, float]] = []
+    est: list[int] = []
+    targets: dict[tuple, int] = {}
+    for i, c in enumerate(cells):
+        if c.kind == "estimate":
+            tol = (misfit or {}).get(i, 0.0) + RESOLUTION * min(abs(v) for v in c.expr.values()) + 1e-9
+            rows.append((c.expr, c.value - tol, c.value + tol))
+            est.append(len(rows) - 1)
+            continue
+        if c.value is not None:
+            rows.append((c.expr, c.value, c.value))
+        else:
+            targets.setdefault(D._key(c.expr), i)
+            shown = str(tables[c.table].at[c.row, c.column])
+            m = re.fullmatch(r"<(\d+)", shown.strip())
+            if c.kind == "count" and m and small:
+                rows.append((c.expr, 1.0, float(m.group(1)) - 1))
+        if c.kind == "share" and c.table == "process":
+            n = _f(tables["process"].at[c.row, "n"])
+            if n is not None:
+                rows.append((c.expr, -np.inf, n))
+    return rows, est, targets
+
+
+def _components(rows: list[tuple[dict, float, float]]) -> dict:
+    parent: dict = {}
+
+    def find(k):
+        parent.setdefault(k, k)
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for e, _, _ in rows:
+        ks = list(e)
+        for k in ks[1:]:
+            parent[find(k)] = find(ks[0])
+        find(ks[0])
+    return {k: find(k) for k in parent}
+
+
+def _lp(rows: list[tuple[dict, float, float]], latents: list, objective: dict | None = None,
+        slack: list[int] | None = None):
+    """linprog over ``latents`` (≥ 0) subject to lo ≤ expr ≤ hi; with ``slack`` rows widened by t ≥ 0 and Σ t
+    minimised, else ``objective`` minimised. Returns the result."""
+    from scipy.optimize import linprog
+    from scipy.sparse import lil_matrix
+
+    col = {k: j for j, k in enumerate(latents)}
+    nt = len(slack or [])
+    nv = len(latents) + nt
+    sl = {r: len(latents) + j for j, r in enumerate(slack or [])}
+    ub = lil_matrix((2 * len(rows), nv))
+    b_ub, eq_r, eq_b, k = [], [], [], 0
+    for r, (e, lo, hi) in enumerate(rows):
+        if lo == hi and r not in sl:
+            eq_r.append(e)
+            eq_b.append(lo)
+            continue
+        for sign, bound in ((1.0, hi), (-1.0, -lo)):
+            if np.isfinite(bound):
+                for x, v in e.items():
+                    ub[k, col[x]] = sign * v
+                if r in sl:
+                    ub[k, sl[r]] = -1.0
+                b_ub.append(bound)
+                k += 1
+    eq = lil_matrix((len(eq_r), nv))
+    for i, e in enumerate(eq_r):
+        for x, v in e.items():
+            eq[i, col[x]] = v
+    c = np.zeros(nv)
+    if slack:
+        c[len(latents):] = 1.0
+    for x, v in (objective or {}).items():
+        c[col[x]] = v
+    return linprog(c, A_ub=ub[:k].tocsr() if k else None, b_ub=b_ub or None, A_eq=eq.tocsr() if eq_r else None,
+                   b_eq=eq_b or None, bounds=(0, None), method="highs")
+
+
+def lp_attack(tables: dict[str, pd.DataFrame], small: bool = True) -> tuple[list[tuple[str, float, float]], int]:
+    """The suppressed counts whose feasible interval is narrower than :data:`PROTECTION`, with the interval,
+    and the number of distinct suppressed counts attacked. ``small``: the attacker uses that a "<k" count is at
+    least 1 and at most k − 1."""
+    cells = D.table_cells(tables)
+    rows, est, _ = _ranges(cells, tables, small=small)
+    root = _components(rows)
+    by_comp: dict = {}
+    for r, (e, _, _) in enumerate(rows):
+        by_comp.setdefault(root[next(iter(e))], []).append(r)
+    # the least misfit of the effect estimates with the counts (they come from models with stratum effects)
+    misfit: dict[int, float] = {}
+    est_cells = [i for i, c in enumerate(cells) if c.kind == "estimate"]
+    if est_cells:
+        comps = {root[next(iter(rows[r][0]))] for r in est}
+        for comp in comps:
+            rs = by_comp[comp]
+            lat = sorted({k for r in rs for k in rows[r][0]}, key=repr)
+            sub = [rows[r] for r in rs]
+            sl = [j for j, r in enumerate(rs) if r in set(est)]
+            res = _lp(sub, lat, slack=sl)
+            assert res.status == 0, f"the published tables contradict the model: {res.message}"
+            for j, r in enumerate(sl):
+                misfit[est_cells[est.index(rs[r])]] = float(res.x[len(lat) + j])
+    rows, _, targets = _ranges(cells, tables, misfit, small=small)
+    failures = []
+    for i in targets.values():
+        f = cells[i].expr
+        comp = {root[k] for k in f if k in root}
+        rs = [r for cp in comp for r in by_comp.get(cp, [])]
+        lat = sorted({k for r in rs for k in rows[r][0]} | set(f), key=repr)
+        sub = [rows[r] for r in rs]
+        lo = _lp(sub, lat, objective=f)
+        hi = _lp(sub, lat, objective={k: -v for k, v in f.items()})
+        assert lo.status in (0, 3) and hi.status in (0, 3), (lo.message, hi.message)
+        a = lo.fun if lo.status == 0 else -np.inf
+        b = -hi.fun if hi.status == 0 else np.inf
+        if b - a < PROTECTION - 1e-6:
+            c = cells[i]
+            failures.append((D._label(c.table, tables[c.table], c.row, c.column), a, b))
+    return failures, len(targets)
+
+
+def _read_back(tables: dict[str, pd.DataFrame], where: Path) -> dict[str, pd.DataFrame]:
+    """The tables as a reader of results/*.csv gets them."""
+    from hbeval.pipeline import write_csv
+
+    where.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, df in tables.items():
+        write_csv(df, where / f"{name}.csv")
+        out[name] = pd.read_csv(where / f"{name}.csv")
+    return out
+
+
+STUDIES = {"demo": None, "40 families, seed 8": (40, 50, 8), "40 families, seed 3": (40, 50, 3),
+           "24 families, seed 24": (24, 30, 24)}
+
+
+#: Studies where the "<k" bounds alone (a "<5" count is 1 to 4, a count ≥ 0) still pin baseline level counts: a
+#: level with "<5" families in every cell whose pilot total is published or "<5" (kitee: 4 = 1 + 1 + 1 + 1). The
+#: linear pass cannot see bounds; the remedy (pool such a level into "(other)" in baseline.csv, or show a 0 as
+#: "<5" too) is not built yet.
+BOUNDS_PIN = {"40 families, seed 8", "24 families, seed 24"}
+
+
+@pytest.fixture(scope="module", params=list(STUDIES))
+def published(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
+    """results/*.csv of the demo and of small studies (fewer RI draws and bootstrap replicates: suppression does
+    not depend on them)."""
+    from hbeval.demo import write_demo
+    from hbeval.pipeline import compute
+    from hbeval.study.store import open_study
+
+    spec = STUDIES[request.param]
+    d = tmp_path_factory.mktemp("pub") / "study"
+    if spec is None:
+        shutil.copytree(request.getfixturevalue("demo_dir"), d, ignore=shutil.ignore_patterns(".hbeval"))
+    else:
+        write_demo(d, n_pilot=spec[0], n_comparison=spec[1], seed=spec[2])
+    t = (d / "study.toml").read_text(encoding="utf-8")
+    t = t.replace("[outcomes]\n", "[outcomes]\nri_draws = 200\n", 1).replace("[economics]\n", "[economics]\nbootstrap_reps = 200\n", 1)
+    (d / "study.toml").write_text(t, encoding="utf-8")
+    tables = compute(open_study(d), progress=False).tables
+    out = _read_back(tables, d.parent / "results")
+    out["__study__"] = pd.DataFrame({"name": [request.param]})
+    return out
+
+
+def _tables_of(published: dict[str, pd.DataFrame]) -> tuple[str, dict[str, pd.DataFrame]]:
+    return str(published["__study__"]["name"].iloc[0]), {k: v for k, v in published.items() if k != "__study__"}
+
+
+def test_no_suppressed_count_is_determined_by_all_published_tables(published: dict[str, pd.DataFrame]) -> None:
+    """Every suppressed count keeps a feasible interval at least one family wide under the published equalities,
+    counts ≥ 0, shares' counts ≤ n and the effect estimates of 0/1 outcomes."""
+    _, tables = _tables_of(published)
+    failures, attacked = lp_attack(tables, small=False)
+    assert attacked > 0
+    assert failures == [], f"{len(failures)} of {attacked} suppressed counts pinned: {failures[:10]}"
+
+
+def test_no_suppressed_count_is_pinned_by_the_small_count_bounds(published: dict[str, pd.DataFrame]) -> None:
+    """The same with the attacker also using that a "<k" count is between 1 and k − 1 (a bounds attack)."""
+    name, tables = _tables_of(published)
+    failures, attacked = lp_attack(tables, small=True)
+    if failures and name in BOUNDS_PIN:
+        assert all(f[0].startswith("baseline.csv") for f in failures), failures
+        pytest.xfail(f"known bounds attack, {len(failures)} of {attacked} counts: {failures}")
+    assert failures == [], f"{len(failures)} of {attacked} suppressed counts pinned: {failures[:10]}"
+
+
+def _is_binary(g: pd.DataFrame) -> bool:
+    """A 0/1 process measure: its mean is its share where the share shows, and hidden with it where not."""
+    return all(a == b for a, b in zip(g["mean"].map(_f), g["share_nonzero"].map(_f)))
+
+
+def test_every_published_count_and_binary_estimate_is_in_the_model(published: dict[str, pd.DataFrame]) -> None:
+    """The attack above is only as good as the model: every count of families in every results table is one of
+    its cells, and so is every effect estimate of a 0/1 outcome whose counts process.csv publishes."""
+    _, published = _tables_of(published)
+    cells = D.table_cells(published)
+    have = {(c.table, c.row, c.column) for c in cells}
+    cols = ("n", "n_a", "n_b", "n_assigned", "n_observed", "n_pilot", "n_comparison", "n_trimmed", "missing")
+    for name, df in published.items():
+        for col in [c for c in cols if c in df.columns]:
+            for i in df.index[df[col].notna()]:
+                assert (name, i, col) in have, f"{name}.csv row {i} {col} = {df.at[i, col]} is not modelled"
+    proc = published["process"]
+    binary = [m for m, g in proc.groupby("measure") if _is_binary(g)]
+    assert binary  # every study has 0/1 process measures (meetings, budget accepted unchanged)
+    eff = published["effects"]
+    rand = eff["outcome"].isin(binary) & eff["contrast"].ne("pilot_vs_comparison") & eff["estimate"].notna()
+    if "subgroup" in eff.columns:
+        rand &= eff["subgroup"].isna()
+    cells_known = {m for m, g in proc[proc["cell"].ne("all")].groupby("measure") if g["n"].map(_f).notna().all()}
+    for i in eff.index[rand & eff["outcome"].isin(cells_known)]:  # (a hidden n makes the relation non-linear)
+        assert ("effects", i, "estimate") in have, f"effects.csv row {i} ({eff.at[i, 'outcome']}) is not modelled"
+
+
+def test_issue_14_process_shares_cannot_be_recovered_from_all_column_or_effects(published: dict[str, pd.DataFrame]) -> None:
+    """Written out by hand: a hidden share of a 0/1 process measure is neither the "all" count minus the other
+    cells nor (estimate of the cell contrast + the reference share) × n."""
+    _, published = _tables_of(published)
+    proc, eff = published["process"], published["effects"]
+    for m, g in proc.groupby("measure"):
+        g = g.set_index("cell")
+        share = {c: _f(g.at[c, "share_nonzero"]) for c in g.index}
+        n = {c: _f(g.at[c, "n"]) for c in g.index}
+        if not _is_binary(g.reset_index()):
+            continue
+        e = eff[(eff["outcome"] == m) & eff["method"].astype(str).str.contains("no_baseline")].set_index("contrast")
+        for c in D.CELLS:
+            if c not in share or share[c] is not None:
+                continue
+            others = [x for x in D.CELLS if x != c]
+            assert share.get("all") is None or n.get("all") is None or any(share[x] is None or n[x] is None for x in others), \
+                f"{m} {c}: the 'all' count minus the other cells gives it"
+            if c != D.CELLS[0]:
+                est = _f(e.at[f"cell:{c}", "estimate"]) if f"cell:{c}" in e.index else None
+                assert est is None or share.get(D.CELLS[0]) is None, f"{m} {c}: (estimate + reference share) × n gives it"
+            else:
+                for x in others:
+                    est = _f(e.at[f"cell:{x}", "estimate"]) if f"cell:{x}" in e.index else None
+                    assert est is None or share[x] is None, f"{m} {c}: (share of {x} − estimate) × n gives it"
+
+
+# ------------------------------------------------------------------ every marker explained where it appears
+@pytest.mark.parametrize("lang", ["en", "fi"])
+def test_every_table_showing_a_marker_says_what_it_means(lang: str) -> None:
+    from hbeval.report import i18n
+    from hbeval.report.render import table_html
+
+    shown = pd.DataFrame({"n": ["12", "<5", D.COMPLEMENTARY], "share": ["0,5", "–", "1,0"]})
+    h = table_html(shown, lang)
+    foot = h.split("</table>", 1)[1]
+    assert "table-note" in foot
+    assert html_text(i18n.t("fn_small", lang, k=5)) in foot
+    assert html_text(i18n.t("fn_complementary", lang, word=i18n.value(D.COMPLEMENTARY, lang))) in foot
+    assert html_text(i18n.t("fn_dash", lang)) in foot
+    # the marker is in the report's language, and a threshold other than 5 is named as shown
+    assert i18n.value(D.COMPLEMENTARY, lang) in h and "fewer than 3" in table_html(pd.DataFrame({"n": ["<3"]}), "en")
+    # no marker, no line; a p-value "<0.001" or an inequality in a text is not a marker
+    for df in (pd.DataFrame({"n": ["12", "40"]}), pd.DataFrame({"p": ["<0.001", "<0,001", "x < 3"]})):
+        assert "table-note" not in table_html(df, lang)
+
+
+def html_text(s: str) -> str:
+    import html
+
+    return html.escape(s)

@@ -473,7 +473,7 @@ def _load(path: Path) -> tuple[list[dict[str, Any]], dict[str, str], list[tuple[
 
 
 def verify(path: str | Path, assignments_csv: str | Path | None = None, key: bytes | None = None,
-           key_id: str | None = None, head: str | None = None) -> tuple[bool, str]:
+           key_id: str | None = None, head: str | None = None, allow_v1: bool = False) -> tuple[bool, str]:
     """Check the registry: its chain, with the allocation ``key`` its MACs, against a receipt its head.
 
     Checks, in order:
@@ -488,7 +488,11 @@ def verify(path: str | Path, assignments_csv: str | Path | None = None, key: byt
     4. with a receipt ``head`` (:func:`parse_receipt`): the row at the receipt's ``seq`` has a
        hash starting with the receipt's digits (without a ``seq``: some row has). Later rows
        are fine; a truncation, a replacement or any rewrite up to that row is not;
-    5. when given, ``assignments.csv`` holds exactly the registry's assignments.
+    5. when given, ``assignments.csv`` holds exactly the registry's assignments;
+    6. an ``hbeval-registry/1`` file fails even when every check above passes, unless
+       ``allow_v1``: its chain is a plain SHA-256 chain (batch rows carry no seal), which anyone
+       with the file can recompute after changing an arm, so an intact chain shows nothing.
+       ``hbeval assign --verify --allow-legacy-registry`` accepts it, with the warning.
 
     Returns
     -------
@@ -537,6 +541,11 @@ def verify(path: str | Path, assignments_csv: str | Path | None = None, key: byt
     if schema == SCHEMA_V1:
         msg += (f" [{SCHEMA_V1}: a plain-hash chain with seals on sequential rows only, which anyone with the file "
                 "can recompute for batch rows; only a receipt kept outside the folder (--head) pins it]")
+        if not allow_v1:
+            return False, (f"{path.name} is a legacy {SCHEMA_V1} registry, refused: its chain is unkeyed, so anyone "
+                           "with the file can change an arm and recompute the chain (batch rows carry no seal), and an "
+                           "intact chain shows nothing. Check it against a receipt kept outside the study folder "
+                           "(--head) and accept it explicitly with --allow-legacy-registry. What was checked: " + msg)
     return True, msg
 
 

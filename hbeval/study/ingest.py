@@ -30,6 +30,7 @@ import zipfile
 from dataclasses import dataclass
 from html import unescape as html_unescape
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -40,7 +41,7 @@ from hbeval.errors import InputError
 from hbeval.outdir import TMP_MARKER, _alive
 from hbeval.privacy import IDENTITY_CODE_PREFILTER_RE2, has_identity_code
 from hbeval.study.config import StudyConfig, load_config, regular_file
-from hbeval.study.pseudonym import check_hetu, pseudonym
+from hbeval.study.pseudonym import check_hetu, pseudonym, weak_key_message
 from hbeval.study.quality import Ledger
 from hbeval.study.schema import (
     TABLE_ORDER,
@@ -73,10 +74,6 @@ MAX_COLUMNS = 500
 #: A worksheet whose used area (rows × columns, declared or found) is larger is refused
 #: before it is read: the reader allocates the whole rectangle (``A1:XFD1048576`` is 512 GiB).
 MAX_XLSX_CELLS = 10_000_000
-#: A file whose exact duplicate rows are at least this share of its rows gets a warning in the
-#: ledger (an export sent twice duplicates every row and doubles the costs). Fewer repeats are
-#: normal: two identical visits on one day are two rows that look the same.
-DUPLICATE_WARN_SHARE = 0.05
 #: Untagged ``.hbeval/ingest-*`` folders older than this (seconds) are left by an earlier version.
 _STALE_UNTAGGED = 3600
 
@@ -170,8 +167,8 @@ def _sheet_xml(zf: zipfile.ZipFile, sheet: str) -> str | None:
     for m in re.finditer(r"<(?:\w+:)?sheet\b[^>]*>", book):
         name, rid = re.search(_XML_ATTR.format("name"), m.group(0)), re.search(_XML_ATTR.format(r"r:id"), m.group(0))
         if name and rid and html_unescape(name.group(1)) == sheet and rid.group(1) in targets:
-            tgt = targets[rid.group(1)]
-            return tgt.lstrip("/") if tgt.startswith("/") else "xl/" + tgt
+            target = targets[rid.group(1)]
+            return target.lstrip("/") if target.startswith("/") else "xl/" + target
     return None
 
 
@@ -189,9 +186,9 @@ def _sheet_extent(zf: zipfile.ZipFile, member: str) -> tuple[int, int, int, int,
                 d = re.search(rb'<(?:\w+:)?dimension\b[^>]*\bref\s*=\s*"([^"]*)"', buf)
                 if d:
                     last = d.group(1).decode("ascii", "replace").split(":")[-1]
-                    m = _CELL_REF.fullmatch(last.replace("$", ""))
-                    if m:
-                        decl_rows, decl_cols = int(m.group(2)), _col_number(m.group(1) or "A")
+                    ref = _CELL_REF.fullmatch(last.replace("$", ""))
+                    if ref:
+                        decl_rows, decl_cols = int(ref.group(2)), _col_number(ref.group(1) or "A")
                 head = b"<sheetData" not in buf and len(buf) < (4 << 20)
             cut = buf.rfind(b"<")
             body, tail = (buf[:cut], buf[cut:]) if cut >= 0 and b">" not in buf[cut:] else (buf, b"")
@@ -360,6 +357,15 @@ def _sniff_delimiter(header: str) -> str:
     return best if counts[best] else ","
 
 
+def fetch_row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
+    """The one row of an aggregate query (``SELECT count(*) ...``); DuckDB's ``fetchone()`` is
+    typed as optional, and an aggregate without a row is a bug, said as such."""
+    row = con.execute(sql).fetchone()
+    if row is None:
+        raise RuntimeError(f"internal error: the query returned no row: {sql[:120]}")
+    return row
+
+
 def _read_csv(con: duckdb.DuckDBPyConnection, src: Source, raw: str, tmpdir: Path) -> tuple[list[str], int]:
     """Load ``src`` as all-text table ``raw`` with a ``_row`` column (spreadsheet row).
 
@@ -395,7 +401,7 @@ def _read_csv(con: duckdb.DuckDBPyConnection, src: Source, raw: str, tmpdir: Pat
         raise InputError(f"cannot be read as CSV: {first}", file=path.name, row=int(m.group(1)) if m else 1,
                          column="A") from e
     rej = con.execute("SELECT DISTINCT line, error_type, csv_line FROM reject_errors ORDER BY line").fetchall()
-    n_ok = con.execute(f"SELECT count(*) FROM {raw}").fetchone()[0]
+    n_ok = fetch_row(con, f"SELECT count(*) FROM {raw}")[0]
     con.execute("CREATE OR REPLACE TEMP TABLE _structural(_row BIGINT, col VARCHAR, problem VARCHAR, value VARCHAR)")
     if rej:
         lines = np.array([r[0] for r in rej], dtype=np.int64)
@@ -439,7 +445,7 @@ def _read_xlsx(con: duckdb.DuckDBPyConnection, src: Source, raw: str) -> tuple[l
     """Load a sheet (read with python-calamine) as all-text table ``raw`` with ``_row``."""
     wb = _workbook(src.path)
     label = src.label
-    name = src.sheet if src.sheet in wb.sheet_names else wb.sheet_names[0]
+    name = src.sheet if src.sheet is not None and src.sheet in wb.sheet_names else wb.sheet_names[0]
     _check_xlsx_extent(src.path, name, label)
     try:
         rows = wb.get_sheet_by_name(name).to_python(skip_empty_area=False)
@@ -720,8 +726,8 @@ def _find_identity_codes(con: duckdb.DuckDBPyConnection, typed: str, checks: lis
 
 
 # ------------------------------------------------------------------ one table
-def _load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema, ledger: Ledger,
-                key: bytes | None, tmpdir: Path, today: dt.date, strata: tuple[str, ...] = ()) -> None:
+def load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema, ledger: Ledger,
+                key: bytes | None, tmpdir: Path, today: dt.date, strata: tuple[str, ...]) -> None:
     label = src.label
     raw = f"raw_{schema.name}"
     con.execute("CREATE OR REPLACE TEMP TABLE _errs(_row BIGINT, col VARCHAR, val VARCHAR, rule VARCHAR)")
@@ -758,6 +764,9 @@ def _load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema
                 "privacy.key_env (default HBEVAL_PSEUDONYM_KEY) or privacy.key_file in study.toml; there is no default key",
                 file=label, row=1, column="hetu",
             )
+        weak = weak_key_message(key)
+        if weak:
+            raise InputError(weak, file=label, row=1, column="hetu")
         hc = _clean(hm.hetu)
         vals = [v for (v,) in con.execute(f"SELECT DISTINCT {hc} FROM {raw} WHERE {hc} IS NOT NULL").fetchall()]
         ok = {v: check_hetu(v) for v in vals}
@@ -789,22 +798,25 @@ def _load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema
 
 
 def _note_duplicates(con: duckdb.DuckDBPyConnection, raw: str, ncol: int, label: str, ledger: Ledger) -> None:
-    """Warn (a ledger note, severity ``info``) when many rows repeat an earlier row exactly.
+    """Warn (a ledger note with its count, in data_quality.csv) when rows repeat an earlier row exactly.
+
+    An export sent twice duplicates every row and doubles the costs; two identical visits on
+    one day are real repeats that look the same. hbeval cannot tell them apart, so it keeps
+    the rows and reports every exact repeat, however few, for a person to judge.
 
     Notes
     -----
-    The count is :math:`n - n_{distinct}`, rows whose every cell equals that of an earlier
-    row; the warning is given when it is at least :data:`DUPLICATE_WARN_SHARE` of :math:`n`.
+    The count is :math:`n - n_{distinct}`, rows whose every cell equals that of an earlier row.
     """
     if ncol == 0:
         return
     cols = ", ".join(f"c{i}" for i in range(ncol))
-    n, dup = con.execute(f"SELECT count(*), count(*) - (SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {raw})) "
-                         f"FROM {raw}").fetchone()
-    if dup and dup >= DUPLICATE_WARN_SHARE * n:
+    n, dup = fetch_row(con, f"SELECT count(*), count(*) - (SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {raw})) "
+                            f"FROM {raw}")
+    if dup:
         ledger.note(label, f"warning: {dup} of {n} rows repeat an earlier row exactly (every value equal): an export "
-                           "sent twice? They are kept and counted twice; remove the copies if they are not real "
-                           "repeats", dup)
+                           "sent twice, or real repeats such as two identical visits on one day? They are kept and "
+                           "counted each time; remove the copies if they are not real repeats", dup)
 
 
 def _finish_table(con: duckdb.DuckDBPyConnection, schema: TableSchema, label: str, ledger: Ledger) -> None:
@@ -812,7 +824,7 @@ def _finish_table(con: duckdb.DuckDBPyConnection, schema: TableSchema, label: st
     typed = f"typed_{schema.name}"
     cols = [c for (c,) in con.execute(f"SELECT column_name FROM information_schema.columns WHERE table_name = '{typed}' "
                                       "ORDER BY ordinal_position").fetchall() if c != "_row" and not c.startswith("__raw_")]
-    rejected = con.execute(f"SELECT count(DISTINCT _row) FROM _errs_all WHERE file = {_q(label)}").fetchone()[0]
+    rejected = fetch_row(con, f"SELECT count(DISTINCT _row) FROM _errs_all WHERE file = {_q(label)}")[0]
     # the typed table is in file order already; filter only when some row was rejected
     where = f" WHERE _row NOT IN (SELECT _row FROM _errs_all WHERE file = {_q(label)})" if rejected else ""
     con.execute(
@@ -987,14 +999,14 @@ def ingest(study_dir: str | Path, *, today: dt.date | None = None, write_store: 
             if name not in sources:
                 continue
             src = sources[name]
-            _load_table(con, src, schema, ledger, key, tmpdir, today, strata=tuple(config.strata))
+            load_table(con, src, schema, ledger, key, tmpdir, today, strata=tuple(config.strata))
             labels[name] = src.label
             con.execute(f"INSERT INTO _errs_all SELECT {_q(src.label)}, _row, col, val, rule FROM _errs")
         _catalogue(con, "unit_costs" in labels, "price_index" in labels)
         _cross_checks(con, labels, ledger, config.instruments)
         for name in TABLE_ORDER:
             if name in labels:
-                if con.execute(f"SELECT count(*) FROM information_schema.tables WHERE table_name = 'typed_{name}'").fetchone()[0]:
+                if fetch_row(con, f"SELECT count(*) FROM information_schema.tables WHERE table_name = 'typed_{name}'")[0]:
                     _finish_table(con, tables()[name], labels[name], ledger)
                 else:  # a required column was missing: nothing typed
                     _empty_table(con, tables()[name])

@@ -14,6 +14,7 @@ from stdnum.exceptions import ValidationError
 from stdnum.fi import hetu as _hetu
 
 from hbeval.privacy import normalise_for_codes
+from hbeval.study.config import KEY_HOWTO, key_problem
 
 PREFIX = "p"
 DIGEST_CHARS = 20  # 80 bits: collisions are negligible for a national register
@@ -42,10 +43,25 @@ def why_invalid(value: str) -> str:
     try:
         _hetu.validate(_normal_form(value), allow_temporary=True)
     except ValidationError as e:
-        return f"not a valid henkilötunnus ({e.message})"
+        return f"not a valid henkilötunnus ({getattr(e, 'message', e)})"
     except Exception as e:  # pragma: no cover - defensive
         return f"not a valid henkilötunnus ({e})"
     return ""
+
+
+def weak_key_message(key: bytes) -> str | None:
+    """Why the pseudonym ``key`` is refused (fewer than 128 bits of randomness, by
+    :func:`hbeval.study.config.key_problem`, the rule the allocation key follows), with how to
+    make a good one; ``None`` when it will do.
+
+    A weak key lets anyone who can read a ``client_id`` find the identity code behind it by
+    trying keys: the pseudonyms of a register's codes under each guess are quick to compute.
+    """
+    why = key_problem(key)
+    if why is None:
+        return None
+    return ("the pseudonym key (the environment variable named by privacy.key_env, default HBEVAL_PSEUDONYM_KEY, "
+            f"or privacy.key_file) is too weak: {why}; {KEY_HOWTO}")
 
 
 def pseudonym(hetu: str, key: bytes) -> str:

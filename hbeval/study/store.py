@@ -20,7 +20,7 @@ from hbeval import __version__
 from hbeval.arms import cell_code
 from hbeval.errors import InputError
 from hbeval.study.config import StudyConfig, load_config
-from hbeval.study.ingest import IngestResult, code_fingerprint, file_sha256, ingest, input_files, store_path
+from hbeval.study.ingest import IngestResult, code_fingerprint, fetch_row, file_sha256, ingest, input_files, store_path
 from hbeval.study.quality import Ledger
 from hbeval.study.schema import tables
 
@@ -80,8 +80,11 @@ class Study:
 
     def meta(self) -> dict:
         with self.connect() as con:
-            (v,) = con.execute("SELECT v FROM _meta WHERE k = 'meta'").fetchone()
-        return json.loads(v)
+            row = con.execute("SELECT v FROM _meta WHERE k = 'meta'").fetchone()
+        if row is None:
+            raise InputError("the study store has no meta record (damaged?): remove it and run again; "
+                             "hbeval rebuilds it from the study folder", file=str(self.store))
+        return json.loads(row[0])
 
 
 def _store_is_current(study_dir: Path) -> dict | None:
@@ -90,7 +93,7 @@ def _store_is_current(study_dir: Path) -> dict | None:
         return None
     try:
         with duckdb.connect(str(sp), read_only=True) as con:
-            (v,) = con.execute("SELECT v FROM _meta WHERE k = 'meta'").fetchone()
+            (v,) = fetch_row(con, "SELECT v FROM _meta WHERE k = 'meta'")
         meta = json.loads(v)
     except Exception:
         return None
@@ -128,4 +131,6 @@ def open_study(study_dir: str | Path, *, today: dt.date | None = None, refresh: 
     res = ingest(study_dir, today=today)
     if res.ledger.has_errors():
         raise InputError("the study has data errors:\n" + res.ledger.summary(), file=str(study_dir))
+    if res.store is None:  # ingest writes the store whenever the ledger has no error
+        raise RuntimeError(f"internal error: no study store was written for {study_dir}")
     return Study(path=study_dir, config=res.config, store=res.store, ledger=res.ledger, input_hashes=res.input_hashes)

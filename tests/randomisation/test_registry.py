@@ -321,17 +321,27 @@ def _v1_registry(path, key=None, n=6):
     return path
 
 
-def test_v1_registry_still_verifies_and_says_it_is_only_plain_hash_chained(tmp_path):
+def test_v1_registry_fails_verify_unless_accepted_explicitly(tmp_path):
+    """An unkeyed chain can be rewritten by anyone with the file: an intact one shows nothing, so verify fails
+    and says why, unless the legacy file is accepted explicitly (allow_v1, --allow-legacy-registry)."""
     path = _v1_registry(tmp_path / "allocation.sqlite", key=KEY)
-    ok, msg = registry.verify(path)
+    h = registry.head_of(path)
+    for kw in ({}, {"key": KEY}, {"head": h["receipt"]}):
+        ok, msg = registry.verify(path, **kw)
+        assert not ok and "legacy hbeval-registry/1" in msg and "unkeyed" in msg and "--allow-legacy-registry" in msg
+
+
+def test_v1_registry_still_verifies_when_accepted_and_says_it_is_only_plain_hash_chained(tmp_path):
+    path = _v1_registry(tmp_path / "allocation.sqlite", key=KEY)
+    ok, msg = registry.verify(path, allow_v1=True)
     assert ok and "hbeval-registry/1" in msg and "plain-hash" in msg
-    ok, msg = registry.verify(path, key=KEY)
+    ok, msg = registry.verify(path, key=KEY, allow_v1=True)
     assert ok and "6 seals verified" in msg and "plain-hash" in msg
     assert len(registry.read(path)) == 6
     h = registry.head_of(path)
-    assert h["schema"] == "hbeval-registry/1" and registry.verify(path, head=h["receipt"])[0]
+    assert h["schema"] == "hbeval-registry/1" and registry.verify(path, head=h["receipt"], allow_v1=True)[0]
     _exec(path, "UPDATE allocations SET cell = 0, frame_arm = 'frame_only', teaming_arm = 'no_teaming' WHERE seq = 5")
-    ok, msg = registry.verify(path)
+    ok, msg = registry.verify(path, allow_v1=True)
     assert not ok and "row 5 " in msg
 
 
@@ -351,8 +361,9 @@ def test_v1_seals_still_catch_a_rewrite_and_hbeval_does_not_append_to_v1(tmp_pat
     c.execute("UPDATE meta SET value = ? WHERE key = 'head_hash'", (prev,))
     c.commit()
     c.close()
-    assert registry.verify(path)[0]
-    ok, msg = registry.verify(path, key=KEY)
+    assert registry.verify(path, allow_v1=True)[0]
+    assert not registry.verify(path)[0]
+    ok, msg = registry.verify(path, key=KEY, allow_v1=True)
     assert not ok and "row 3" in msg and "seal" in msg
     conn = registry.connect(path, key=KEY)
     conn.execute("BEGIN IMMEDIATE")
@@ -360,3 +371,22 @@ def test_v1_seals_still_catch_a_rewrite_and_hbeval_does_not_append_to_v1(tmp_pat
         registry.append(conn, [_row(7)], KEY)
     conn.execute("ROLLBACK")
     conn.close()
+
+
+def test_assign_verify_exits_1_on_a_v1_registry_unless_the_legacy_flag_is_given(tmp_path, capsys, monkeypatch):
+    from hbeval.cli import main
+
+    s = tmp_path / "study"
+    s.mkdir()
+    (s / "study.toml").write_text('[study]\nname = "legacy"\n', encoding="utf-8")
+    _v1_registry(s / registry.REGISTRY_NAME)
+    monkeypatch.delenv("HBEVAL_ALLOCATION_KEY", raising=False)
+    assert main(["assign", str(s), "--verify"]) == 1
+    err = capsys.readouterr().err
+    assert "legacy hbeval-registry/1" in err and "can change an arm and recompute the chain" in err
+    rc = main(["assign", str(s), "--verify", "--allow-legacy-registry"])
+    out = capsys.readouterr()
+    assert "legacy hbeval-registry/1" not in out.err and "plain-hash" in out.out + out.err
+    assert rc == 0 and out.out.startswith("OK: "), out
+    assert main(["assign", str(s), "--all", "--allow-legacy-registry"]) == 2
+    assert "--allow-legacy-registry goes with --verify" in capsys.readouterr().err

@@ -25,6 +25,10 @@ A3,Siun sote,family_counselling,pilot,,2024-03-12,2,1,12,joensuu,arjen_hallinta
 
 # valid synthetic identity codes (temporary-number range 900-999)
 HETU = ["010180-9004", "020285-931V", "150599-944P"]
+# strong keys (≥ 128 bits: hbeval refuses weaker ones); fixed so that the pseudonyms are reproducible
+KEY_ONE = "Vq3xN8rT0bLwZ5yHcE1uKd7gJm2fPa9sQo4iXe6Rh"
+KEY_TWO = "c7Ug2LpW9kYt4BzQn1HsDe8RvXa0Jm5FoIw3Ni6Kq"
+KEY_FILE = "Zr5Tk0WqYb8Lm3Xn6Cs1Hv9Ep2Ja7Gu4Dk0Fw3Qi"
 
 
 def _study(tmp_path: Path, files: dict[str, bytes | str], toml: str = '[study]\nname = "t"\n') -> Path:
@@ -292,29 +296,29 @@ def _hetu_study(tmp_path, key_line: str, name: str = "s") -> Path:
 
 
 def test_hetu_is_pseudonymised_with_the_key(tmp_path, monkeypatch):
-    monkeypatch.setenv("HB_TEST_KEY", "secret-one")
+    monkeypatch.setenv("HB_TEST_KEY", KEY_ONE)
     s = _hetu_study(tmp_path, 'key_env = "HB_TEST_KEY"')
     cl = _clients(s)
     assert "hetu" not in cl.columns
-    assert list(cl["client_id"]) == [pseudonym(check_hetu(h), b"secret-one") for h in HETU]
+    assert list(cl["client_id"]) == [pseudonym(check_hetu(h), KEY_ONE.encode()) for h in HETU]
     store = (s / ".hbeval" / "store.duckdb").read_bytes()
     for h in HETU:
         assert h.encode() not in store and h[:6].encode() + h[7:].encode() not in store
-    assert b"secret-one" not in store
+    assert KEY_ONE.encode() not in store
     # stable across runs with the same key
     first = list(cl["client_id"])
     again = list(open_study(s, refresh=True, today=TODAY).table("clients")["client_id"])
     assert again == first
     # another key gives other pseudonyms
-    monkeypatch.setenv("HB_TEST_KEY", "secret-two")
+    monkeypatch.setenv("HB_TEST_KEY", KEY_TWO)
     other = list(open_study(s, today=TODAY).table("clients")["client_id"])
     assert set(other).isdisjoint(first)
 
 
 def test_hetu_key_file(tmp_path):
     s = _hetu_study(tmp_path, 'key_file = "k.txt"')
-    (s / "k.txt").write_text("file-key\n")
-    assert list(_clients(s)["client_id"]) == [pseudonym(check_hetu(h), b"file-key") for h in HETU]
+    (s / "k.txt").write_text(KEY_FILE + "\n")
+    assert list(_clients(s)["client_id"]) == [pseudonym(check_hetu(h), KEY_FILE.encode()) for h in HETU]
 
 
 def test_hetu_without_key_stops(tmp_path, monkeypatch):
@@ -324,8 +328,26 @@ def test_hetu_without_key_stops(tmp_path, monkeypatch):
         ingest(s)
 
 
+@pytest.mark.parametrize("weak", ["k", "secret-one", "a" * 40, "ab" * 20, "0123456789" * 3, "Sala1nen-avain-2024!"])
+@pytest.mark.parametrize("source", ["env", "file"])
+def test_a_weak_pseudonym_key_is_refused_with_how_to_make_one(tmp_path, monkeypatch, weak, source):
+    """A key with fewer than 128 bits lets anyone holding a client_id find its identity code by trying keys."""
+    if source == "env":
+        monkeypatch.setenv("HB_TEST_KEY", weak)
+        s = _hetu_study(tmp_path, 'key_env = "HB_TEST_KEY"')
+    else:
+        s = _hetu_study(tmp_path, 'key_file = "k.txt"')
+        (s / "k.txt").write_text(weak + "\n")
+    with pytest.raises(InputError, match="pseudonym key .* too weak") as e:
+        ingest(s, today=TODAY)
+    assert "secrets.token_urlsafe(32)" in e.value.message
+    assert len(weak) < 3 or weak not in e.value.message  # the key itself is never printed
+    assert not (s / ".hbeval" / "store.duckdb").exists()
+    assert main(["validate", str(s)]) == 1
+
+
 def test_hetu_with_wrong_check_character_is_rejected(tmp_path, monkeypatch):
-    monkeypatch.setenv("HB_TEST_KEY", "k")
+    monkeypatch.setenv("HB_TEST_KEY", KEY_ONE)
     s = _hetu_study(tmp_path, 'key_env = "HB_TEST_KEY"')
     p = s / "clients.csv"
     p.write_text(p.read_text(encoding="utf-8").replace(HETU[1], HETU[1][:-1] + "A"), encoding="utf-8")
