@@ -11,6 +11,7 @@ checked here too.
 from __future__ import annotations
 
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 
 from hbeval.arms import CELLS
 from hbeval.cli import main
+from hbeval.outcomes.effects import _df_text, _ri_ci_note
 from hbeval.randomisation.design import POOLED, coarsen_strata
 from hbeval.stats.factorial import REASON_ALONE, REASON_NO_START, analysis_status, factorial_data
 
@@ -35,6 +37,7 @@ CASES = [
     (40, 12, 1), (40, 12, 3),
 ]
 PRIMARY_MARGINS = ("frame_shares", "teaming")
+CONTRASTS_RANDOMISED = ("frame_shares", "teaming", "frame_shares:teaming", *(f"cell:{c}" for c in CELLS[1:]))
 
 
 def _demo(tmp: Path, n_pilot: int, n_comparison: int, seed: int) -> Path:
@@ -83,6 +86,30 @@ def _check_consort_identity(consort: pd.DataFrame) -> None:
         if alloc is None or any(p is None for p in parts):
             continue  # suppressed: the identity is checked on the unsuppressed flow below
         assert alloc == sum(p for p in parts if p is not None), cell
+    comp = consort[consort["group"] == "comparison"]  # its total is the families identified
+    total = [_count(v) for v in comp.loc[comp["stage"] == "assessed", "n"]]
+    parts = [_count(v) for v in comp.loc[comp["stage"].isin(["lost_to_follow_up", "not_analysed", "analysed"]), "n"]]
+    if total and total[0] is not None and all(p is not None for p in parts):
+        assert total[0] == sum(p for p in parts if p is not None), "comparison"
+
+
+def _check_small_sample_texts(effects: pd.DataFrame) -> None:
+    """``method`` names the degrees of freedom of the t interval (Bell–McCaffrey below 50
+    analysed families), and ``note`` says in words when the RI interval is unbounded."""
+    prim = effects[(effects["spec"] == "primary") & effects["contrast"].isin(CONTRASTS_RANDOMISED)]
+    prim = prim[pd.to_numeric(prim["estimate"], errors="coerce").notna()]
+    for r in prim.itertuples():
+        n = _count(r.n)
+        df_bm = pd.to_numeric(pd.Series([r.df_bm]), errors="coerce").iloc[0]
+        if n is not None and n < 50 and np.isfinite(df_bm):
+            assert "t on Bell-McCaffrey df (fewer than 50 analysed families)" in r.method, r.method
+        elif n is not None and n >= 50:
+            assert "t on residual df" in r.method, r.method
+        lo, hi = (pd.to_numeric(pd.Series([v]), errors="coerce").iloc[0] for v in (r.ri_ci_low, r.ri_ci_high))
+        if lo == -np.inf or hi == np.inf:
+            assert "randomisation-inference interval unbounded" in str(r.note), (r.outcome, r.contrast, r.note)
+        elif np.isfinite(lo) and np.isfinite(hi):
+            assert "unbounded" not in str(r.note)
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +124,7 @@ def test_small_study_analyses(tmp_root: Path, n_pilot: int, n_comparison: int, s
     tables = _analyze(study, out)
     _check_primary_margins(tables["effects"])
     _check_consort_identity(tables["consort"])
+    _check_small_sample_texts(tables["effects"])
     shutil.rmtree(out)
     shutil.rmtree(study)
 
@@ -232,3 +260,36 @@ def test_ri_draw_with_an_empty_cell_has_no_estimate() -> None:
     assert 0 < p <= 1
     wy = westfall_young([0.1, 0.2], np.column_stack([null["frame_shares"], null["cell:frame_shares/teaming"]]))
     assert np.isfinite(wy).all()
+
+
+def test_the_unbounded_ri_interval_is_said_in_words() -> None:
+    assert _ri_ci_note(-np.inf, np.inf).startswith("randomisation-inference interval unbounded (on both sides)")
+    assert "(above)" in _ri_ci_note(-1.2, np.inf) and "(below)" in _ri_ci_note(-np.inf, 0.4)
+    assert _ri_ci_note(-1.2, 0.4) == "" and _ri_ci_note(np.nan, np.nan) == ""
+
+
+def test_method_names_the_degrees_of_freedom_rule() -> None:
+    rows = pd.DataFrame({"n": [24, 49, 50, 400, 30], "df_bm": [11.2, 30.1, 40.0, 300.0, np.nan]})
+    got = list(_df_text(rows))
+    bm = "t on Bell-McCaffrey df (fewer than 50 analysed families)"
+    res = "t on residual df (50 or more analysed families)"
+    assert got == [bm, bm, res, res, res]  # no Bell-McCaffrey df: the residual df, and method says so
+
+
+@pytest.mark.parametrize("lang", ["en", "fi"])
+def test_the_report_says_an_unbounded_ri_interval_in_words(lang: str) -> None:
+    from hbeval.report import render as R
+
+    eff = pd.DataFrame({
+        "family": "primary", "outcome": "kykyviisari_total", "spec": "primary", "n": 14,
+        "contrast": ["frame_shares", "frame_shares:teaming"], "estimate": [-0.29, -0.14], "std_error": [0.33, 0.51],
+        "ci_low": [-1.13, -1.52], "ci_high": [0.55, 1.24], "p_value": [0.41, 0.80], "p_value_ri": [0.41, 0.85],
+        "ri_ci_low": [-0.97, -np.inf], "ri_ci_high": [0.52, np.inf], "p_value_adj": [0.41, 0.85], "hedges_g": [-0.3, -0.1],
+        "method": "ancova_hc2; t on Bell-McCaffrey df (fewer than 50 analysed families); ri=exact; adj=westfall_young",
+        "note": ["", "randomisation-inference interval unbounded (on both sides): ..."]})
+    tab = R.display_primary_effects(eff, "kykyviisari_total", lang)
+    text = " ".join(tab.astype(str).to_numpy().ravel())
+    assert not re.search(r"\binf\b", text) and "∞" not in text
+    assert tab["ri_ci"].iloc[1] == ("no bound" if lang == "en" else "rajaton")
+    assert tab["note"].iloc[0] == "" and ("has no bound" if lang == "en" else "on rajaton") in tab["note"].iloc[1]
+    assert "−0" in tab["ri_ci"].iloc[0] or "-0" in tab["ri_ci"].iloc[0]  # a bounded one is shown as an interval

@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 
 from hbeval.arms import CELLS, CONTRASTS
-from hbeval.outcomes.comparison import comparison_effect_rows
 from hbeval.outcomes.frame import outcome_columns, outcome_frame
 from hbeval.privacy import suppress_count, suppress_small_groups
 from hbeval.randomisation.redraw import RIDraws, ri_draws
@@ -36,6 +35,7 @@ from hbeval.stats.factorial import (
     MIN_PER_CELL,
     REASON_ALONE,
     REASON_NO_START,
+    SMALL_N_BM,
     analysis_status,
     effect_sizes,
     estimable,
@@ -88,7 +88,7 @@ def _base_method(family: str, has_start: bool) -> str:
 
 
 def randomised_effects(frame: pd.DataFrame, families: dict[str, list[str]], draws: np.ndarray | None, draw_ids: np.ndarray | None = None,
-                       assignment: str = "batch", exact: bool = False, min_cell: int = 5) -> tuple[pd.DataFrame, dict]:
+                       assignment: str = "batch", exact: bool = False, *, min_cell: int) -> tuple[pd.DataFrame, dict]:
     """Every randomised contrast of every declared outcome, with RI and multiplicity.
 
     Parameters
@@ -113,7 +113,7 @@ def randomised_effects(frame: pd.DataFrame, families: dict[str, list[str]], draw
         return _randomised_effects(frame, families, draws, draw_ids, assignment, exact, min_cell)
 
 
-def _randomised_effects(frame, families, draws, draw_ids, assignment, exact=False, min_cell=5):
+def _randomised_effects(frame, families, draws, draw_ids, assignment, exact, min_cell):
 
     rand = frame[frame["cell"].notna()].sort_values("client_id", kind="mergesort").reset_index(drop=True)
     if draws is not None:
@@ -161,7 +161,9 @@ def _randomised_effects(frame, families, draws, draw_ids, assignment, exact=Fals
             tab["family"] = fam
             tab["outcome"] = outcome
             tab["baseline"] = "start" if start is not None else "none"
-            tab["note"] = [_join_notes(_fit_note(r.estimate, r.std_error, r.df), left_out) for r in tab.itertuples()]
+            tab["note"] = [_join_notes(_fit_note(r.estimate, r.std_error, r.df), left_out,
+                                       _ri_ci_note(getattr(r, "ri_ci_low", np.nan), getattr(r, "ri_ci_high", np.nan)))
+                           for r in tab.itertuples()]
             rows.extend(tab.to_dict("records"))
     out = pd.DataFrame(rows)
     for c in EFFECTS_COLUMNS:
@@ -176,12 +178,39 @@ def _randomised_effects(frame, families, draws, draw_ids, assignment, exact=Fals
               else f"ri={n_draws} re-randomisations ({assignment} procedure, within strata)" if n_draws else "ri=none")
     prim = kind == "primary"
     out.loc[prim, "p_value_adj"] = adj.loc[prim, "p_value_wy"]
-    out.loc[prim, "method"] = out.loc[prim, "method"] + "; " + ri_txt + "; adj=westfall_young_stepdown_maxT within family"
+    out.loc[prim, "method"] = (out.loc[prim, "method"] + "; " + _df_text(out.loc[prim]) + "; " + ri_txt
+                               + "; adj=westfall_young_stepdown_maxT within family")
     lin = kind == "lin"
     out.loc[lin, "p_value_adj"] = adj.loc[lin, "p_value_holm"]
     out.loc[lin, "method"] = METHOD_LIN + "; adj=holm within family"
     out["note"] = out["note"].where(out["note"].astype(str) != "", np.nan)  # NaN: nothing to say
     return out.drop(columns="_k")[EFFECTS_COLUMNS], nulls
+
+
+def _df_text(rows: pd.DataFrame) -> pd.Series:
+    """The degrees of freedom of each primary row's t interval and p-value, in ``method``: the
+    Bell–McCaffrey df below :data:`~hbeval.stats.factorial.SMALL_N_BM` analysed families (when it
+    exists), else the residual df (:func:`hbeval.stats.factorial.factorial_effects`)."""
+    n = pd.to_numeric(rows["n"], errors="coerce")
+    bm = (n < SMALL_N_BM) & np.isfinite(pd.to_numeric(rows["df_bm"], errors="coerce"))
+    return pd.Series(np.where(bm, f"t on Bell-McCaffrey df (fewer than {SMALL_N_BM} analysed families)",
+                              f"t on residual df ({SMALL_N_BM} or more analysed families)"), index=rows.index)
+
+
+#: ``note`` of a row whose randomisation-inference interval is unbounded
+NOTE_RI_UNBOUNDED = ("randomisation-inference interval unbounded ({side}): no constant effect, however large, is "
+                     "rejected at 5 % by re-randomising so few families")
+
+
+def _ri_ci_note(low: float, high: float) -> str:
+    """Says in words that the RI interval is unbounded (``ri_ci_low = -inf`` or ``ri_ci_high =
+    inf``), rather than leaving a reader with "-inf to inf"; ``""`` otherwise."""
+    lo, hi = (float(low) if pd.notna(low) else np.nan), (float(high) if pd.notna(high) else np.nan)
+    below, above = lo == -np.inf, hi == np.inf
+    if not (below or above):
+        return ""
+    side = "on both sides" if below and above else ("below" if below else "above")
+    return NOTE_RI_UNBOUNDED.format(side=side)
 
 
 def _fit_note(estimate: float, std_error: float, df: float) -> str:
@@ -210,7 +239,7 @@ def _sort_effects(df: pd.DataFrame, families: dict[str, list[str]]) -> pd.DataFr
     return df.loc[idx].reset_index(drop=True)
 
 
-def effects_results(study, include_comparison: bool = False, frame: pd.DataFrame | None = None,
+def effects_results(study, comparison_rows: pd.DataFrame | None = None, frame: pd.DataFrame | None = None,
                     ri: RIDraws | None = None) -> pd.DataFrame:
     """``results/effects.csv``: every contrast of every declared outcome.
 
@@ -218,10 +247,10 @@ def effects_results(study, include_comparison: bool = False, frame: pd.DataFrame
     families, with ``p_value_ri`` from ``config.ri_draws`` re-randomisations under the
     assignment procedure actually used (seeded from ``[config.seed, 4001]``), ``p_value_adj``
     Westfall–Young step-down within each outcome family and contrast (``p_value_holm``
-    beside it), Hedges' g and the estimate in baseline-SD units. With
-    ``include_comparison=True`` the ``pilot_vs_comparison`` rows of
-    :func:`hbeval.outcomes.comparison.comparison_results` (not randomised) are added and sorted in;
-    by default they are not, because ``hbeval.pipeline`` appends the second frame of
+    beside it), Hedges' g and the estimate in baseline-SD units. ``comparison_rows``, the
+    ``pilot_vs_comparison`` rows of :func:`hbeval.outcomes.comparison.comparison_effect_rows`
+    (not randomised), are added and sorted in when given (this module does not import the
+    comparison group's estimation); ``hbeval.pipeline`` appends the second frame of
     ``comparison_results`` itself. ``n`` is a count of families, shown as ``"<k"`` below
     ``config.min_cell``. ``frame`` (the outcome frame) and ``ri`` (the re-randomisations,
     :func:`hbeval.randomisation.redraw.ri_draws`) are built here unless ``hbeval.pipeline``
@@ -234,11 +263,9 @@ def effects_results(study, include_comparison: bool = False, frame: pd.DataFrame
         ri = ri_draws(study, frame)
     tab, _ = randomised_effects(frame, cfg.families, ri.draws, ri.client_ids, assignment=ri.procedure, exact=ri.exact,
                                 min_cell=cfg.min_cell)
-    if include_comparison:
-
-        comp = comparison_effect_rows(study, frame)
-        if len(comp):
-            tab = pd.concat([tab, comp[[c for c in EFFECTS_COLUMNS if c in comp.columns]]], ignore_index=True)
+    if comparison_rows is not None and len(comparison_rows):
+        comp = comparison_rows
+        tab = pd.concat([tab, comp[[c for c in EFFECTS_COLUMNS if c in comp.columns]]], ignore_index=True)
     tab = _sort_effects(tab, cfg.families)
     tab["n"] = [suppress_count(v, cfg.min_cell) for v in tab["n"]]
     small = tab["n"].astype(str).str.startswith("<")
@@ -258,7 +285,7 @@ PROCESS_MEASURES = {
 }
 
 
-def process_summary(frame: pd.DataFrame, min_cell: int = 5) -> pd.DataFrame:
+def process_summary(frame: pd.DataFrame, min_cell: int) -> pd.DataFrame:
     """Process measures summarised by cell (and all assigned families): ``measure, factor,
     cell, n, mean, sd, median, share_nonzero``; statistics of groups below ``min_cell`` are
     blanked and their count shown as ``"<k"``; a share whose count (of zeros or non-zeros)

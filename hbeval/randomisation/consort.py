@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 
 from hbeval.arms import CELLS
-from hbeval.privacy import exclusion_reason_code, suppress_count, suppress_small_groups
-from hbeval.randomisation.balance import pool_rare_levels
+from hbeval.disclosure import COMPLEMENTARY, protect
+from hbeval.privacy import exclusion_reason_code, pool_rare_levels, suppress_count, suppress_small_groups
 from hbeval.stats.factorial import (
     REASON_ALONE,
     REASON_NO_START,
@@ -84,6 +84,10 @@ def consort_flow(families: pd.DataFrame, scores: pd.DataFrame, budgets: pd.DataF
     comp = fam["group"] == "comparison"
     add("assessed", "comparison", "all", comp.sum())
     add("lost_to_follow_up", "comparison", "all", (comp & ~has_end).sum())
+    # ``analysed``: the complete cases (the comparison families of the CEA). The doubly robust
+    # comparison estimate also keeps the families without a start score (with a missing-start
+    # indicator) and leaves out those outside common support: its n is in comparison.csv.
+    add("not_analysed", "comparison", "all", (comp & has_end & ~both).sum(), REASON_NO_START)
     add("analysed", "comparison", "all", (comp & both).sum())
     out = pd.DataFrame(rows)
     out["_o"] = out["stage"].map({s: i for i, s in enumerate(STAGES)})
@@ -116,26 +120,144 @@ def _primary_status(fam: pd.DataFrame, s: pd.DataFrame, primary: str) -> pd.Seri
     return out
 
 
-SECONDARY = "suppressed"
+SECONDARY = COMPLEMENTARY  # how a count suppressed only to protect another is shown
+#: stand-in value of a count published in another table (never chosen as a complement here)
+_ELSEWHERE = 1e12
+
+
+def _flow_expressions(flow: pd.DataFrame) -> list[dict]:
+    """Each count of ``flow`` as a linear expression in latent counts of families.
+
+    Latents: the excluded families by reason, the not-yet-allocated ones, and per cell (and for
+    the comparison group) the lost, the not-analysed by reason and the analysed families, and
+    the families that received the intervention. Then ``allocated`` is the sum of a cell's lost,
+    not-analysed and analysed families (the identity of the flow), ``assessed`` the sum of the
+    excluded and the allocated, and so on: every relation between the published counts is
+    implied by shared latents (see :mod:`hbeval.disclosure`).
+    """
+    reasons = flow.index[(flow["stage"] == "excluded") & (flow["reason"].astype(str) != "all reasons")]
+    excl: dict[tuple, float] = {("E", str(flow.at[i, "reason"])): 1.0 for i in reasons} or {("E", "*"): 1.0}
+
+    def parts(group: str, cell: str) -> dict:
+        m = (flow["group"] == group) & (flow["cell"].astype(str) == cell)
+        e: dict = {("L", group, cell): 1.0, ("S", group, cell): 1.0}
+        for r in flow.loc[m & (flow["stage"] == "not_analysed"), "reason"].astype(str):
+            e[("N", group, cell, r)] = 1.0
+        return e
+
+    cells = [c for c in flow.loc[(flow["stage"] == "allocated") & (flow["group"] == "pilot"), "cell"].astype(str)]
+    out = []
+    for _, r in flow.iterrows():
+        st, g, c, why = r["stage"], str(r["group"]), str(r["cell"]), str(r["reason"])
+        e: dict[tuple, float]
+        if st == "excluded":
+            e = excl if why == "all reasons" else {("E", why): 1.0}
+        elif st == "assessed" and g == "pilot":
+            e = dict(excl)
+            for cc in cells:
+                e.update(parts("pilot", cc) if cc != "not yet allocated" else {("U",): 1.0})
+        elif st == "assessed" or (st == "allocated" and c != "not yet allocated"):
+            e = parts(g, c)
+        elif st == "allocated":
+            e = {("U",): 1.0}
+        elif st == "lost_to_follow_up":
+            e = {("L", g, c): 1.0}
+        elif st == "not_analysed":
+            e = {("N", g, c, why): 1.0}
+        elif st == "analysed":
+            e = {("S", g, c): 1.0}
+        else:
+            e = {(st, g, c, why): 1.0}
+        out.append(e)
+    return out
+
+
+def _published_elsewhere(flow: pd.DataFrame) -> list[dict]:
+    """Counts of the flow that other result tables publish in another form: per cell the families
+    with the end score (``attrition.csv``: lost + not analysed + analysed minus the lost), all
+    analysed families (the primary estimate's ``n`` in ``effects.csv`` and ``cea.csv``)."""
+    cells = [str(c) for c in flow.loc[(flow["stage"] == "analysed") & (flow["group"] == "pilot"), "cell"]]
+    exprs = _flow_expressions(flow)
+    out = []
+    for c in cells:
+        m = (flow["group"] == "pilot") & (flow["cell"].astype(str) == c) & (flow["stage"] == "allocated")
+        if m.any():
+            e = dict(exprs[int(np.flatnonzero(m.to_numpy())[0])])
+            e.pop(("L", "pilot", c), None)
+            out.append(e)
+    if cells:
+        out.append({("S", "pilot", c): 1.0 for c in cells})
+    return out
+
+
+def _complements_of_not_analysed(flow: pd.DataFrame, hidden: set[int]) -> set[int]:
+    """Rows to suppress so that no suppressed ``not_analysed`` count of a pilot cell follows from
+    the families with the end score (published per cell in ``attrition.csv``) minus the other
+    ``not_analysed`` counts and the analysed ones, nor the analysed count of a cell from their
+    total (the primary estimate's ``n``).
+
+    In a cell with a suppressed reason, the smallest other non-zero reason is suppressed too,
+    or else the cell's ``analysed``; a cell whose ``analysed`` is suppressed needs a second one,
+    in the cell with the smallest analysed count that has a non-zero reason to suppress with it
+    (else a zero one: a reader may guess it, so it is the last resort).
+    """
+    out: set[int] = set()
+    pilot = flow["group"] == "pilot"
+    cells = list(dict.fromkeys(flow.loc[pilot & (flow["stage"] == "analysed"), "cell"].astype(str)))
+    n = flow["n"].astype(float)
+
+    def rows(cell: str, stage: str) -> list[int]:
+        m = pilot & (flow["cell"].astype(str) == cell) & (flow["stage"] == stage)
+        return list(flow.index[m])
+
+    for c in cells:
+        na = rows(c, "not_analysed")
+        gone = [i for i in na if i in hidden | out]
+        if not gone or len(gone) >= 2:
+            continue
+        others = sorted((i for i in na if i not in gone and n[i] > 0), key=lambda i: (n[i], i))
+        out |= {others[0]} if others else set(rows(c, "analysed"))
+    anal_hidden = [c for c in cells if set(rows(c, "analysed")) & (hidden | out)]
+    if len(anal_hidden) == 1:
+        # a cell with a non-zero reason to suppress along; else one with a zero (the last resort)
+        spare = [c for c in cells if c not in anal_hidden and rows(c, "not_analysed")]
+        if spare:
+            c = min(spare, key=lambda c: (not any(n[i] > 0 for i in rows(c, "not_analysed")),
+                                          float(n[rows(c, "analysed")].sum()), cells.index(c)))
+            na = sorted(rows(c, "not_analysed"), key=lambda i: (n[i] == 0, n[i], i))
+            out |= set(rows(c, "analysed")) | {na[0]}
+    return out
 
 
 def consort_table(flow: pd.DataFrame, min_cell: int) -> pd.DataFrame:
     """``results/consort.csv``: the flow with counts below ``min_cell`` shown as ``<k``.
 
-    The exclusion reasons add up to the total shown above them, so when exactly one reason
-    is suppressed the smallest other reason is suppressed as well (shown as
-    ``suppressed``): otherwise the total minus the others would give the small count back.
+    The counts add up (the exclusion reasons to their total; in every cell, allocated = lost +
+    not analysed + analysed; assessed = excluded + allocated), so a small count could be got back
+    by differencing. Further counts are suppressed (shown ``suppressed``) until none can: the
+    complements of :func:`_complements_of_not_analysed`, then :func:`hbeval.disclosure.protect`
+    over the flow's own relations (:func:`_flow_expressions`) with the counts that other tables
+    publish (:func:`_published_elsewhere`), which are never chosen as complements here.
     """
-    out = flow.copy()
-    shown = [suppress_count(v, min_cell) for v in out["n"]]
-    reasons = out.index[(out["stage"] == "excluded") & (out["reason"] != "all reasons")]
-    small = [i for i in reasons if 0 < out.at[i, "n"] < min_cell]
-    if len(small) == 1:
-        others = [i for i in reasons if i not in small and out.at[i, "n"] > 0]
-        if others:
-            j = min(others, key=lambda i: (out.at[i, "n"], i))
-            shown[out.index.get_loc(j)] = SECONDARY
-    out["n"] = shown
+    out = flow.copy().reset_index(drop=True)
+    out["reason"] = out["reason"].fillna("").astype(str)
+    own = _flow_expressions(out)
+    ext = _published_elsewhere(out)
+
+    def small(v: float) -> bool:
+        return 0 < v < min_cell
+
+    hidden = {i for i, v in enumerate(out["n"]) if small(v)}
+    hidden |= _complements_of_not_analysed(out, hidden)
+    values: list[float | None] = [None if i in hidden else float(v) for i, v in enumerate(out["n"])]
+    ext_values: list[float | None] = []
+    for e in ext:
+        v = float(sum(out["n"].iloc[i] for i, x in enumerate(own) if len(x) == 1 and next(iter(x)) in e))
+        ext_values.append(None if small(v) else _ELSEWHERE)
+    prot = protect(own + ext, values + ext_values)
+    hidden |= {j for j in prot.complementary if j < len(own)}
+    out["n"] = [suppress_count(v, min_cell) if small(v) else (SECONDARY if i in hidden else suppress_count(v, min_cell))
+                for i, v in enumerate(out["n"])]
     return out[["stage", "group", "cell", "reason", "n"]]
 
 
@@ -195,7 +317,7 @@ def exclusion_reason_codes(reasons: pd.Series, min_cell: int) -> pd.Series:
     Each text is mapped to a code of ``data_schema/exclusion_reasons.json`` by its keywords
     (:func:`hbeval.privacy.exclusion_reason_code`; unmatched text is ``(other)``), and a code
     held by fewer than ``min_cell`` excluded families becomes ``(other)`` too
-    (:func:`~hbeval.randomisation.balance.pool_rare_levels`, the rule of every other text level).
+    (:func:`~hbeval.privacy.pool_rare_levels`, the rule of every other text level).
     """
     keywords = exclusion_reason_keywords()
     codes = reasons.astype(object).map(lambda r: exclusion_reason_code(r, keywords))
