@@ -46,6 +46,7 @@ SEEDS: dict[str, int] = {
     "cost_difference_bootstrap": 5102,
     "cea_bootstrap": 5201,
     "rosi_bootstrap": 5301,
+    "multiple_imputation": 4101,  # hbeval.outcomes.missing: chained-equations imputations (issue 15)
     "diagnose": 6001,
 }
 

@@ -473,6 +473,7 @@ key_file = "allocation.key"
 [outcomes]
 primary = "kykyviisari_total"
 mic = 1.0
+subgroups = ["service_line"]   # pre-specified: the effect of each margin by service line, with a heterogeneity test
 
 [privacy]
 min_cell = 5
@@ -497,6 +498,13 @@ sims = 200
 """
 
 
+def _checked_hetu(h: str) -> str:
+    code = check_hetu(h)
+    if code is None:
+        raise RuntimeError(f"internal error: the demo drew an invalid identity code (length {len(h)})")
+    return code
+
+
 def generate(n_pilot: int = 400, n_comparison: int = 600, seed: int = DEMO_SEED, effects: DemoEffects | None = None,
              name: str = "HB demo study") -> DemoStudy:
     """Every table of a demo study, in canonical form (``client_id`` already pseudonymised)."""
@@ -505,7 +513,7 @@ def generate(n_pilot: int = 400, n_comparison: int = 600, seed: int = DEMO_SEED,
     rng = np.random.default_rng([seed, 1])
     key = DEMO_KEY.encode()
     hetus = _fake_hetus(len(fam), rng)
-    ids = [pseudonym(check_hetu(h), key) for h in hetus]
+    ids = [pseudonym(_checked_hetu(h), key) for h in hetus]
     # the i-th simulated family gets the i-th smallest pseudonym, so that families sort the
     # same way under both ids and `hbeval assign --all` on the written study draws exactly
     # the arms simulated here

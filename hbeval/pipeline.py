@@ -20,7 +20,7 @@ from hbeval.costs.engine import FamilyCosts
 from hbeval.disclosure import protect_results
 from hbeval.economics import cea, cheers, rosi
 from hbeval.manifest import build_manifest, write_manifest
-from hbeval.outcomes import attrition, comparison, effects
+from hbeval.outcomes import attrition, comparison, effects, missing, subgroups
 from hbeval.outcomes.frame import outcome_frame
 from hbeval.outdir import building
 from hbeval.privacy import neutralise_formulas
@@ -30,7 +30,7 @@ from hbeval.study.store import Study, open_study
 
 #: ``results/*.csv`` of the contract, in the order they are computed.
 RESULT_TABLES = ("data_quality", "deviations", "consort", "baseline", "balance", "effects", "process", "attrition", "comparison",
-                 "costs", "cost_differences", "cea", "ceac", "rosi", "rosi_sensitivity", "cheers")
+                 "costs", "cost_differences", "subgroup_costs", "cea", "ceac", "rosi", "rosi_sensitivity", "cheers")
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,8 @@ def _outcomes(s: Study, sh: SharedInputs, a: Analysis) -> None:
     comp, comp_effects = comparison.comparison_results(s, sh.frame, sh.costs)
     eff = effects.effects_results(s, frame=sh.frame, ri=sh.ri)
     a.tables["effects"] = pd.concat([eff, comp_effects], ignore_index=True) if len(comp_effects) else eff
+    # [outcomes] subgroups: the `subgroup` column on every row, the subgroup and heterogeneity rows appended
+    a.tables["effects"] = subgroups.add_subgroup_rows(s, a.tables["effects"], sh.frame, sh.ri)
     a.tables["comparison"] = comp
     a.tables["process"] = effects.process_results(s, sh.frame)
     a.tables["attrition"] = attrition.attrition_results(s, sh.frame)
@@ -80,6 +82,7 @@ def _outcomes(s: Study, sh: SharedInputs, a: Analysis) -> None:
 def _costs(s: Study, sh: SharedInputs, a: Analysis) -> None:
     a.tables["costs"] = costs.costs_results(s, sh.costs)
     a.tables["cost_differences"] = costs.cost_differences(s, sh.costs)
+    a.tables["subgroup_costs"] = subgroups.subgroup_costs_results(s, sh.costs)
 
 
 def _economics(s: Study, sh: SharedInputs, a: Analysis) -> None:
@@ -91,6 +94,22 @@ def _economics(s: Study, sh: SharedInputs, a: Analysis) -> None:
     a.tables["cheers"] = cheers.cheers_results(s)
 
 
+def _missing(s: Study, sh: SharedInputs, a: Analysis) -> None:
+    """Multiple imputation and the tipping point (issue 15): sensitivity rows added to
+    ``effects.csv``, ``cea.csv`` and ``rosi.csv`` after their complete-case rows."""
+    rows, imps = missing.missing_data_rows(sh.frame, sh.costs.wide, s.config)
+    a.tables["effects"] = pd.concat([a.tables["effects"], rows.reindex(columns=a.tables["effects"].columns)], ignore_index=True)
+    oi = imps.get(s.config.primary)
+    if oi is None:
+        return
+    c = s.config
+    mi_cea = cea.cea_mi_rows(*oi.cea_arrays(), method=missing.mi_method(), wtp_reference=c.wtp_reference_eur, level=0.95,
+                             outcome=c.primary, min_cell=c.min_cell)
+    a.tables["cea"] = pd.concat([a.tables["cea"], mi_cea[a.tables["cea"].columns]], ignore_index=True)
+    a.tables["rosi"] = pd.concat([a.tables["rosi"], rosi.rosi_mi_rows(a.tables["rosi"], oi.n_missing("cost"), missing.mi_method())],
+                                 ignore_index=True)
+
+
 STEPS: tuple[tuple[str, Step], ...] = (
     ("data quality", _quality),
     ("CONSORT flow and baseline", _flow),
@@ -98,6 +117,7 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("outcomes, attrition and the comparison group", _outcomes),
     ("costs", _costs),
     ("cost-effectiveness and ROSI", _economics),
+    ("missing data: multiple imputation and tipping point", _missing),
 )
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
@@ -96,8 +96,8 @@ class RosiParams:
 
 
 def adjusted_rosi(gross_avoided: float | np.ndarray, intervention: float | np.ndarray,
-                  params: RosiParams) -> tuple[float | np.ndarray, float | np.ndarray, float | np.ndarray]:
-    """``(avoided, intervention, rosi)`` after the adjustments of ``params``."""
+                  params: RosiParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(avoided, intervention, rosi)`` after the adjustments of ``params`` (arrays; 0-d for scalars)."""
     a = np.asarray(gross_avoided, dtype=float) * params.factor()
     i = np.asarray(intervention, dtype=float) * params.intervention_scale
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -124,7 +124,7 @@ class RosiInputs:
 
         def pooled(arms: tuple[str, ...]) -> np.ndarray:
             tot = sum(self.sizes[a] for a in arms)
-            return sum(m[..., idx[a], :] * (self.sizes[a] / tot) for a in arms)
+            return cast(np.ndarray, sum(m[..., idx[a], :] * (self.sizes[a] / tot) for a in arms))
 
         T, R = pooled(t), pooled(r)
         interv = T[..., 0] - R[..., 0]
@@ -135,8 +135,8 @@ class RosiInputs:
         return avoided, interv
 
 
-def rosi_inputs(w: pd.DataFrame, intervention_categories: tuple[str, ...], n_reps: int = 5000,
-                seed: int = 0) -> RosiInputs:
+def rosi_inputs(w: pd.DataFrame, intervention_categories: tuple[str, ...], n_reps: int,
+                seed: int) -> RosiInputs:
     """Arm means and within-arm bootstrap replicates from wide per-family costs."""
     w = w[w["group"].isin(["pilot", "comparison"])].reset_index(drop=True)
     arm = arm_labels(w)
@@ -157,8 +157,8 @@ def rosi_inputs(w: pd.DataFrame, intervention_categories: tuple[str, ...], n_rep
     return RosiInputs(arms, sizes, means, reps, ic, sc)
 
 
-def rosi_table(inp: RosiInputs, params: RosiParams, price_year: int, perspective: str = "",
-               level: float = 0.95, min_cell: int = 5) -> pd.DataFrame:
+def rosi_table(inp: RosiInputs, params: RosiParams, price_year: int, perspective: str,
+               level: float = 0.95, *, min_cell: int) -> pd.DataFrame:
     """``rosi.csv`` from :func:`rosi_inputs` (one row per comparison; € per family)."""
     rows = []
     a = 1 - level
@@ -282,3 +282,33 @@ def rosi_results(study: Study, fc: FamilyCosts | None = None) -> pd.DataFrame:
 def rosi_sensitivity_results(study: Study, fc: FamilyCosts | None = None) -> pd.DataFrame:
     """``results/rosi_sensitivity.csv`` (the tornado's data)."""
     return rosi_sensitivity(_inputs_of(study, n_reps=0, fc=fc), RosiParams.from_config(study.config))  # point values only
+
+
+# --------------------------------------------------------------------------- multiple imputation (issue 15)
+#: suffix of the ``comparison`` label of the MI rows of ``rosi.csv``
+MI_SUFFIX = " (multiple imputation)"
+NOTE_MI_NOTHING_MISSING = ("multiple imputation: no follow-up cost is missing (register costs count for every family "
+                           "whether or not its end score exists), so the imputed ROSI equals the complete-case row")
+
+
+def rosi_mi_rows(rosi: pd.DataFrame, n_missing_costs: int, method: str) -> pd.DataFrame:
+    """MI rows of ``rosi.csv`` for the randomised comparisons, labelled ``<comparison> (multiple
+    imputation)``.
+
+    ROSI uses costs only, and the register costs of :mod:`hbeval.costs.engine` exist for every
+    family in its window, so the imputation of end scores does not enter it: with
+    ``n_missing_costs == 0`` the MI row repeats the complete-case row (point and bootstrap CI)
+    and ``rosi_note`` says so, so that the reader sees that the ROSI is unaffected by missing
+    outcomes. Imputed follow-up costs (``n_missing_costs > 0``) are not pooled into ROSI yet:
+    the row is then left empty and ``rosi_note`` says so.
+    """
+    randomised = [c for c, (_, _, how) in COMPARISONS.items() if how == "randomised"]
+    out = rosi[rosi["comparison"].isin(randomised)].copy()
+    out["comparison"] = out["comparison"] + MI_SUFFIX
+    note = f"{NOTE_MI_NOTHING_MISSING} ({method})"
+    if n_missing_costs:
+        out[["intervention_cost_eur", "avoided_cost_eur", "rosi", "ci_low", "ci_high", "gross_avoided_year1_eur"]] = np.nan
+        note = f"not computed: {n_missing_costs} follow-up costs are missing and ROSI does not pool imputed costs yet"
+        out["rosi_note"] = ""
+    out["rosi_note"] = [note if not str(n) else f"{n}; {note}" for n in out["rosi_note"].fillna("")]
+    return out.reset_index(drop=True)

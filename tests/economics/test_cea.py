@@ -16,6 +16,8 @@ from hbeval.stats.icer import bootstrap_ols, fieller_interval, icer_bootstrap_ci
 from hbeval.stats.ols import jackknife_coef, ols_fit
 
 Z = 1.959963984540054
+#: The willingness-to-pay grid of ``study.toml``'s defaults (what these tests were written with).
+WTP = (0, 250, 500, 1000, 2000, 5000)
 
 
 def _data(n_cell=120, n_comp=300, d_effect=(0.0, 0.4, 0.3, 0.8), d_cost=(0.0, 500.0, 300.0, 900.0),
@@ -89,7 +91,7 @@ def test_quadrants_and_icer_point():
 
 def test_dominated_contrast_is_reported_as_such():
     d = _data(pilot_effect=-0.8, pilot_cost=3000.0, seed=5)
-    res = cea_analysis(d, n_reps=1000, seed=2)
+    res = cea_analysis(d, n_reps=1000, seed=2, wtp=WTP, wtp_reference=1000.0, min_cell=5)
     t = res.to_frame()
     pvc = t[t["contrast"] == "pilot_vs_comparison"]
     assert len(pvc) == 3 and set(pvc["ci_method"]) == {"fieller", "bootstrap_percentile", "bootstrap_bca"}
@@ -166,7 +168,7 @@ def test_bootstrap_ci_of_a_cost_difference_covers_at_the_nominal_rate():
 # ------------------------------------------------------------------------ the analysis
 def test_cea_recovers_known_differences_and_tables_are_consistent():
     d = _data(n_cell=250, n_comp=500, seed=8)
-    res = cea_analysis(d, wtp=(0, 1000, 5000), wtp_reference=1000, n_reps=2000, seed=1)
+    res = cea_analysis(d, wtp=(0, 1000, 5000), wtp_reference=1000, n_reps=2000, seed=1, min_cell=5)
     t = res.to_frame()
     one = t.drop_duplicates("contrast").set_index("contrast")
     assert one.loc["pilot_vs_comparison", "delta_effect"] == pytest.approx(0.5 + np.mean([0, 0.4, 0.3, 0.8]), abs=0.15)
@@ -191,7 +193,7 @@ def test_cea_recovers_known_differences_and_tables_are_consistent():
 def test_delta_effect_follows_the_primary_specification():
     effects = pytest.importorskip("hbeval.stats.factorial")
     d = _data(seed=12)
-    res = cea_analysis(d, n_reps=200, seed=1)
+    res = cea_analysis(d, n_reps=200, seed=1, wtp=WTP, wtp_reference=1000.0, min_cell=5)
     m = (d["group"] == "pilot").to_numpy()
     sub = d[m]
     code = sub["cell"].map({c: k for k, c in enumerate(CELLS)}).to_numpy()
@@ -209,7 +211,7 @@ def test_delta_effect_follows_the_primary_specification():
 def test_nmb_regression_matches_statsmodels_hc2():
     sm = pytest.importorskip("statsmodels.api")
     d = _data(seed=13)
-    res = cea_analysis(d, wtp=(2000,), n_reps=200, seed=1)
+    res = cea_analysis(d, wtp=(2000,), n_reps=200, seed=1, wtp_reference=1000.0, min_cell=5)
     est, lo, hi, _ = res.contrasts["pilot_vs_comparison"].nmb[2000.0]
     ok = d["end"].notna()
     s = d[ok]
@@ -227,8 +229,8 @@ def test_nmb_regression_matches_statsmodels_hc2():
 
 def test_same_seed_same_tables_and_plane_replicates():
     d = _data(seed=14)
-    a = cea_analysis(d, n_reps=500, seed=3)
-    b = cea_analysis(d, n_reps=500, seed=3)
+    a = cea_analysis(d, n_reps=500, seed=3, wtp=WTP, wtp_reference=1000.0, min_cell=5)
+    b = cea_analysis(d, n_reps=500, seed=3, wtp=WTP, wtp_reference=1000.0, min_cell=5)
     pd.testing.assert_frame_equal(a.to_frame(), b.to_frame())
     pd.testing.assert_frame_equal(a.ceac_frame(), b.ceac_frame())
     pd.testing.assert_frame_equal(ce_plane_replicates(a), ce_plane_replicates(b))
@@ -237,7 +239,7 @@ def test_same_seed_same_tables_and_plane_replicates():
 def test_ce_plane_replicates_are_the_first_draws_of_the_reported_contrasts(tmp_path):
     """``replicates/ce_plane.csv``: the first draws of every contrast, exact through the CSV,
     and none of a contrast that cea.csv suppresses."""
-    a = cea_analysis(_data(seed=14), n_reps=500, seed=3)
+    a = cea_analysis(_data(seed=14), n_reps=500, seed=3, wtp=WTP, wtp_reference=1000.0, min_cell=5)
     r = ce_plane_replicates(a, max_per_contrast=300)
     assert list(r.columns) == ["contrast", "replicate", "delta_cost", "delta_effect"]
     assert list(dict.fromkeys(r["contrast"])) == list(a.contrasts) and len(r) == 300 * len(a.contrasts)
@@ -248,7 +250,8 @@ def test_ce_plane_replicates_are_the_first_draws_of_the_reported_contrasts(tmp_p
     r.to_csv(tmp_path / "ce_plane.csv", index=False)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ce_plane.csv"), r)
     assert len(ce_plane_replicates(a)) == 500 * len(a.contrasts)  # fewer draws than the cap: all of them
-    small = cea_analysis(_data(n_cell=3, n_comp=50, seed=15), n_reps=200, seed=1, min_cell=20)
+    small = cea_analysis(_data(n_cell=3, n_comp=50, seed=15), n_reps=200, seed=1, min_cell=20, wtp=WTP,
+                         wtp_reference=1000.0)
     shown = small.to_frame().dropna(subset=["delta_cost_eur"])["contrast"]
     s = ce_plane_replicates(small)
     assert "frame_shares" not in set(s["contrast"]) and set(s["contrast"]) == set(shown)
@@ -256,7 +259,7 @@ def test_ce_plane_replicates_are_the_first_draws_of_the_reported_contrasts(tmp_p
 
 def test_small_groups_are_suppressed():
     d = _data(n_cell=3, n_comp=50, seed=15)
-    res = cea_analysis(d, n_reps=200, seed=1, min_cell=20)
+    res = cea_analysis(d, n_reps=200, seed=1, min_cell=20, wtp=WTP, wtp_reference=1000.0)
     t = res.to_frame()
     r = t[t["contrast"] == "frame_shares"]
     assert (r["n"] == "<20").all() and r["delta_cost_eur"].isna().all()
@@ -264,9 +267,10 @@ def test_small_groups_are_suppressed():
 
 def test_missing_groups_or_outcomes_give_empty_tables_not_errors():
     d = _data(seed=16)
-    pilot_only = cea_analysis(d[d["group"] == "pilot"], n_reps=100, seed=1).to_frame()
+    pilot_only = cea_analysis(d[d["group"] == "pilot"], n_reps=100, seed=1, wtp=WTP, wtp_reference=1000.0,
+                              min_cell=5).to_frame()
     assert "pilot_vs_comparison" not in set(pilot_only["contrast"]) and len(pilot_only) == 6 * 3
     d2 = d.copy()
     d2["end"] = np.nan
-    res = cea_analysis(d2, n_reps=100, seed=1)
+    res = cea_analysis(d2, n_reps=100, seed=1, wtp=WTP, wtp_reference=1000.0, min_cell=5)
     assert len(res.to_frame()) == 0 and "icer" in res.to_frame().columns and len(res.ceac_frame()) == 0

@@ -79,7 +79,7 @@ ARMS = {
 
 def test_avoided_costs_are_comparison_adjusted_by_hand():
     inp = rosi_inputs(_wide(ARMS), ("budget_spending", "staff_time", "teaming"), n_reps=200, seed=1)
-    t = rosi_table(inp, RosiParams(), price_year=2024, perspective="organiser").set_index("comparison")
+    t = rosi_table(inp, RosiParams(), price_year=2024, perspective="organiser", min_cell=5).set_index("comparison")
     # cell 0 vs comparison: counterfactual = own pre 4000 + comparison's change (+200) = 4200; actual 3000
     r = t.loc[f"{CELLS[0]} vs comparison"]
     assert r["avoided_cost_eur"] == pytest.approx(1200.0)
@@ -107,15 +107,16 @@ def test_undefined_rosi_when_the_arm_is_not_more_expensive():
     arms = dict(ARMS)
     arms[CELLS[2]] = (900.0, 2900.0, 3900.0)
     arms[CELLS[3]] = (1100.0, 2400.0, 4100.0)  # frame_shares level: 1000 vs frame_only 1100
-    t = rosi_table(rosi_inputs(_wide(arms), ("budget_spending",), 100, 1), RosiParams(), 2024).set_index("comparison")
+    t = rosi_table(rosi_inputs(_wide(arms), ("budget_spending",), 100, 1), RosiParams(), 2024, perspective="",
+                   min_cell=5).set_index("comparison")
     r = t.loc["frame_shares vs frame_only"]
     assert math.isnan(r["rosi"]) and "not positive" in r["rosi_note"]
 
 
 def test_bootstrap_ci_covers_the_point_and_is_seeded():
     w = _wide(ARMS, n=40, noise=400.0, seed=3)
-    a = rosi_table(rosi_inputs(w, ("budget_spending",), 1000, 7), RosiParams(), 2024)
-    b = rosi_table(rosi_inputs(w, ("budget_spending",), 1000, 7), RosiParams(), 2024)
+    a = rosi_table(rosi_inputs(w, ("budget_spending",), 1000, 7), RosiParams(), 2024, perspective="", min_cell=5)
+    b = rosi_table(rosi_inputs(w, ("budget_spending",), 1000, 7), RosiParams(), 2024, perspective="", min_cell=5)
     pd.testing.assert_frame_equal(a, b)
     p = a.set_index("comparison").loc["pilot vs comparison"]
     assert p["ci_low"] < p["rosi"] < p["ci_high"]
@@ -158,9 +159,9 @@ def test_rosi_results_on_a_study(small_demo_dir, tmp_path):
 def test_without_a_comparison_group_only_the_factor_contrasts_remain():
     arms = {k: v for k, v in ARMS.items() if k != "comparison"}
     inp = rosi_inputs(_wide(arms), ("budget_spending",), 100, 1)
-    assert rosi_table(inp, RosiParams(), 2024)["comparison"].tolist() == ["frame_shares vs frame_only",
-                                                                          "teaming vs no_teaming"]
+    assert rosi_table(inp, RosiParams(), 2024, perspective="", min_cell=5)["comparison"].tolist() == [
+        "frame_shares vs frame_only", "teaming vs no_teaming"]
     only = rosi_inputs(_wide({"comparison": ARMS["comparison"]}), ("budget_spending",), 100, 1)
-    t = rosi_table(only, RosiParams(), 2024)
+    t = rosi_table(only, RosiParams(), 2024, perspective="", min_cell=5)
     assert len(t) == 0 and "rosi" in t.columns
     assert len(rosi_sensitivity(only, RosiParams())) == 0
