@@ -71,6 +71,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.linalg
 
 from hbeval.stats.ri import blas_single_thread
 
@@ -109,7 +110,10 @@ class _Space:
         for i, r in enumerate(rows):
             for k, v in r.items():
                 P[i, index[k]] = v
-        _, sv, vt = np.linalg.svd(P, full_matrices=False)
+        try:
+            _, sv, vt = np.linalg.svd(P, full_matrices=False)
+        except np.linalg.LinAlgError:  # gesdd can fail to converge (seen with OpenBLAS's Haswell kernels)
+            _, sv, vt = scipy.linalg.svd(P, full_matrices=False, lapack_driver="gesvd")
         tol = max(P.shape) * np.finfo(float).eps * (sv[0] if len(sv) else 0.0) * 100
         self.basis = vt[sv > tol]
 

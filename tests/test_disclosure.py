@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.linalg
 
 from hbeval import disclosure as D
 
@@ -518,3 +519,17 @@ def html_text(s: str) -> str:
     import html
 
     return html.escape(s)
+
+
+def test_row_space_survives_an_svd_that_does_not_converge():
+    """A 170 x 124 matrix of -1/0/1 from a crash-test study on which LAPACK's gesdd (numpy's
+    SVD) does not converge with OpenBLAS's Haswell kernels (the Makefile's setting): the row
+    space falls back to gesvd and still holds every published row and nothing outside it."""
+    P = np.load(Path(__file__).with_name("disclosure_svd_nonconvergence.npy")).astype(float)
+    rows = [{j: P[i, j] for j in np.flatnonzero(P[i])} for i in range(P.shape[0])]
+    space = D._Space(rows, {j: j for j in range(P.shape[1])})
+    sv = scipy.linalg.svd(P, compute_uv=False, lapack_driver="gesvd")
+    assert space.basis.shape[0] == int((sv > sv[0] * 1e-10).sum())
+    assert all(space.contains(r) for r in rows)
+    outside = scipy.linalg.null_space(space.basis)[:, 0]  # orthogonal to every published row
+    assert not space.contains({j: outside[j] for j in range(P.shape[1])})

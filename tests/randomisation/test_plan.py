@@ -149,8 +149,10 @@ def test_swapping_the_plan_recorded_in_the_registry_breaks_the_chain(fresh, caps
 
 
 def test_plan_refuses_a_subgroup_that_is_not_a_column(fresh, capsys):
-    (fresh / "study.toml").write_text((fresh / "study.toml").read_text(encoding="utf-8").replace(
-        'mic = 1.0', 'mic = 1.0\nsubgroups = ["no_such_column"]'), encoding="utf-8")
+    toml = (fresh / "study.toml").read_text(encoding="utf-8")
+    assert 'subgroups = ["service_line"]' in toml  # the demo's own pre-specified subgroup
+    (fresh / "study.toml").write_text(toml.replace('subgroups = ["service_line"]', 'subgroups = ["no_such_column"]'),
+                                      encoding="utf-8")
     assert main(["plan", str(fresh)]) == 1
     assert "outcomes.subgroups" in capsys.readouterr().err and not (fresh / plan.PLAN_JSON).exists()
 
