@@ -53,6 +53,13 @@ def _fresh_study(d: Path) -> Path:
     from hbeval.demo import write_demo
 
     write_demo(d, n_pilot=120, n_comparison=160, seed=7)  # (n_pilot=40 crashes balance: see the report)
+    # few RI draws and bootstrap replicates: a crash is a crash however long the analysis; the kill points
+    # scale with the measured report, so the test stays as thorough and takes less time
+    toml = (d / "study.toml").read_text(encoding="utf-8")
+    toml = toml.replace("[outcomes]\n", "[outcomes]\nri_draws = 200\n", 1).replace(
+        "[economics]\n", "[economics]\nbootstrap_reps = 200\n", 1)
+    assert "ri_draws = 200" in toml and "bootstrap_reps = 200" in toml
+    (d / "study.toml").write_text(toml, encoding="utf-8")
     for name in ("allocation.sqlite", "assignments.csv"):
         (d / name).unlink(missing_ok=True)  # nothing assigned yet: assign --all has work to do
     return d

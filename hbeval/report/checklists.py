@@ -14,6 +14,9 @@ when only the evaluators can answer the item (registration, funding, discussion 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import pandas as pd
 
 from hbeval.report import i18n
@@ -52,7 +55,7 @@ CONSORT_2025: tuple[tuple[str, str, str, str, tuple[str, ...], str], ...] = (
     ("17b", "Methods", "Type of randomisation", "Type of randomisation and any restriction (stratification, blocking, block size).",
      ("baseline", "repro"), "answered"),
     ("18", "Methods", "Allocation concealment", "Mechanism used to implement the sequence and steps taken to conceal it.",
-     ("baseline", "repro"), "partly"),
+     ("baseline",), "partly"),
     ("19", "Methods", "Implementation", "Whether those who enrolled and assigned participants had access to the sequence.", (), "authors"),
     ("20a", "Methods", "Blinding", "Who was blinded after assignment.", (), "authors"),
     ("20b", "Methods", "Blinding", "If blinded, how, and the similarity of interventions.", (), "authors"),
@@ -103,6 +106,29 @@ FACTORIAL: tuple[tuple[str, str, str, tuple[str, ...], str], ...] = (
 )
 
 
+#: CHEERS 2022 item -> the report sections that answer it (empty: only the authors can answer it).
+CHEERS_SECTIONS: dict[int, tuple[str, ...]] = {
+    1: ("summary",), 2: ("summary",), 3: (), 4: ("deviations", "repro"), 5: ("flow", "baseline"), 6: ("baseline",),
+    7: ("flow", "cea"), 8: ("costs",), 9: ("costs", "rosi"), 10: ("rosi",), 11: ("outcomes", "cea"), 12: ("outcomes",),
+    13: ("cea",), 14: ("costs", "quality"), 15: ("costs", "repro"), 16: ("cea",), 17: ("cea", "rosi"),
+    18: ("costs", "cea"), 19: (), 20: ("cea", "rosi"), 21: (), 22: ("rosi", "repro"), 23: ("costs", "cea", "rosi"),
+    24: ("cea", "rosi"), 25: (), 26: ("comparison",), 27: (), 28: (),
+}
+
+
+@dataclass(frozen=True)
+class SectionRefs:
+    """Where a checklist item is answered: report sections (keys of
+    :data:`hbeval.report.render.SECTIONS`). :func:`hbeval.report.render.table_html` draws each as a link
+    to the section with its page number in the PDF; as text it reads as the sections' titles."""
+
+    keys: tuple[str, ...]
+    lang: str = "en"
+
+    def __str__(self) -> str:
+        return _where(self.keys, self.lang)
+
+
 def _where(sections: tuple[str, ...], lang: str) -> str:
     if not sections:
         return i18n.value("authors", lang)
@@ -128,14 +154,47 @@ def consort_checklist(lang: str = "en") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _refs(sections: str, lang: str) -> SectionRefs:
+    return SectionRefs(tuple(k for k in str(sections).split(",") if k), lang)
+
+
 def display_checklist(df: pd.DataFrame, lang: str = "en") -> pd.DataFrame:
-    """The checklist as the report shows it (item, topic, where, status)."""
-    return pd.DataFrame({"item": df["item"], "topic": df["topic"], "where": df["where"],
+    """The checklist as the report shows it (item, topic, where, status): topics in ``lang``, and
+    ``where`` as links to the sections that answer the item (with their page numbers in the PDF)."""
+    return pd.DataFrame({"item": [str(x).replace("-", "\u2011") for x in df["item"]],  # "21a-F" never breaks at its hyphen
+                         "topic": [i18n.topic(str(x), lang) for x in df["topic"]],
+                         "where": [_refs(x, lang) if x == x else SectionRefs((), lang) for x in df["sections"]],
                          "status": [i18n.value(s, lang) for s in df["status"]]})
 
 
-def cheers_display(cheers: pd.DataFrame, lang: str = "en") -> pd.DataFrame:
-    """CHEERS 2022 (``results/cheers.csv``: ``item, topic, where_answered, status, answer``) in the report's columns."""
+def cheers_answers(config: Any, lang: str = "en") -> dict[int, str]:
+    """What this study's configuration answers to CHEERS items 8–22, in ``lang``."""
+    def n(x: float) -> str:
+        s = f"{x:g}"
+        return s.replace(".", ",") if lang == "fi" else s
+
+    return {
+        8: i18n.value(config.perspective, lang),
+        9: i18n.t("cheers_answer_9", lang, days=config.follow_up_days, h=n(config.horizon_years)),
+        10: i18n.t("cheers_answer_10", lang, r=n(config.discount_rate)),
+        11: i18n.t("cheers_answer_11", lang, o=i18n.outcome(config.primary, lang)),
+        13: i18n.t("cheers_answer_13", lang, o=i18n.outcome(config.primary, lang),
+                   w=", ".join(i18n.num(w, lang, 0) for w in config.wtp_eur)),
+        15: i18n.t("cheers_answer_15", lang, py=config.price_year),
+        20: i18n.t("cheers_answer_20", lang, reps=i18n.num(config.bootstrap_reps, lang, 0), seed=config.seed),
+        22: i18n.t("cheers_answer_22", lang, dw=n(config.deadweight), at=n(config.attribution), dp=n(config.displacement),
+                   do=n(config.drop_off), ic=", ".join(i18n.value(x, lang) for x in config.intervention_categories)),
+    }
+
+
+def cheers_display(cheers: pd.DataFrame, lang: str = "en", config: Any = None) -> pd.DataFrame:
+    """CHEERS 2022 (``results/cheers.csv``: ``item, topic, where_answered, status, answer``) in the report's
+    columns: the topic in ``lang``, where as links to the report's sections (:data:`CHEERS_SECTIONS`), and,
+    when ``config`` is given, this study's answer in ``lang`` (else the answer as ``cheers.csv`` has it)."""
     c = cheers
-    return pd.DataFrame({"item": c["item"].astype(str), "topic": c["topic"], "where": c["where_answered"],
-                         "status": [i18n.value(s, lang) for s in c["status"]], "answer": c["answer"].fillna("")})
+    items = [int(i) for i in c["item"]]
+    answers = cheers_answers(config, lang) if config is not None else {}
+    answer = [answers.get(i, "") if config is not None else ("" if a != a else str(a)) for i, a in zip(items, c["answer"])]
+    return pd.DataFrame({"item": c["item"].astype(str), "topic": [i18n.topic(str(x), lang) for x in c["topic"]],
+                         "where": [SectionRefs(CHEERS_SECTIONS.get(i, ()), lang) for i in items],
+                         "status": [i18n.value(s, lang) for s in c["status"]], "answer": answer})

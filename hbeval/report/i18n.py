@@ -9,6 +9,8 @@ Finnish).
 from __future__ import annotations
 
 import math
+import re
+import string
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -122,13 +124,20 @@ STRINGS: dict[str, tuple[str, str]] = {
                  "Tulosmuuttujan {o} pienimmäksi merkitykselliseksi muutokseksi on asetettu {mic} pistettä (study.toml). "
                  "Julkaistua arvoa ei ole (Kykyviisarille ei ole julkaistu MIC-arvoa eikä perheversiota): kyse on oletuksesta."),
     "spec_note": ("Primary specification: OLS of the end score on the arm indicators, the start score and stratum fixed "
-                  "effects; HC2 standard errors; t-based 95 % intervals. Randomisation-inference p-values re-randomise "
+                  "effects; HC2 standard errors; t-based 95 % intervals, on the Bell–McCaffrey degrees of freedom when "
+                  "fewer than 50 families are analysed and on the residual degrees of freedom from 50 on. "
+                  "Randomisation-inference p-values re-randomise "
                   "within strata under the procedure actually used; adjusted p-values control multiplicity within each "
-                  "pre-declared outcome family.",
+                  "pre-declared outcome family. Where the randomisation-inference interval has no bound (too few "
+                  "families to reject any effect, however large), the table's note says so.",
                   "Ensisijainen malli: loppupisteiden OLS-regressio haaraindikaattoreilla, alkupisteillä ja ositteiden "
-                  "kiinteillä vaikutuksilla; HC2-keskivirheet; t-jakaumaan perustuvat 95 %:n luottamusvälit. "
+                  "kiinteillä vaikutuksilla; HC2-keskivirheet; t-jakaumaan perustuvat 95 %:n luottamusvälit, jotka "
+                  "lasketaan Bellin–McCaffreyn vapausasteilla, kun analysoituja perheitä on alle 50, ja siitä alkaen "
+                  "jäännösvapausasteilla. "
                   "Satunnaistuspäättelyn p-arvot arvotaan uudelleen ositteiden sisällä todellisella menettelyllä; "
-                  "korjatut p-arvot huomioivat monivertailun kunkin ennalta määritellyn tulosmuuttujaperheen sisällä."),
+                  "korjatut p-arvot huomioivat monivertailun kunkin ennalta määritellyn tulosmuuttujaperheen sisällä. "
+                  "Jos satunnaistuspäättelyn luottamusvälillä ei ole rajaa (perheitä on liian vähän minkään, "
+                  "suurenkaan, vaikutuksen hylkäämiseen), taulukon huomautus kertoo sen."),
     "interaction_note": ("In a 2×2 factorial trial the main effects at the margins average over the other factor. They "
                          "answer the policy questions only if the interaction is small; the interaction is estimated from "
                          "the same model with the product term and is reported with its interval (CONSORT factorial "
@@ -149,7 +158,7 @@ STRINGS: dict[str, tuple[str, str]] = {
                   "are the difference against the counterfactual, adjusted for deadweight {dw}, attribution {at}, "
                   "displacement {dp} and drop-off {do}, discounted at {dr} over {h} year(s).",
                   "ROSI = (vältetyt kustannukset − intervention kustannukset) / intervention kustannukset. Intervention "
-                  "kustannukset: {ic}. Vältetyt kustannukset ovat ero vastaisuuteen nähden, korjattuna nollavaikutuksella "
+                  "kustannukset: {ic}. Vältetyt kustannukset ovat ero vertailutilanteeseen (kontrafaktuaaliin) nähden, korjattuna nollavaikutuksella "
                   "{dw}, muiden osuudella {at}, syrjäytyksellä {dp} ja hiipumisella {do}, diskontattuna korolla {dr} "
                   "{h} vuoden ajalta."),
     "quality_note": ("Every input row was checked against the data schema before the analysis; rejected rows stop the "
@@ -320,11 +329,17 @@ def t(key: str, lang: str = "en", **fields: Any) -> str:
     s = STRINGS[key][_idx(lang)]
     if not fields:
         return s
+    if lang == "fi":  # a bare float field ({dr}, not {w:.0f}) gets the decimal comma: 0,035 (report-print)
+        bare = {f for _, f, spec, conv in string.Formatter().parse(s) if f and not spec and not conv}
+        fields = {k: (f"{v:g}".replace(".", ",").replace("-", "−") if k in bare and isinstance(v, float) else v)
+                  for k, v in fields.items()}
     return s.format(**fields).replace("= <", "< ")  # "p = <0.001" reads "p < 0.001"
 
 
 #: the opening words of the ``note`` of effects.csv, in Finnish (the rest of a note stays as written)
-_NOTE_FI = {"not estimable": "ei estimoitavissa", "no data": "ei aineistoa", "no standard error": "ei keskivirhettä"}
+_NOTE_FI = {"not estimable": "ei estimoitavissa", "no data": "ei aineistoa", "no standard error": "ei keskivirhettä",
+            # flow-and-small-pilots: an unbounded RI interval (hbeval.outcomes.effects.NOTE_RI_UNBOUNDED)
+            "randomisation-inference interval unbounded": "satunnaistuspäättelyn luottamusväli on rajaton"}
 
 
 def note(text: Any, lang: str = "en") -> str:
@@ -369,6 +384,9 @@ def outcome(name: str, lang: str = "en") -> str:
     return labels[_idx(lang)] if labels else name
 
 
+_PAREN = re.compile(r"^(.+) \((.+)\)$")
+
+
 def value(v: Any, lang: str = "en") -> str:
     """The label of a categorical value: a contrast, cell, stage, category ... (the value itself when unknown)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -378,6 +396,9 @@ def value(v: Any, lang: str = "en") -> str:
         return VALUES[s][_idx(lang)]
     if s in _STUDY_OUTCOMES or s in OUTCOMES:
         return outcome(s, lang)
+    m = _PAREN.match(s)  # "frame_only (multiple imputation)" (report-print)
+    if m and m.group(1) in VALUES and m.group(2) in VALUES:
+        return f"{value(m.group(1), lang)} ({value(m.group(2), lang)})"
     if " vs " in s:  # rosi comparisons: "frame_only/teaming vs comparison"
         a, b = s.split(" vs ", 1)
         return f"{value(a, lang)} vs {value(b, lang)}"
@@ -562,6 +583,74 @@ STRINGS.update({
     "fig_flow_anal": ("Analysis", "Analyysi"),
     "fig_flow_notalloc": ("not yet allocated", "ei vielä satunnaistettu"),
     "fig_flow_title": ("CONSORT flow diagram", "CONSORT-kulkukaavio"),
+    # flow-and-small-pilots: the not-analysed boxes, the comparison's analysis populations, collapsed rows
+    "fig_flow_not_analysed": ("Not analysed", "Ei analysoitu"),
+    "fig_flow_complete_cases": ("Analysed, complete cases (start and end score; CEA)",
+                                "Analysoitu, täydelliset havainnot (alku- ja loppumittaus; kustannusvaikuttavuus)"),
+    "fig_flow_dr_population": ("Comparison estimate (doubly robust): {n} comparison and {n_pilot} pilot families with "
+                               "the end score, in common support; the start score may be missing",
+                               "Vertailuestimaatti (kaksoisrobusti): {n} vertailu- ja {n_pilot} kokeiluperhettä, "
+                               "joilla on loppumittaus, yhteisellä tukialueella; alkumittaus saa puuttua"),
+    "fig_flow_trimmed": ("Outside common support: {n}", "Yhteisen tukialueen ulkopuolella: {n}"),
+    "fig_flow_suppressed": ("suppressed", "piilotettu"),
+    "fig_flow_total": ("n = {n} in all cells", "n = {n} kaikissa soluissa"),
+    "fig_flow_suppressed_row": ("counts per cell suppressed (see the table)",
+                                "solukohtaiset lukumäärät piilotettu (ks. taulukko)"),
+    "fig_flow_each_cell": ("n <{k} or 0 in each cell", "n <{k} tai 0 kussakin solussa"),
+    "fig_flow_other_cells": ("n <{k} or 0 in each other cell", "n <{k} tai 0 kussakin muussa solussa"),
+    "ri_unbounded": ("no bound", "rajaton"),
+    "ri_unbounded_note": ("The randomisation-inference interval has no bound: re-randomising so few families rejects "
+                          "no constant effect, however large.",
+                          "Satunnaistuspäättelyn luottamusväli on rajaton: näin harvojen perheiden "
+                          "uudelleensatunnaistaminen ei hylkää mitään vakiovaikutusta, suurtakaan."),
+    "flow_fewer_than": ("fewer than {k}", "alle {k}"),
+    "flow_unknown": ("a suppressed number", "piilotettu määrä"),
+    "flow_s_assessed": ("{n} families were assessed for the pilot;", "Kokeiluun arvioitiin {n} perhettä;"),
+    "flow_s_assessed_unknown": ("The number of families assessed for the pilot is suppressed;",
+                                "Kokeiluun arvioitujen perheiden määrä on piilotettu;"),
+    "flow_s_excluded": ("{n} were excluded.", "heistä suljettiin pois {n}."),
+    "flow_s_randomised": ("{n} families were randomised to the four cells of the 2×2.",
+                          "{n} perhettä satunnaistettiin 2×2-asetelman neljään soluun."),
+    "flow_s_randomised_small": ("Fewer than 5 families were randomised to some of the four cells of the 2×2, so the "
+                                "counts per cell are not shown.",
+                                "Osaan 2×2-asetelman neljästä solusta satunnaistettiin alle 5 perhettä, joten "
+                                "solukohtaisia lukumääriä ei näytetä."),
+    "flow_s_followup": ("Of the randomised families, {lost} had no end score (lost to follow-up), {na} had an end score "
+                        "but did not contribute to the primary estimate (not analysed, reasons in the figure) and {anal} "
+                        "were analysed.",
+                        "Satunnaistetuista perheistä {lost} jäi ilman loppumittausta (menetetty seurannassa), {na} "
+                        "perheellä oli loppumittaus, mutta he eivät ole mukana ensisijaisessa estimaatissa (ei "
+                        "analysoitu, syyt kuvassa), ja {anal} analysoitiin."),
+    "flow_s_followup_unknown": ("The counts of randomised families lost to follow-up, not analysed and analysed are "
+                                "suppressed, in each cell and in total (a cell holds fewer than 5 of them).",
+                                "Seurannassa menetettyjen, analysoimatta jääneiden ja analysoitujen satunnaistettujen "
+                                "perheiden lukumäärät on piilotettu soluittain ja yhteensä (jossakin solussa niitä on "
+                                "alle 5)."),
+    "flow_s_comparison": ("Of the {n} comparison families, {lost} had no end score, {na} had no start score and {anal} "
+                          "had both (the complete cases, used in the cost-effectiveness analysis).",
+                          "Vertailuryhmän {n} perheestä {lost} jäi ilman loppumittausta, {na} ilman alkumittausta, ja "
+                          "{anal} perheellä oli molemmat (täydelliset havainnot, joita kustannusvaikuttavuusanalyysi "
+                          "käyttää)."),
+    "flow_s_comparison_dr": ("The doubly robust comparison estimate uses {n} comparison families: those with the end "
+                             "score in common support, with or without a start score.",
+                             "Kaksoisrobusti vertailuestimaatti käyttää {n} vertailuperhettä: ne, joilla on "
+                             "loppumittaus ja jotka ovat yhteisellä tukialueella, alkumittauksen kanssa tai ilman."),
+    "flow_populations_note": (
+        "Who is in which analysis. “Analysed” are the families with both the start and the end score: the randomised "
+        "contrasts and the cost-effectiveness analysis use them (families alone in their stratum are fitted exactly by "
+        "it and do not contribute). “Not analysed” families have the end score but are in no randomised estimate, by "
+        "reason. The comparison estimate (doubly robust) also keeps families without a start score, with an indicator "
+        "for the missing score, and leaves out those outside common support, so its n (in the figure and in the "
+        "comparison table) differs from the complete cases. Where a row's counts per cell are suppressed, the figure "
+        "gives its total in all cells only when another table publishes it.",
+        "Kuka on missäkin analyysissa. ”Analysoitu” tarkoittaa perheitä, joilla on sekä alku- että loppumittaus: "
+        "satunnaistetut vertailut ja kustannusvaikuttavuusanalyysi käyttävät niitä (ositteessaan yksin olevat perheet "
+        "osite selittää täysin, joten ne eivät vaikuta estimaattiin). ”Ei analysoitu” -perheillä on loppumittaus, "
+        "mutta ne eivät ole missään satunnaistetussa estimaatissa; syy kerrotaan. Vertailuestimaatti "
+        "(kaksoisrobusti) pitää mukana myös perheet, joilta puuttuu alkumittaus (puuttuvan mittauksen "
+        "indikaattorilla), ja jättää pois yhteisen tukialueen ulkopuoliset, joten sen n (kuvassa ja "
+        "vertailutaulukossa) poikkeaa täydellisistä havainnoista. Kun rivin solukohtaiset lukumäärät on piilotettu, "
+        "kuva antaa kaikkien solujen yhteismäärän vain, jos jokin toinen taulukko julkaisee sen."),
     # love plot of the randomised margins
     "fig_love_title": ("Covariate balance (normalised differences)", "Taustamuuttujien tasapaino (standardoidut erot)"),
     "fig_love_x": ("Normalised difference (b − a)", "Standardoitu ero (b − a)"),
@@ -589,7 +678,7 @@ STRINGS.update({
     "fig_costs_income_support": ("Income support", "Toimeentulotuki"),
     "fig_costs_staff_time": ("Staff time", "Työaika"),
     "fig_costs_teaming": ("Teaming meetings", "Tiimikokoukset"),
-    "fig_costs_title": ("Mean cost per family, follow-up year", "Keskimääräinen kustannus perhettä kohden, seurantavuosi"),
+    "fig_costs_title": ("Mean cost per family", "Keskimääräinen kustannus perhettä kohden"),
     "fig_costs_y": ("€ per family", "€ perhettä kohden"),
     "fig_costs_pilot": ("Pilot", "Pilotti"),
     "fig_costs_comparison": ("Comparison", "Vertailu"),
@@ -599,7 +688,7 @@ STRINGS.update({
     "fig_ce_dE": ("Δ effect (points of {o})", "Vaikutuksen ero (pistettä, {o})"),
     "fig_ce_dC": ("Δ cost (€ per family)", "Kustannusero (€ perhettä kohden)"),
     "fig_ce_plane": ("Cost-effectiveness plane: {c}", "Kustannusvaikuttavuustaso: {c}"),
-    "fig_ce_wtp": ("WTP €{w:,.0f} per point", "Maksuhalukkuus {w:,.0f} € / piste"),
+    "fig_ce_wtp": ("WTP €{w} per point", "Maksuhalukkuus {w} € / piste"),
     "fig_ce_point": ("estimate", "estimaatti"),
     "fig_ce_reps": ("bootstrap replicates", "bootstrap-toistot"),
     "fig_ceac_title": ("Cost-effectiveness acceptability curve", "Kustannusvaikuttavuuden hyväksyttävyyskäyrä"),
@@ -611,9 +700,9 @@ STRINGS.update({
     "fig_tornado_low": ("low value", "matala arvo"),
     "fig_tornado_high": ("high value", "korkea arvo"),
     "fig_tornado_base": ("base case", "perusskenaario"),
-    "fig_tornado_deadweight": ("Deadweight", "Nollavaikutus (deadweight)"),
-    "fig_tornado_attribution": ("Attribution", "Muiden osuus (attribution)"),
-    "fig_tornado_displacement": ("Displacement", "Syrjäytys (displacement)"),
+    "fig_tornado_deadweight": ("Deadweight", "Nollavaikutus"),
+    "fig_tornado_attribution": ("Attribution", "Muiden osuus"),
+    "fig_tornado_displacement": ("Displacement", "Syrjäytys"),
     "fig_tornado_drop_off": ("Drop-off", "Vaikutuksen hiipuminen"),
     "fig_tornado_discount_rate": ("Discount rate", "Diskonttokorko"),
     "fig_tornado_horizon_years": ("Horizon (years)", "Aikahorisontti (v)"),
@@ -626,6 +715,67 @@ STRINGS.update({
     "fig_power_x": ("True effect (points)", "Todellinen vaikutus (pisteinä)"),
     "fig_power_y": ("Power", "Voima"),
     "fig_power_n": ("n = {n}", "n = {n}"),
+})
+
+
+#: Subgroups (issue 15, part A): the report's "subgroups" section, its forest plot and tables.
+STRINGS.update({
+    "sec_subgroups": ("Subgroups: for whom?", "Alaryhmät: kenelle?"),
+    "subgroups_intro": ("Pre-specified subgroups ({vars}): the effect of each randomised margin within each level, from "
+                        "the primary model with margin × level terms and level main effects (HC2), and one omnibus test "
+                        "per variable and margin that the effects are equal in every level (HC2 Wald F test, and its "
+                        "randomisation p-value under the assignment procedure actually used, with the pooled effect as a "
+                        "constant effect). A subgroup with fewer than {k} analysed families gets no estimate.",
+                        "Ennalta määritellyt alaryhmät ({vars}): kummankin satunnaistetun tekijän vaikutus kullakin "
+                        "tasolla ensisijaisesta mallista, jossa on tekijä × taso -termit ja tasojen päävaikutukset (HC2), "
+                        "sekä muuttujittain ja tekijöittäin yksi yhteistesti siitä, että vaikutus on sama kaikilla tasoilla "
+                        "(HC2-Wald-F-testi ja sen satunnaistamis-p-arvo todellisella satunnaistamismenettelyllä, "
+                        "yhdistetty vaikutus vakiovaikutuksena). Alaryhmä, jossa on alle {k} analysoitua perhettä, ei saa "
+                        "estimaattia."),
+    "subgroups_test": ("**{margin} by {var}**: test of heterogeneity p {p} (HC2 Wald test, HTZ F approximation); "
+                       "randomisation p {p_ri}.",
+                       "**{margin}, {var}**: heterogeenisuustestin p {p} (HC2-Wald-testi, HTZ-F-approksimaatio); "
+                       "satunnaistamis-p {p_ri}."),
+    "subgroups_no_test": ("**{margin} by {var}**: no test of heterogeneity ({why}).",
+                          "**{margin}, {var}**: ei heterogeenisuustestiä ({why})."),
+    "subgroups_exploratory": ("These subgroup findings are exploratory: no test of heterogeneity is convincing (none has both "
+                              "p and randomisation p below 0.05; smallest: p {p}, randomisation p {p_ri}). Differences "
+                              "between the subgroup estimates may well be chance, and the pooled effect of each margin is "
+                              "the best estimate for every subgroup.",
+                              "Alaryhmätulokset ovat eksploratiivisia: mikään heterogeenisuustesti ei ole vakuuttava "
+                              "(missään ei sekä p että satunnaistamis-p ole alle 0,05; pienin: p {p}, satunnaistamis-p "
+                              "{p_ri}). Alaryhmien estimaattien erot voivat hyvin olla sattumaa, ja kunkin tekijän "
+                              "yhdistetty vaikutus on paras arvio jokaiselle alaryhmälle."),
+    "subgroups_convincing": ("The test of heterogeneity of {which} is convincing (p and randomisation p below 0.05): the "
+                             "effect appears to differ between the subgroups. It is one of {k} pre-specified tests without "
+                             "multiplicity adjustment, so it should be confirmed; the other subgroup findings remain "
+                             "exploratory.",
+                             "Heterogeenisuustesti ({which}) on vakuuttava (p ja satunnaistamis-p alle 0,05): vaikutus "
+                             "näyttää eroavan alaryhmien välillä. Se on yksi {k} ennalta määritellystä testistä ilman "
+                             "monitestauskorjausta, joten tulos pitää vahvistaa; muut alaryhmätulokset ovat "
+                             "eksploratiivisia."),
+    "subgroups_untestable": ("These subgroup findings are exploratory: no test of heterogeneity could be made, since too few "
+                             "subgroups have enough families.",
+                             "Alaryhmätulokset ovat eksploratiivisia: heterogeenisuutta ei voitu testata, koska liian "
+                             "harvassa alaryhmässä on riittävästi perheitä."),
+    "cap_subgroups": ("Effects of the randomised margins on the primary outcome by subgroup (estimate, 95 % CI, n) and the "
+                      "test of heterogeneity; exploratory, no multiplicity adjustment.",
+                      "Satunnaistettujen tekijöiden vaikutus ensisijaiseen tulosmuuttujaan alaryhmittäin (estimaatti, "
+                      "95 %:n LV, n) ja heterogeenisuustesti; eksploratiivinen, ei monitestauskorjausta."),
+    "cap_subgroup_forest": ("Forest plot of the margins' effects by {v}; dashed: the pooled effect, dotted: the minimal "
+                            "important change.",
+                            "Metsäkuvio tekijöiden vaikutuksista ({v}); katkoviiva: yhdistetty vaikutus, pisteviiva: pienin "
+                            "merkityksellinen muutos."),
+    "cap_subgroup_costs": ("Mean follow-up cost per family by subgroup, group and cell (€, bootstrap 95 % CI).",
+                           "Keskimääräinen seurantajakson kustannus perhettä kohden alaryhmittäin, ryhmittäin ja soluittain "
+                           "(€, bootstrap 95 %:n LV)."),
+    "subgroup_no_estimate": ("no estimate (too few families)", "ei estimaattia (liian vähän perheitä)"),
+    "subgroup_heterogeneity": ("test of heterogeneity", "heterogeenisuustesti"),
+    "subgroup_test_cell": ("p {p}; RI p {p_ri}", "p {p}; satunnaistamis-p {p_ri}"),
+    "fig_subgroups_title": ("Effect by {v}: {m}", "Vaikutus ({v}): {m}"),
+    "fig_subgroups_x": ("Effect on {o} (points, 95 % CI)", "Vaikutus: {o} (pistettä, 95 %:n LV)"),
+    "fig_subgroups_het": ("heterogeneity p {p}, RI p {p_ri}", "heterogeenisuus p {p}, satunnaistamis-p {p_ri}"),
+    "fig_subgroups_noest": ("no estimate", "ei estimaattia"),
 })
 
 
@@ -729,4 +879,509 @@ COLUMNS.update({
     "mde": ("MDE", "MDE"), "bias": ("Bias", "Harha"), "rmse": ("RMSE", "RMSE"), "coverage": ("Coverage", "Kattavuus"),
     "rejection_rate_null": ("Rejection (no effect)", "Hylkäys (ei vaikutusta)"), "planned": ("Planned", "Suunniteltu"),
     "actual": ("Analysed", "Analysoitu"),
+})
+
+
+# ------------------------------------------------------------------------------------------------
+# report-print (issue 14, part B): a wholly Finnish report — covariates, service lines, the
+# complementary-suppression marker, checklist topics, figure labels and the table of contents.
+COLUMNS.update({
+    "household_size": ("Household size", "Kotitalouden koko"), "n_children": ("Children", "Lapsia"),
+    "youngest_child_age": ("Age of youngest child", "Nuorimman lapsen ikä"), "site": ("Site", "Toimipiste"),
+    "service_line": ("Service line", "Palvelulinja"), "area": ("Area", "Alue"),
+    "referral_reason": ("Referral reason", "Ohjauksen syy"), "pre_total_eur": ("Pre-period costs €", "Esijakson kustannukset €"),
+})
+
+VALUES.update({
+    "home_help": ("Home help", "Kotipalvelu"), "family_work": ("Family work", "Perhetyö"),
+    "family_counselling": ("Family counselling", "Kasvatus- ja perheneuvonta"),
+    "disability_services": ("Disability services", "Vammaispalvelut"),
+    "child_welfare_open_care": ("Child-welfare open care", "Lastensuojelun avohuolto"),
+    "suppressed": ("suppressed", "piilotettu"),  # hbeval.disclosure.COMPLEMENTARY
+    "organiser (wellbeing services county)": ("organiser (wellbeing services county)", "järjestäjä (hyvinvointialue)"),
+    # quadrants of the CE plane (compass points: koillinen, luode, kaakko, lounas)
+    "NE": ("NE", "KO"), "NW": ("NW", "LU"), "SE": ("SE", "KA"), "SW": ("SW", "LO"),
+    # joint balance tests, interval methods and analyses named in the tables
+    "joint_f": ("Joint F test", "Yhteinen F-testi"), "omnibus_ri": ("Omnibus test (RI)", "Omnibus-testi (SP)"),
+    "multiple imputation": ("multiple imputation", "moni-imputointi"),
+    "hour": ("hour", "tunti"), "visit": ("visit", "käynti"), "day": ("day", "päivä"), "meeting": ("meeting", "tapaaminen"),
+})
+
+STRINGS.update({
+    "toc_page": ("p.", "s."),
+    "fig_forest_mic": ("minimal important change ±{mic}", "pienin merkityksellinen muutos ±{mic}"),
+    "fig_forest_nr": ("not randomised (hollow)", "ei satunnaistettu (avoin ympyrä)"),
+    "fig_var_missing": ("missing", "puuttuu"),
+    "fig_var_start": ("start", "alku"),
+    "fig_ceac_no_interaction": ("the interaction is not a programme and is not drawn",
+                                "yhdysvaikutus ei ole toimintamalli, joten sitä ei piirretä"),
+    "cheers_answer_9": ("{days} days of follow-up; ROSI horizon {h} year(s)", "seuranta {days} päivää; ROSIn aikahorisontti {h} v"),
+    "cheers_answer_10": ("{r} per year (ROSI beyond the first year)", "{r} vuodessa (ROSI ensimmäisen vuoden jälkeen)"),
+    "cheers_answer_11": ("primary outcome {o}; costs from the organiser's registers",
+                         "ensisijainen tulosmuuttuja {o}; kustannukset järjestäjän rekistereistä"),
+    "cheers_answer_13": ("willingness to pay per point of {o}: {w} €", "maksuhalukkuus pistettä kohden ({o}): {w} €"),
+    "cheers_answer_15": ("EUR, price year {py}", "euro, hintavuosi {py}"),
+    "cheers_answer_20": ("{reps} bootstrap replicates (CEA at least 5 000), seed {seed}",
+                         "{reps} bootstrap-toistoa (CEA vähintään 5 000), siemenluku {seed}"),
+    "cheers_answer_22": ("deadweight {dw}, attribution {at}, displacement {dp}, drop-off {do}; intervention costs: {ic}",
+                         "nollavaikutus {dw}, muiden osuus {at}, syrjäytys {dp}, hiipuminen {do}; intervention kustannukset: {ic}"),
+})
+
+#: Topics of the reporting checklists (CONSORT 2025, its factorial extension, CHEERS 2022).
+TOPICS: dict[str, tuple[str, str]] = {k: (k, v) for k, v in {
+    "Title": "Otsikko", "Abstract": "Tiivistelmä", "Trial registration": "Kokeen rekisteröinti",
+    "Protocol and SAP": "Tutkimus- ja analyysisuunnitelma", "Data sharing": "Aineiston ja koodin saatavuus",
+    "Funding": "Rahoitus", "Conflicts of interest": "Sidonnaisuudet", "Background and rationale": "Tausta ja perustelut",
+    "Objectives": "Tavoitteet", "Patient and public involvement": "Asiakkaiden ja kansalaisten osallistuminen",
+    "Trial design": "Kokeen asetelma", "Changes to trial design": "Muutokset asetelmaan",
+    "Trial setting": "Toimintaympäristö", "Eligibility criteria": "Soveltuvuusehdot",
+    "Eligibility of sites and providers": "Toimipisteiden ja palveluntuottajien soveltuvuus",
+    "Intervention and comparator": "Interventio ja vertailukohta", "Outcomes": "Tulosmuuttujat", "Harms": "Haitat",
+    "Sample size": "Otoskoko", "Interim analyses": "Välianalyysit", "Sequence generation": "Satunnaistuslistan tuottaminen",
+    "Type of randomisation": "Satunnaistamisen tyyppi", "Allocation concealment": "Satunnaistuksen salaaminen",
+    "Implementation": "Toteutus", "Blinding": "Sokkoutus", "Statistical methods": "Tilastolliset menetelmät",
+    "Analysis population": "Analyysijoukko", "Missing data": "Puuttuvat tiedot", "Additional analyses": "Lisäanalyysit",
+    "Participant flow": "Osallistujien kulku", "Losses and exclusions": "Menetykset ja poissulut",
+    "Recruitment": "Rekrytointi", "Trial end": "Kokeen päättyminen", "Intervention delivery": "Intervention toteutuminen",
+    "Concomitant care": "Samanaikaiset palvelut", "Baseline data": "Lähtötilanteen tiedot",
+    "Outcomes and estimation": "Tulokset ja estimointi", "Ancillary analyses": "Muut analyysit",
+    "Interpretation": "Tulkinta", "Limitations": "Rajoitukset", "Rationale": "Perustelut", "Design": "Asetelma",
+    "Randomisation": "Satunnaistaminen",
+    # CHEERS 2022
+    "Background and objectives": "Tausta ja tavoitteet", "Health economic analysis plan": "Taloudellisen arvioinnin suunnitelma",
+    "Study population": "Tutkimusjoukko", "Setting and location": "Toimintaympäristö ja sijainti",
+    "Comparators": "Vertailtavat vaihtoehdot", "Perspective": "Näkökulma", "Time horizon": "Aikahorisontti",
+    "Discount rate": "Diskonttokorko", "Selection of outcomes": "Tulosmuuttujien valinta",
+    "Measurement of outcomes": "Tulosmuuttujien mittaaminen", "Valuation of outcomes": "Tulosmuuttujien arvottaminen",
+    "Measurement and valuation of resources and costs": "Voimavarojen ja kustannusten mittaaminen ja arvottaminen",
+    "Currency, price date, and conversion": "Valuutta, hintavuosi ja muunnokset",
+    "Rationale and description of model": "Mallin perustelu ja kuvaus", "Analytics and assumptions": "Analyysit ja oletukset",
+    "Characterising heterogeneity": "Vaihtelu alaryhmittäin", "Characterising distributional effects": "Jakaumavaikutukset",
+    "Characterising uncertainty": "Epävarmuuden kuvaaminen",
+    "Approach to engagement with patients and others affected by the study": "Asiakkaiden ja muiden osallisten osallistaminen",
+    "Study parameters": "Tutkimuksen parametrit", "Summary of main results": "Päätulosten yhteenveto",
+    "Effect of uncertainty": "Epävarmuuden vaikutus",
+    "Effect of engagement with patients and others affected by the study": "Osallistamisen vaikutus",
+    "Study findings, limitations, generalisability, and current knowledge": "Löydökset, rajoitukset, yleistettävyys ja aiempi tieto",
+    "Source of funding": "Rahoituslähde",
+}.items()}
+
+
+def topic(name: str, lang: str = "en") -> str:
+    """A checklist topic in ``lang``; ``"<topic> (factorial)"`` reads ``"<aihe> (faktorikoe)"`` in Finnish."""
+    base, fact = (name[: -len(" (factorial)")], True) if name.endswith(" (factorial)") else (name, False)
+    s = TOPICS[base][_idx(lang)] if base in TOPICS else base
+    return s + ((" (faktorikoe)" if lang == "fi" else " (factorial)") if fact else "")
+
+
+def level(v: Any, lang: str = "en") -> str:
+    """A level of a covariate: its label when it has one (service lines ...), else as written with a capital
+    first letter (place names such as ``hauho``)."""
+    s = value(v, lang)
+    if s == str(v):  # no label: a code such as "vanhemmuuden_tuki" reads "Vanhemmuuden tuki"
+        s = s.replace("_", " ")
+        return s[:1].upper() + s[1:]
+    return s
+
+
+def variable(name: Any, lang: str = "en") -> str:
+    """The label of a covariate of ``balance.csv``, ``baseline.csv`` or ``comparison.csv``: ``household_size``,
+    ``service_line=home_help`` / ``service_line[home_help]``, ``kykyviisari_total_start``, ``… (missing)``,
+    ``…_missing`` (the raw name when it has no label)."""
+    s = str(name)
+    for suffix in (" (missing)", "_missing"):
+        if s.endswith(suffix):
+            return f"{variable(s[: -len(suffix)], lang)} ({t('fig_var_missing', lang)})"
+    for sep, end in (("=", ""), ("[", "]")):
+        if sep in s and s.endswith(end):
+            var, lev = s[: -len(end) or None].split(sep, 1)
+            return f"{variable(var, lang)}: {level(lev, lang)}"
+    if s in COLUMNS:
+        return col(s, lang)
+    if s.endswith("_start") and (s[: -len("_start")] in OUTCOMES or s[: -len("_start")] in _STUDY_OUTCOMES):
+        return f"{outcome(s[: -len('_start')], lang)}, {t('fig_var_start', lang)}"
+    return outcome(s, lang)
+
+
+def count(v: Any, lang: str = "en") -> str:
+    """A count as published: a number, ``<k`` (primary suppression) or the complementary-suppression marker in ``lang``."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    s = str(v)
+    if s in VALUES:
+        return value(s, lang)
+    try:
+        return num(float(s), lang, 0)
+    except ValueError:
+        return s
+
+
+# ------------------------------------------------------------------------------------------------
+# report-narrative (issue 14, part A): the steering-group summary, p-values labelled by kind,
+# honest economics wording, headline figures and why other figures differ, the allocation
+# procedure and its concealment, the reproducibility command.
+VALUES.update({
+    # rosi.csv comparisons: a factor contrast is named once, not "… vs frame only vs Frame only"
+    "frame_shares vs frame_only": VALUES["frame_shares"], "teaming vs no_teaming": VALUES["teaming"],
+    "pilot vs comparison": ("All HB families vs comparison group (not randomised)",
+                            "Kaikki HB-perheet vs vertailuryhmä (ei satunnaistettu)"),
+    "comparison group": ("comparison group", "vertailuryhmä"),
+    "multiple imputation": ("multiple imputation", "moni-imputointi"),
+})
+
+COLUMNS.update({
+    "p_unadj": ("p (unadj.)", "p (korjaamaton)"),
+    "p_adj_wy": ("p (Westfall–Young adj.)", "p (Westfall–Young-korj.)"),
+    "p_adj_holm": ("p (Holm adj.)", "p (Holm-korj.)"),
+    "p_adj_other": ("p (adj.)", "p (korj.)"),
+})
+
+STRINGS.update({
+    # p-values by kind: sentences (long) and table cells (short)
+    "pk_unadj": ("unadjusted p", "korjaamaton p"),
+    "pk_hc2": ("unadjusted HC2 t-test p", "korjaamaton HC2-t-testin p"),
+    "pk_ri": ("randomisation-inference p", "satunnaistuspäättelyn p"),
+    "pk_wy": ("Westfall–Young adjusted p", "Westfall–Young-korjattu p"),
+    "pk_holm": ("Holm adjusted p", "Holm-korjattu p"),
+    "pk_other": ("adjusted p", "korjattu p"),
+    "pks_unadj": ("unadj. p", "korjaamaton p"), "pks_wy": ("WY-adj. p", "WY-korj. p"),
+    "pks_holm": ("Holm-adj. p", "Holm-korj. p"), "pks_other": ("adj. p", "korj. p"),
+    "p_legend": ("In the tables, “WY-adj. p” is the Westfall–Young step-down (maxT) p-value adjusted within the outcome "
+                 "family, “Holm-adj. p” the Holm-adjusted one and “unadj. p” the unadjusted HC2 t-test p-value.",
+                 "Taulukoissa ”WY-korj. p” on tulosmuuttujaperheen sisällä Westfall–Young-menetelmällä (askeltava maxT) "
+                 "korjattu p-arvo, ”Holm-korj. p” Holmin menetelmällä korjattu ja ”korjaamaton p” korjaamaton "
+                 "HC2-t-testin p-arvo."),
+    "n_primary_effect2": ("**{contrast}**: {est} points on {outcome} (95 % CI {ci}; {k_raw} = {p}, {k_ri} = {pri}, "
+                          "{k_adj} = {padj}; {n} families){mic}.",
+                          "**{contrast}**: {est} pistettä, {outcome} (95 %:n lv. {ci}; {k_raw} = {p}, {k_ri} = {pri}, "
+                          "{k_adj} = {padj}; {n} perhettä){mic}."),
+    "n_interaction2": ("The interaction of the two factors is {est} points (95 % CI {ci}; {k_adj} = {padj}, "
+                       "{k_raw} = {p}): {clear}.",
+                       "Tekijöiden yhdysvaikutus on {est} pistettä (95 %:n lv. {ci}; {k_adj} = {padj}, {k_raw} = {p}): {clear}."),
+    "n_secondary2": ("The table below shows {k} secondary outcomes and {c} estimated contrasts of the frame, teaming and "
+                     "their interaction; {s} of them have {kind} below 0.05.",
+                     "Alla olevassa taulukossa on {k} toissijaista tulosmuuttujaa ja {c} estimoitua kehyksen, tiimiytyksen "
+                     "ja niiden yhdysvaikutuksen vertailua; niistä {s}:n {kind} on alle 0,05."),
+    "n_process2": ("{outcome}: {contrast} {est} (95 % CI {ci}; {kind} = {p}).",
+                   "{outcome}: {contrast} {est} (95 %:n lv. {ci}; {kind} = {p})."),
+    # the executive summary
+    "s_tested": ("**What was tested.** {n_alloc} families who chose a personal budget (HB) were randomised to four "
+                 "versions of it: the budget frame alone or the frame with recommended category shares, each with or "
+                 "without provider teaming. The trial therefore compares versions of HB with each other. Whether HB "
+                 "does better than usual services rests only on {n_comp} comparison families who did not choose HB and "
+                 "were not randomised, so that answer is weaker.",
+                 "**Mitä kokeiltiin.** {n_alloc} henkilökohtaisen budjetin (HB) valinnutta perhettä arvottiin sen neljään "
+                 "versioon: pelkkä budjettikehys tai kehys ja suositellut kustannuslajien osuudet, kumpikin "
+                 "palveluntuottajien tiimiytyksen kanssa tai ilman. Koe vertaa siis HB:n versioita keskenään. Se, onko HB "
+                 "tavanomaisia palveluja parempi, perustuu vain {n_comp} vertailuperheeseen, jotka eivät valinneet HB:tä "
+                 "eikä heitä arvottu; tämä vastaus on heikompi."),
+    "s_changed": ("**What changed for families.** On {outcome}, measured at start and end for {n} families, {parts}. "
+                  "A change of {mic} points is assumed to matter to a family. {cell}",
+                  "**Mitä perheille tapahtui.** Tulosmuuttujassa {outcome}, joka mitattiin alussa ja lopussa {n} perheeltä, "
+                  "{parts}. Perheelle merkitykselliseksi muutokseksi oletetaan {mic} pistettä. {cell}"),
+    "s_up": ("{what} raised the score by {est} points (95 % CI {ci})", "{what} nosti pisteitä {est} (95 %:n lv. {ci})"),
+    "s_down": ("{what} lowered the score by {est} points (95 % CI {ci})", "{what} laski pisteitä {est} (95 %:n lv. {ci})"),
+    "s_flat": ("{what} made no clear difference ({est} points, 95 % CI {ci})",
+               "{what} ei selvästi muuttanut pisteitä ({est}, 95 %:n lv. {ci})"),
+    "s_what_frame_shares": ("telling families the category shares", "kustannuslajien osuuksien kertominen perheille"),
+    "s_what_teaming": ("provider teaming", "palveluntuottajien tiimiytys"),
+    "s_and": (" and ", " ja "),
+    "s_cell": ("Families with both shares and teaming against those with the frame alone: {est} points (95 % CI {ci}).",
+               "Perheet, joilla oli sekä osuudet että tiimiytys, verrattuna pelkän kehyksen perheisiin: {est} pistettä "
+               "(95 %:n lv. {ci})."),
+    "s_vs_usual": ("HB families against the comparison group: {est} points (95 % CI {ci}; not randomised).",
+                   "HB-perheet verrattuna vertailuryhmään: {est} pistettä (95 %:n lv. {ci}; ei satunnaistettu)."),
+    "s_prevention": ("**Prevention.** New child-welfare clienthoods: {parts}. {verdict}",
+                     "**Ennaltaehkäisy.** Uudet lastensuojelun asiakkuudet: {parts}. {verdict}"),
+    "s_prev_part": ("{what} {est} percentage points (95 % CI {ci})", "{what} {est} prosenttiyksikköä (95 %:n lv. {ci})"),
+    "s_prev_what_frame_shares": ("shares", "osuudet"), "s_prev_what_teaming": ("teaming", "tiimiytys"),
+    "s_prev_what_pilot_vs_comparison": ("HB vs comparison group (not randomised)", "HB vs vertailuryhmä (ei satunnaistettu)"),
+    "s_prev_none": ("None of these intervals excludes zero: the pilot cannot show an effect on new clienthoods.",
+                    "Yksikään väli ei sulje pois nollaa: kokeilu ei pysty osoittamaan vaikutusta uusiin asiakkuuksiin."),
+    "s_prev_some": ("The interval of {what} excludes zero.", "Väli ({what}) ei sisällä nollaa."),
+    "s_process": ("**How the work changed.** {parts}.", "**Miten työ muuttui.** {parts}."),
+    "s_process_factor": ("with {what}: {items}", "{what}: {items}"),
+    "s_process_none": ("with {what}: no process measure changed clearly", "{what}: mikään prosessimittari ei muuttunut selvästi"),
+    "s_proc_what_frame_shares": ("category shares", "kustannuslajien osuuksilla"),
+    "s_proc_what_teaming": ("teaming", "tiimiytyksellä"),
+    "s_more": ("{k} more in the process section", "{k} muuta prosessiosiossa"),
+    "u_pp": ("{est} percentage points", "{est} prosenttiyksikköä"), "u_eur": ("{est} €", "{est} €"),
+    "u_days": ("{est} days", "{est} päivää"), "u_plain": ("{est}", "{est}"),
+    "s_cost": ("**What it cost.** Over the follow-up year an HB family cost {pilot} € and a comparison family {comp} €, "
+               "a difference of {diff} € per HB family (95 % CI {ci}; all {n_a} HB and {n_b} comparison families, not randomised). "
+               "This is the report's headline cost figure. Between the randomised versions: {parts}.",
+               "**Mitä se maksoi.** Seurantavuoden aikana HB-perhe maksoi {pilot} € ja vertailuperhe {comp} €, "
+               "ero {diff} € HB-perhettä kohden (95 %:n lv. {ci}; kaikki {n_a} HB- ja {n_b} vertailuperhettä, ei "
+               "satunnaistettu). Tämä on raportin pääkustannusluku. Satunnaistettujen versioiden välillä: {parts}."),
+    "s_cost_part": ("{what} {d} € (95 % CI {ci})", "{what} {d} € (95 %:n lv. {ci})"),
+    "s_cost_what_frame_shares": ("category shares", "osuudet"), "s_cost_what_teaming": ("teaming", "tiimiytys"),
+    "s_payback": ("**Did it pay back?** {rosi} {horizon} {cea}", "**Maksoiko se itsensä takaisin?** {rosi} {horizon} {cea}"),
+    "s_cea": ("Valued at {wtp} € per point gained, HB against usual services has a positive net benefit in {prob} of the "
+              "bootstrap replicates.",
+              "Jos pisteen arvo on {wtp} €, HB:n nettohyöty tavanomaisiin palveluihin nähden on positiivinen {prob}:ssa "
+              "bootstrap-toistoista."),
+    "s_versions": ("**Between the versions (randomised).** {parts}", "**Versioiden välillä (satunnaistettu).** {parts}"),
+    "s_sure": ("**How sure are we.** The differences between versions are randomised: apart from chance, whose size the "
+               "intervals show, nothing but the version explains them. {attr} {inter} The HB-vs-usual-services figures "
+               "assume that the measured baseline characteristics capture every relevant difference between the groups; "
+               "{placebo} {plan}",
+               "**Kuinka varmoja olemme.** Versioiden väliset erot on satunnaistettu: sattuman lisäksi, jonka suuruuden "
+               "luottamusvälit näyttävät, niitä ei selitä mikään muu kuin versio. {attr} {inter} HB:n ja tavanomaisten "
+               "palvelujen vertailu olettaa, että mitatut lähtötilanteen ominaisuudet kattavat kaikki olennaiset ryhmien "
+               "erot; {placebo} {plan}"),
+    "s_attr": ("{rate} of the randomised families gave no end score (by cell {range}).",
+               "{rate} satunnaistetuista perheistä ei antanut loppumittausta (soluittain {range})."),
+    "s_inter": ("Whether the two changes add up is uncertain: their interaction is {est} points (95 % CI {ci}).",
+                "On epävarmaa, summautuvatko kaksi muutosta: niiden yhdysvaikutus on {est} pistettä (95 %:n lv. {ci})."),
+    "s_inter_clear": ("The two changes do not simply add up: their interaction is {est} points (95 % CI {ci}).",
+                      "Kaksi muutosta eivät vain summaudu: niiden yhdysvaikutus on {est} pistettä (95 %:n lv. {ci})."),
+    "s_placebo_ok": ("the placebo test on pre-period costs shows no sign that they do not.",
+                     "esijakson kustannuksilla tehty plasebotesti ei viittaa muuhun."),
+    "s_placebo_bad": ("the placebo test on pre-period costs warns that the groups still differ.",
+                      "esijakson kustannuksilla tehty plasebotesti varoittaa, että ryhmät eroavat yhä."),
+    "s_placebo_none": ("this cannot be tested.", "tätä ei voi testata."),
+    "s_plan_ok": ("The analysis followed the sealed analysis plan.", "Analyysi noudatti sinetöityä analyysisuunnitelmaa."),
+    "s_plan_dev": ("The analysis differs from the sealed plan in {k} item(s) (see the deviations section).",
+                   "Analyysi poikkeaa sinetöidystä suunnitelmasta {k} kohdassa (ks. poikkeamat)."),
+    "s_plan_none": ("No analysis plan was sealed before allocation.", "Analyysisuunnitelmaa ei sinetöity ennen satunnaistamista."),
+    # ROSI
+    "r_not_reported": ("not reported (see text)", "ei raportoida (ks. teksti)"),
+    "r_label_nr": ("not randomised", "ei satunnaistettu"), "r_label_r": ("randomised", "satunnaistettu"),
+    "r_value": ("ROSI of {comparison} ({label}): {rosi} (95 % CI {ci}); per family, intervention costs {ic} € and avoided "
+                "costs {ac} €. {verdict}",
+                "ROSI, {comparison} ({label}): {rosi} (95 %:n lv. {ci}); perhettä kohden intervention kustannukset {ic} € "
+                "ja vältetyt kustannukset {ac} €. {verdict}"),
+    "r_value_noci": ("ROSI of {comparison} ({label}): {rosi}; per family, intervention costs {ic} € and avoided costs {ac} €.",
+                     "ROSI, {comparison} ({label}): {rosi}; perhettä kohden intervention kustannukset {ic} € ja vältetyt "
+                     "kustannukset {ac} €."),
+    "r_neg": ("The whole interval lies below 0 %: over the horizon the avoided costs do not pay back the intervention costs.",
+              "Koko väli on alle 0 %:n: aikahorisontilla vältetyt kustannukset eivät kata intervention kustannuksia."),
+    "r_pos": ("The whole interval lies above 0 %: over the horizon the avoided costs exceed the intervention costs.",
+              "Koko väli on yli 0 %:n: aikahorisontilla vältetyt kustannukset ylittävät intervention kustannukset."),
+    "r_unclear": ("The interval includes 0 %: the data cannot tell whether the avoided costs pay back the intervention costs.",
+                  "Väli sisältää 0 %:n: aineistosta ei voi päätellä, kattavatko vältetyt kustannukset intervention kustannukset."),
+    "r_undefined": ("ROSI of {comparison} ({label}) is not defined: the extra intervention cost per family is not positive "
+                    "({ic} €).",
+                    "ROSI, {comparison} ({label}): ei määriteltävissä, koska intervention lisäkustannus perhettä kohden ei "
+                    "ole positiivinen ({ic} €)."),
+    "r_unstable": ("ROSI of {comparison} ({label}) is not reported as a number: its denominator, the extra intervention cost "
+                   "of {ic} € per family, is so uncertain that its interval includes zero ({share} of the bootstrap "
+                   "replicates have a non-positive intervention-cost difference), so the ratio can take any sign and size. "
+                   "Avoided costs: {ac} € per family.",
+                   "ROSI, {comparison} ({label}), ei raportoida lukuna: sen nimittäjä, intervention lisäkustannus {ic} € "
+                   "perhettä kohden, on niin epävarma, että sen väli sisältää nollan ({share} bootstrap-toistoista "
+                   "intervention kustannusero on nolla tai negatiivinen), joten suhde voi saada minkä tahansa etumerkin ja "
+                   "suuruuden. Vältetyt kustannukset: {ac} € perhettä kohden."),
+    "r_unstable_noshare": ("ROSI of {comparison} ({label}) is not reported as a number: its denominator, the extra "
+                           "intervention cost of {ic} € per family, has an interval that includes zero.",
+                           "ROSI, {comparison} ({label}), ei raportoida lukuna: sen nimittäjän, intervention "
+                           "lisäkustannuksen {ic} € perhettä kohden, väli sisältää nollan."),
+    "r_mi_same": ("With multiple imputation of the missing end scores the ROSI rows are the same as above: ROSI uses "
+                  "costs only, and no follow-up cost is missing.",
+                  "Puuttuvien loppumittausten moni-imputointi ei muuta ROSI-rivejä: ROSI perustuu vain kustannuksiin, eikä "
+                  "yhtään seurantajakson kustannusta puutu."),
+    "r_mi_not_computed": ("ROSI of {comparison} is not computed: follow-up costs are missing and ROSI does not pool imputed "
+                          "costs yet.",
+                          "ROSI, {comparison}: ei laskettu, koska seurantajakson kustannuksia puuttuu eikä ROSI vielä "
+                          "yhdistä imputoituja kustannuksia."),
+    "r_suppressed": ("ROSI of {comparison} is suppressed: fewer families than the suppression threshold.",
+                     "ROSI, {comparison}, on piilotettu: perheitä on vähemmän kuin tietosuojaraja."),
+    "r_horizon": ("Over a {h}-year horizon (the avoided costs recurring each year, discounted at {dr}) instead of {h0}, the "
+                  "ROSI of {comparison} would be {hi} instead of {base}.",
+                  "Jos aikahorisontti olisi {h} vuotta (vältetyt kustannukset toistuvat vuosittain, diskonttokorko {dr}) "
+                  "{h0} vuoden sijaan, ROSI ({comparison}) olisi {hi} eikä {base}."),
+    "r_horizon_short": ("If the avoided costs recurred for {h} years instead of {h0}, ROSI would be {hi}.",
+                        "Jos vältetyt kustannukset toistuisivat {h} vuotta {h0} vuoden sijaan, ROSI olisi {hi}."),
+    "r_method": ("ROSI = (avoided costs − intervention costs) / intervention costs, per family in {py} euros. Intervention "
+                 "costs: {ic}. Avoided costs are the other costs ({ac}) saved against the counterfactual — for a randomised "
+                 "contrast the other level of the factor, against the comparison group each arm's own pre-period moved by "
+                 "the comparison group's change (difference in differences) — adjusted for deadweight {dw}, attribution "
+                 "{at}, displacement {dp} and drop-off {do}, and discounted at {dr} over {h} year(s).",
+                 "ROSI = (vältetyt kustannukset − intervention kustannukset) / intervention kustannukset, perhettä kohden "
+                 "vuoden {py} euroina. Intervention kustannukset: {ic}. Vältetyt kustannukset ovat muiden kustannusten "
+                 "({ac}) säästö vertailutilanteeseen (kontrafaktuaaliin) nähden — satunnaistetussa vertailussa tekijän "
+                 "toinen taso, vertailuryhmää vastaan kunkin haaran oma esijakso siirrettynä vertailuryhmän muutoksella "
+                 "(erotusten erotus) — korjattuna nollavaikutuksella {dw}, muiden osuudella {at}, syrjäytyksellä {dp} ja "
+                 "hiipumisella {do} sekä diskontattuna korolla {dr} {h} vuoden ajalta."),
+    "r_reconcile": ("The net cost per HB family in this table, intervention costs minus avoided costs ({ic} € − {ac} € = "
+                    "{net} €), differs from the headline extra cost of {head} € (Costs section) because the avoided costs "
+                    "here are measured against each arm's own pre-period (difference in differences), not as a plain "
+                    "difference of follow-up means.",
+                    "Taulukon nettokustannus HB-perhettä kohden, intervention kustannukset miinus vältetyt kustannukset "
+                    "({ic} € − {ac} € = {net} €), poikkeaa pääluvusta {head} € (Kustannukset-osio), koska vältetyt "
+                    "kustannukset mitataan tässä kunkin haaran omaan esijaksoon nähden (erotusten erotus) eikä "
+                    "seurantajakson keskiarvojen suorana erotuksena."),
+    # CEA
+    "c_sentence": ("{contrast}: ΔC {dc} € (95 % CI {dcci}), ΔE {de} points (95 % CI {deci}); {verdict} {prob}",
+                   "{contrast}: ΔC {dc} € (95 %:n lv. {dcci}), ΔE {de} pistettä (95 %:n lv. {deci}); {verdict} {prob}"),
+    "c_dominates": ("both intervals support that it dominates (lower cost and more effect).",
+                    "kumpikin väli tukee sitä, että se dominoi (pienemmät kustannukset ja enemmän vaikutusta)."),
+    "c_dominated": ("both intervals support that it is dominated (higher cost and less effect).",
+                    "kumpikin väli tukee sitä, että se on dominoitu (suuremmat kustannukset ja vähemmän vaikutusta)."),
+    "c_icer": ("ICER {icer} € per point (Fieller interval {ci}).", "ICER {icer} € / piste (Fiellerin väli {ci})."),
+    "c_icer_open": ("ICER {icer} € per point; its Fieller interval is unbounded.",
+                    "ICER {icer} € / piste; sen Fiellerin väli on rajoittamaton."),
+    "c_shares": ("the intervals do not support a verdict: {se} of the bootstrap replicates show lower cost and more "
+                 "effect, {ne} higher cost and more effect, {sw} lower cost and less effect and {nw} higher cost and less "
+                 "effect.",
+                 "välit eivät tue johtopäätöstä: bootstrap-toistoista {se} osoittaa pienempiä kustannuksia ja enemmän "
+                 "vaikutusta, {ne} suurempia kustannuksia ja enemmän vaikutusta, {sw} pienempiä kustannuksia ja vähemmän "
+                 "vaikutusta ja {nw} suurempia kustannuksia ja vähemmän vaikutusta."),
+    "c_prob": ("At {wtp} € per point, the net benefit is positive in {prob} of the bootstrap replicates.",
+               "Maksuhalukkuudella {wtp} € / piste nettohyöty on positiivinen {prob}:ssa bootstrap-toistoista."),
+    "c_interaction": ("The interaction (frame + shares × teaming) is not a programme a municipality could adopt: it says how "
+                      "far combining both changes departs from the sum of the two. In costs it is {dc} € (95 % CI {dcci}) "
+                      "and in effect {de} points (95 % CI {deci}); it has no ICER, quadrant or acceptability curve.",
+                      "Yhdysvaikutus (kehys + osuudet × tiimiytys) ei ole kunnan käyttöön otettava toimintamalli: se kertoo, "
+                      "kuinka paljon molempien muutosten yhdistelmä poikkeaa niiden summasta. Kustannuksissa se on {dc} € "
+                      "(95 %:n lv. {dcci}) ja vaikutuksessa {de} pistettä (95 %:n lv. {deci}); sillä ei ole ICER-arvoa, "
+                      "neljännestä eikä hyväksyttävyyskäyrää."),
+    "c_reconcile": ("ΔC and ΔE here come from the families with both scores of the primary outcome ({n} randomised; {nc} "
+                    "in the comparison with usual services), adjusted for pre-period costs (or the start score) and strata, "
+                    "so that costs and effects come from the same families. They therefore differ from the headline "
+                    "figures, which use every family's costs without adjustment ({parts}) and, for HB against usual "
+                    "services, the doubly robust effect of the comparison section ({eff} points on {nr} families).",
+                    "ΔC ja ΔE perustuvat tässä perheisiin, joilla on ensisijaisen tulosmuuttujan molemmat mittaukset ({n} "
+                    "satunnaistettua; {nc} tavanomaisten palvelujen vertailussa), ja ne on vakioitu esijakson "
+                    "kustannuksilla (tai alkupisteillä) ja ositteilla, jotta kustannukset ja vaikutukset tulevat samoilta "
+                    "perheiltä. Siksi ne poikkeavat pääluvuista, joissa ovat kaikkien perheiden vakioimattomat kustannukset "
+                    "({parts}) ja HB:n ja tavanomaisten palvelujen vertailussa vertailuryhmäosion kaksinkertaisesti "
+                    "robusti vaikutus ({eff} pistettä, {nr} perhettä)."),
+    "c_reconcile_part": ("{what} {d} €", "{what} {d} €"),
+    # allocation and its concealment (from the registry)
+    "alloc_heading": ("Allocation and its concealment", "Satunnaistaminen ja sen salaaminen"),
+    "alloc_batch": ("Allocation was done in batch: when every pilot family of a batch run had been assessed and enrolled, "
+                    "`hbeval assign STUDY --all` randomised them all at once, completely at random within strata "
+                    "({strata}), to the four cells, from the public seed recorded in the registry. Because no family was "
+                    "enrolled after the draw, nobody could know or influence an allocation before a family was enrolled: "
+                    "the allocation was concealed by design.",
+                    "Satunnaistaminen tehtiin erissä: kun erän kaikki kokeiluperheet oli arvioitu ja otettu mukaan, "
+                    "`hbeval assign STUDY --all` arpoi ne kerralla täysin satunnaisesti ositteiden ({strata}) sisällä "
+                    "neljään soluun rekisteriin kirjatulla julkisella siemenluvulla. Koska arvonnan jälkeen ei otettu "
+                    "mukaan uusia perheitä, kukaan ei voinut tietää tai ohjata satunnaistusta ennen perheen mukaan "
+                    "ottamista: satunnaistus oli salattu asetelman vuoksi."),
+    "alloc_blocks": ("Allocation was sequential: as each family was enrolled, `hbeval assign STUDY --client ID` drew its "
+                     "cell from stratified permuted blocks of random size ({sizes}) within strata ({strata}). The blocks "
+                     "come from a generator keyed by the secret allocation key, so the allocation is concealed: nothing in the study folder or the "
+                     "registry reveals the next allocation before the family is enrolled.",
+                     "Satunnaistaminen oli peräkkäistä: kun perhe otettiin mukaan, `hbeval assign STUDY --client ID` arpoi "
+                     "sen solun ositteittain ({strata}) satunnaisen kokoisista permutoiduista lohkoista ({sizes}). Lohkot "
+                     "tuottaa salaisella satunnaistusavaimella avainnettu generaattori, joten satunnaistus on salattu: mikään "
+                     "tutkimuskansiossa tai rekisterissä ei paljasta seuraavaa satunnaistusta ennen perheen mukaan ottamista."),
+    "alloc_minimisation": ("Allocation was sequential: as each family was enrolled, `hbeval assign STUDY --client ID` chose "
+                           "its cell by Pocock–Simon minimisation over the strata ({strata}), taking the minimising cell "
+                           "with probability {p}. The random element comes from a generator keyed by the secret "
+                           "allocation key, so the allocation is concealed: the next allocation cannot be read ahead of enrolment.",
+                           "Satunnaistaminen oli peräkkäistä: kun perhe otettiin mukaan, `hbeval assign STUDY --client ID` "
+                           "valitsi sen solun Pocockin–Simonin minimoinnilla ositteiden ({strata}) yli; minimoiva solu "
+                           "valittiin todennäköisyydellä {p}. Satunnaisosa tulee salaisella satunnaistusavaimella "
+                           "avainnetusta generaattorista, joten satunnaistus on salattu: seuraavaa satunnaistusta ei voi lukea ennen perheen mukaan "
+                           "ottamista."),
+    "alloc_chain": ("Every allocation is a row of the append-only registry allocation.sqlite ({schema}). Each row carries "
+                    "the SHA-256 of the previous row and an HMAC under the allocation key, so an edited, inserted, deleted "
+                    "or reordered row breaks the keyed hash chain. The registry holds {seq} allocation(s); its head digest "
+                    "is {head} (receipt {receipt}), and `hbeval assign STUDY --verify --head {receipt}` checks that it still "
+                    "does.",
+                    "Jokainen satunnaistus on rivi rekisterissä allocation.sqlite ({schema}), johon voi vain lisätä. "
+                    "Jokaisella rivillä on edellisen rivin SHA-256-tiiviste ja satunnaistusavaimella laskettu HMAC, joten "
+                    "muokattu, lisätty, poistettu tai siirretty rivi katkaisee avainnetun tiivisteketjun. Rekisterissä on "
+                    "{seq} satunnaistusta; sen viimeisin tiiviste on {head} (kuitti {receipt}), ja `hbeval assign STUDY "
+                    "--verify --head {receipt}` tarkistaa, että se on ennallaan."),
+    "alloc_key_env": ("The allocation key is read from the environment variable {env}: it is held outside the study folder "
+                      "by the person who runs the allocation, not by those who enrol families or analyse the data.",
+                      "Satunnaistusavain luetaan ympäristömuuttujasta {env}: sitä säilyttää tutkimuskansion ulkopuolella "
+                      "satunnaistuksen tekijä, ei perheitä mukaan ottavat eivätkä aineiston analysoijat."),
+    "alloc_key_file": ("The allocation key is read from the key file {file} named in study.toml. A real study keeps it "
+                       "outside the study folder, with the person who runs the allocation, not with those who enrol "
+                       "families or analyse the data.",
+                       "Satunnaistusavain luetaan study.toml-tiedostossa nimetystä avaintiedostosta {file}. Todellisessa "
+                       "tutkimuksessa sitä säilytetään tutkimuskansion ulkopuolella satunnaistuksen tekijällä, ei perheitä "
+                       "mukaan ottavilla eikä aineiston analysoijilla."),
+    "repro_note2": ("Re-run and check this report with `hbeval verify {out}`: it re-computes every result table from the "
+                    "study folder ({study}) and the parameters below and compares the SHA-256 of every results/*.csv.",
+                    "Raportin voi ajaa uudelleen ja tarkistaa komennolla `hbeval verify {out}`: se laskee jokaisen "
+                    "tulostaulukon uudelleen tutkimuskansiosta ({study}) ja alla olevista parametreista ja vertaa jokaisen "
+                    "results/*.csv-tiedoston SHA-256-tiivistettä."),
+})
+
+
+# ------------------------------------------------------------------------------------------------
+# missing-data (issue 15, part B): multiple imputation and the tipping point.
+STRINGS.update({
+    "sec_missing_data": ("Missing end scores: multiple imputation and tipping point",
+                         "Puuttuvat loppumittaukset: moni-imputointi ja käännepiste"),
+    "mi_intro": ("The primary analysis uses the families with both scores (complete cases). As a sensitivity analysis, the "
+                 "missing end and start scores were imputed {m} times by chained equations (Bayesian linear regression) "
+                 "from the arms, strata, pre-period costs and follow-up costs, jointly with the costs, and the ANCOVA was "
+                 "pooled by Rubin's rules. This is valid if the data are missing at random given these variables.",
+                 "Ensisijainen analyysi käyttää perheitä, joilla on molemmat mittaukset (täydelliset havainnot). "
+                 "Herkkyysanalyysina puuttuvat loppu- ja alkumittaukset imputoitiin {m} kertaa ketjutetuilla yhtälöillä "
+                 "(bayesläinen lineaarinen regressio) ryhmistä, ositteista, esijakson ja seurantajakson kustannuksista, "
+                 "yhdessä kustannusten kanssa, ja kovarianssianalyysin tulokset yhdistettiin Rubinin säännöillä. Tulos on "
+                 "pätevä, jos puuttuminen on satunnaista (MAR) näiden muuttujien suhteen."),
+    "mi_sentence": ("{outcome}, {contrast}: complete cases {cc} (95 % CI {cc_ci}); multiple imputation {mi} (95 % CI {mi_ci}).",
+                    "{outcome}, {contrast}: täydelliset havainnot {cc} (95 %:n lv. {cc_ci}); moni-imputointi {mi} "
+                    "(95 %:n lv. {mi_ci})."),
+    "tipping_intro": ("Tipping point: if the families without an end score did worse than the imputation predicts (missing "
+                      "not at random), how much worse would they have to be before the conclusion changes? Their imputed end "
+                      "scores were shifted by δ points, in the treated arm only, or in both arms in opposite directions "
+                      "(treated +δ, other −δ), with the same imputations, until the 95 % CI of the effect came to include 0 "
+                      "(or, for an effect whose CI already included 0, until the estimate changed sign).",
+                      "Käännepiste: jos loppumittauksen puuttuessa perheiden tilanne oli huonompi kuin imputointi ennustaa "
+                      "(puuttuminen ei ole satunnaista), kuinka paljon huonompi sen pitäisi olla, jotta johtopäätös muuttuu? "
+                      "Niiden imputoituja loppupisteitä siirrettiin δ pistettä vain hoitoryhmässä tai molemmissa ryhmissä "
+                      "vastakkaisiin suuntiin (hoitoryhmä +δ, toinen −δ) samoilla imputoinneilla, kunnes vaikutuksen 95 %:n "
+                      "luottamusväli sisälsi nollan (tai, jos väli sisälsi jo nollan, kunnes estimaatin etumerkki vaihtui)."),
+    "tipping_sentence": ("{contrast}: the conclusion changes at a shift of {delta} points in the treated arm alone and of "
+                         "{delta_both} points in both arms in opposite directions; the minimal important change (MIC) is "
+                         "{mic} points.",
+                         "{contrast}: johtopäätös muuttuu, kun siirto on {delta} pistettä vain hoitoryhmässä tai {delta_both} "
+                         "pistettä molemmissa ryhmissä vastakkaisiin suuntiin; pienin merkityksellinen muutos (MIC) on "
+                         "{mic} pistettä."),
+    "tipping_vs_mic_robust": ("A shift larger than the MIC is needed: the conclusion is robust to plausible departures from "
+                              "missing at random.",
+                              "Tarvitaan MIC:iä suurempi siirto: johtopäätös kestää uskottavat poikkeamat satunnaisesta "
+                              "puuttumisesta."),
+    "tipping_vs_mic_fragile": ("A shift smaller than the MIC suffices: the conclusion depends on the missing-at-random "
+                               "assumption.",
+                               "MIC:iä pienempi siirto riittää: johtopäätös riippuu oletuksesta, että puuttuminen on satunnaista."),
+    "cap_mi": ("Complete cases and multiple imputation side by side: the margins of the primary and secondary outcomes "
+               "(results/effects.csv, spec = sensitivity), and the primary outcome's tipping points beside the MIC.",
+               "Täydelliset havainnot ja moni-imputointi rinnakkain: ensisijaisen ja toissijaisten tulosmuuttujien "
+               "reunavaikutukset (results/effects.csv, spec = sensitivity) sekä ensisijaisen tulosmuuttujan "
+               "käännepisteet MIC:n rinnalla."),
+    "cap_tipping": ("Tipping points of the primary outcome's margins, in outcome points, beside the MIC.",
+                    "Ensisijaisen tulosmuuttujan reunavaikutusten käännepisteet tulosmuuttujan pisteinä MIC:n rinnalla."),
+    "no_tipping": ("none within ±{max}", "ei välillä ±{max}"),
+})
+COLUMNS.update({
+    "cc": ("Complete cases (95 % CI)", "Täydelliset havainnot (95 %:n lv.)"),
+    "mi": ("Multiple imputation (95 % CI)", "Moni-imputointi (95 %:n lv.)"),
+    "n_cc": ("n (complete)", "n (täydelliset)"), "n_mi": ("n (imputed)", "n (imputoitu)"),
+    "scenario": ("Shift applied", "Siirto"), "shift_points": ("Tipping point δ (points)", "Käännepiste δ (pistettä)"),
+    "mic": ("MIC (points)", "MIC (pistettä)"), "changes_when": ("Conclusion changes when", "Johtopäätös muuttuu, kun"),
+    "tipping_points": ("Tipping point δ (points): treated arm / both arms", "Käännepiste δ (pistettä): hoitoryhmä / molemmat"),
+})
+VALUES.update({
+    "treated_arm": ("treated arm only", "vain hoitoryhmä"),
+    "both_arms_opposite": ("both arms, opposite directions", "molemmat ryhmät, vastakkaiset suunnat"),
+    "fieller_multiple_imputation": ("Fieller, multiple imputation (Rubin's rules)", "Fieller, moni-imputointi (Rubinin säännöt)"),
+    "multiple imputation": ("multiple imputation", "moni-imputointi"),  # the qualifier of rosi.csv's MI rows
+    "ci_includes_0": ("the 95 % CI includes 0", "95 %:n luottamusväli sisältää nollan"),
+    "sign_flips": ("the estimate changes sign", "estimaatin etumerkki vaihtuu"),
+})
+
+
+# --- disclosure (H4): what a suppression marker means, in a line under every table that shows one
+STRINGS.update({
+    "fn_small": ("“<{k}”: fewer than {k} families (the study's suppression threshold).",
+                 "”<{k}”: alle {k} perhettä (tutkimuksen tietosuojaraja)."),
+    "fn_complementary": ("“{word}”: hidden so that a count below the threshold cannot be worked out from the other "
+                         "published numbers (totals, margins, differences, shares or estimates).",
+                         "”{word}”: piilotettu, jotta alle tietosuojarajan jäävää lukumäärää ei voi päätellä muista "
+                         "julkaistuista luvuista (summista, reunasummista, erotuksista, osuuksista tai estimaateista)."),
+    "fn_dash": ("“–”: no value: it could not be computed, or it is withheld so that a count below the threshold "
+                "cannot be derived.",
+                "”–”: ei arvoa: sitä ei voitu laskea, tai se jätetään pois, jotta alle tietosuojarajan jäävää "
+                "lukumäärää ei voi päätellä."),
 })

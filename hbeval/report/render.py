@@ -46,17 +46,19 @@ import pandas as pd
 
 from hbeval import __version__
 from hbeval.arms import CELL_CONTRASTS, CELLS  # the notebooks name them as R.CELLS, R.CELL_CONTRASTS
+from hbeval.disclosure import COMPLEMENTARY
 from hbeval.errors import HbevalError, InputError, UsageError
 from hbeval.manifest import build_manifest, read_manifest, sha256_file, write_manifest
 from hbeval.outdir import building, check_out, updating
 from hbeval.pipeline import compute, write_results
-from hbeval.report import i18n
+from hbeval.report import i18n, narrative  # narrative: p-values labelled by kind, one rule for tables and text
+from hbeval.report.checklists import SectionRefs
 from hbeval.study.config import check_config, slug  # slug: the folder-name rule lives beside the name's length check
 from hbeval.study.store import open_study
 
 #: Sections of the report, in reading order (notebooks may emit them in any order).
-SECTIONS: tuple[str, ...] = ("summary", "power", "deviations", "flow", "baseline", "outcomes", "interaction",
-                             "attrition", "comparison", "process", "costs", "cea", "rosi", "quality", "checklists", "repro")
+SECTIONS: tuple[str, ...] = ("summary", "power", "deviations", "flow", "baseline", "outcomes", "interaction", "subgroups",
+                             "attrition", "missing_data", "comparison", "process", "costs", "cea", "rosi", "quality", "checklists", "repro")
 APPENDICES = ("quality", "checklists", "repro")
 BLOCK_MIME = "application/vnd.hbeval.block+json"
 RANDOMISED = ("frame_shares", "teaming", "frame_shares:teaming")
@@ -289,6 +291,13 @@ def _inline(text: str) -> str:
     return _CODE.sub(r"<code>\1</code>", s)
 
 
+def _section_links(refs: SectionRefs, lang: str) -> str:
+    """``<a class="secref" href="#sec-key">title</a>; …`` (report.css adds the page number in print)."""
+    if not refs.keys:
+        return html.escape(str(refs))
+    return "; ".join(f'<a class="secref" href="#sec-{k}">{html.escape(i18n.t(f"sec_{k}", lang))}</a>' for k in refs.keys)
+
+
 def table_html(df: pd.DataFrame, lang: str, numeric: set[str] | None = None, small: bool = False) -> str:
     """An HTML table of ``df`` (headers translated with :func:`hbeval.report.i18n.col`)."""
     numeric = numeric or set()
@@ -297,14 +306,40 @@ def table_html(df: pd.DataFrame, lang: str, numeric: set[str] | None = None, sma
     cls = "data small" if small or len(df.columns) > 7 else "data"
     head = "".join(f"<th>{html.escape(i18n.col(str(c), lang))}</th>" for c in df.columns)
     rows = []
+    shown: list[str] = []  # what the cells show, for the footnote on suppression markers
     for rec in df.itertuples(index=False):
         cells = []
         for c, v in zip(df.columns, rec):
-            s = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
             a = ' class="num"' if c in numeric else ""
+            if isinstance(v, SectionRefs):  # links to report sections, with their page numbers in the PDF
+                cells.append(f"<td{a}>{_section_links(v, lang)}</td>")
+                continue
+            s = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+            s = i18n.value(s, lang) if s == COMPLEMENTARY else s  # "suppressed" in the report's language
+            shown.append(s)
             cells.append(f"<td{a}>{html.escape(s)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    table = f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return table + suppression_footnote(shown, lang)
+
+
+#: A count below the threshold as the tables show it ("<5"), alone or inside a text.
+_SMALL_MARK = re.compile(r"(?<![\w.,])<(\d+)(?![\d.,])")
+
+
+def suppression_footnote(shown: Iterable[str], lang: str) -> str:
+    """The line under a table that says what its suppression markers mean: one sentence for
+    "<k" (fewer than k families), one for the complementary marker (hidden so that a small count
+    cannot be worked out from other published numbers), one for "–"; empty when it shows none."""
+    texts = [s for s in shown if s]
+    small = sorted({int(m.group(1)) for s in texts for m in _SMALL_MARK.finditer(s)})
+    word = i18n.value(COMPLEMENTARY, lang)
+    lines = [i18n.t("fn_small", lang, k=k) for k in small]
+    if any(word in s or COMPLEMENTARY in s for s in texts):
+        lines.append(i18n.t("fn_complementary", lang, word=word))
+    if any(s.strip() == "–" or s.startswith("– ") for s in texts):
+        lines.append(i18n.t("fn_dash", lang))
+    return f'<p class="caption table-note">{html.escape(" ".join(lines))}</p>' if lines else ""
 
 
 # ================================================================ display tables
@@ -333,24 +368,46 @@ def display_primary_effects(effects: pd.DataFrame, outcome: str, lang: str) -> p
     ``note`` (why a row has no estimate) when a row has none."""
     d = _primary_rows(effects)
     d = d[d["outcome"] == outcome]
+    # the adjusted p's header names its method (effects.csv ``method``); "p (adj.)" when the rows differ
+    kinds = {narrative.adj_kind(r) for _, r in d.iterrows() if np.isfinite(_f(r.get("p_value_adj")))}
+    adj_col = {"wy": "p_adj_wy", "holm": "p_adj_holm"}.get(kinds.pop(), "p_adj_other") if len(kinds) == 1 else "p_adj_other"
     rows = []
     for r in d.itertuples(index=False):
         rows.append({"contrast": i18n.value(r.contrast, lang), "estimate": i18n.num(r.estimate, lang, 2, sign=True),
                      "std_error": i18n.num(r.std_error, lang, 2), "ci": i18n.interval(r.ci_low, r.ci_high, lang),
-                     "p_value": i18n.pval(r.p_value, lang), "p_value_ri": i18n.pval(getattr(r, "p_value_ri", None), lang),
-                     "p_value_adj": i18n.pval(getattr(r, "p_value_adj", None), lang), "n": str(r.n),
+                     "p_unadj": i18n.pval(r.p_value, lang), "p_value_ri": i18n.pval(getattr(r, "p_value_ri", None), lang),
+                     "ri_ci": _ri_interval(getattr(r, "ri_ci_low", None), getattr(r, "ri_ci_high", None), lang),
+                     adj_col: i18n.pval(getattr(r, "p_value_adj", None), lang), "n": str(r.n),
                      "hedges_g": i18n.num(getattr(r, "hedges_g", None), lang, 2),
-                     "note": "" if np.isfinite(_f(r.estimate)) else i18n.note(getattr(r, "note", None), lang)})
+                     "note": (i18n.note(getattr(r, "note", None), lang) if not np.isfinite(_f(r.estimate))
+                              else i18n.t("ri_unbounded_note", lang) if _ri_unbounded(r) else "")})
     out = pd.DataFrame(rows)
+    if len(out) and (out["ri_ci"] == "–").all():
+        out = out.drop(columns="ri_ci")  # no randomisation inference in this analysis
     if len(out) and not out["note"].astype(bool).any():
         out = out.drop(columns="note")  # a column only when a row has something to say
     return out
 
 
+def _ri_unbounded(r: Any) -> bool:
+    return bool(np.isinf(_f(getattr(r, "ri_ci_low", None))) or np.isinf(_f(getattr(r, "ri_ci_high", None))))
+
+
+def _ri_interval(lo: Any, hi: Any, lang: str) -> str:
+    """The randomisation-inference interval; in words where it has no bound (never "−∞ to ∞")."""
+    lo_f, hi_f = _f(lo), _f(hi)
+    if np.isnan(lo_f) and np.isnan(hi_f):
+        return "–"
+    if np.isinf(lo_f) or np.isinf(hi_f):
+        return i18n.t("ri_unbounded", lang)
+    return i18n.interval(lo_f, hi_f, lang)
+
+
 def display_effects_matrix(effects: pd.DataFrame, outcomes: Sequence[str], contrasts: Sequence[str], lang: str,
                            adjusted: bool = True, primary_only: bool = True) -> pd.DataFrame:
-    """One row per outcome, one column per contrast: ``estimate (CI)`` and the adjusted p
-    (rows of the primary specification unless ``primary_only=False``)."""
+    """One row per outcome, one column per contrast: ``estimate (CI)`` and the p-value labelled by its
+    kind (``WY-adj. p``, ``Holm-adj. p``, ``unadj. p``; :func:`hbeval.report.narrative.shown_p`), from rows of
+    the primary specification unless ``primary_only=False``."""
     d = _primary_rows(effects) if primary_only else effects.drop_duplicates(["outcome", "contrast"])
     rows = []
     for o in outcomes:
@@ -367,8 +424,9 @@ def display_effects_matrix(effects: pd.DataFrame, outcomes: Sequence[str], contr
             if not np.isfinite(_f(r0["estimate"])):  # say why, instead of an empty cell
                 row[i18n.value(c, lang)] = i18n.t("not_estimable_cell", lang)
                 continue
-            p = r0.get("p_value_adj") if adjusted and not np.isnan(_f(r0.get("p_value_adj"))) else r0.get("p_value")
-            row[i18n.value(c, lang)] = f"{est_ci(r0['estimate'], r0['ci_low'], r0['ci_high'], lang)}; p {i18n.pval(p, lang)}"
+            p, kind = narrative.shown_p(r0, adjusted)
+            row[i18n.value(c, lang)] = (f"{est_ci(r0['estimate'], r0['ci_low'], r0['ci_high'], lang)}; "
+                                        f"{narrative.p_kind(kind, lang, short=True)} {i18n.pval(p, lang)}")
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -385,7 +443,7 @@ def display_baseline(baseline: pd.DataFrame, lang: str) -> pd.DataFrame:
                                                                   " (alku)" if var.endswith("_start") else "")
         if var in i18n.OUTCOMES or not var.endswith("_start"):
             name = i18n.col(var, lang) if var in i18n.COLUMNS else name
-        row = {"variable": name if not lev_s else f"{name}: {i18n.value(lev_s, lang)}"}
+        row = {"variable": name if not lev_s else f"{name}: {i18n.level(lev_s, lang)}"}
         for g in groups:
             r = s[s["group"] == g]
             if not len(r):
@@ -410,7 +468,7 @@ def display_balance(balance: pd.DataFrame, lang: str) -> tuple[pd.DataFrame, pd.
     cov = balance[(balance["row_type"] == "covariate") & balance["comparison"].isin(["frame_shares", "teaming"])]
     rows = []
     for var, s in cov.groupby("variable", sort=False):
-        row = {"variable": var}
+        row = {"variable": i18n.variable(var, lang)}
         for comp in ("frame_shares", "teaming"):
             r = s[s["comparison"] == comp]
             lab = i18n.value(comp, lang)
@@ -423,8 +481,8 @@ def display_balance(balance: pd.DataFrame, lang: str) -> tuple[pd.DataFrame, pd.
         rows.append(row)
     joint = balance[balance["row_type"] != "covariate"]
     jrows = [{"comparison": i18n.value(r.comparison, lang) if r.comparison != "all_cells" else i18n.value("cells (joint)", lang),
-              "method": str(r.row_type), "statistic": i18n.num(r.statistic, lang, 2), "p_value": i18n.pval(r.p_value, lang),
-              "p_value_ri": i18n.pval(r.p_value_ri, lang), "n": f"{r.n_a} / {r.n_b}" if r.row_type != "omnibus_ri" else str(r.n_a)}
+              "method": i18n.value(r.row_type, lang), "statistic": i18n.num(r.statistic, lang, 2), "p_value": i18n.pval(r.p_value, lang),
+              "p_value_ri": i18n.pval(r.p_value_ri, lang), "n": f"{i18n.count(r.n_a, lang)} / {i18n.count(r.n_b, lang)}" if r.row_type != "omnibus_ri" else i18n.count(r.n_a, lang)}
              for r in joint.itertuples(index=False)]
     return pd.DataFrame(rows), pd.DataFrame(jrows)
 
@@ -437,6 +495,40 @@ def display_consort(consort: pd.DataFrame, lang: str) -> pd.DataFrame:
                          "cell": [i18n.value(v, lang) for v in consort["cell"]],
                          "reason": [i18n.value(v, lang) for v in consort["reason"]],
                          "n": consort["n"].astype(str).to_list()})
+
+
+def display_consort_wide(consort: pd.DataFrame, lang: str) -> pd.DataFrame:
+    """``consort.csv`` as one row per stage (and reason) and one column per cell, the pilot's
+    undivided counts and the comparison group: a short table at any size, with every count as
+    published (``<5`` stays, a complementary suppression reads "suppressed"; "–" where a
+    stage does not apply)."""
+    if not len(consort):
+        return consort
+    c = consort.assign(reason=consort["reason"].fillna("").astype(str), cell=consort["cell"].astype(str))
+    cols = [cell for cell in CELLS if (c["cell"] == cell).any()]
+    order = {st: i for i, st in enumerate(("assessed", "excluded", "allocated", "received", "lost_to_follow_up",
+                                           "not_analysed", "analysed"))}
+    keys = sorted(dict.fromkeys(zip(c["stage"], c["reason"])), key=lambda k: order.get(k[0], len(order)))
+    stage_col, all_col, comp_col = i18n.col("stage", lang), i18n.value("all", lang), i18n.value("comparison", lang)
+    rows = []
+    for stage, reason in keys:
+        s = c[(c["stage"] == stage) & (c["reason"] == reason)]
+        label = i18n.value(stage, lang) + (f": {i18n.value(reason, lang)}" if reason and reason != "all reasons" else "")
+        row = {stage_col: label}
+
+        def shown(m: pd.Series, s: pd.DataFrame = s) -> str:
+            v = s.loc[m, "n"]
+            if not len(v):
+                return "–"
+            x = str(v.iloc[0])
+            return i18n.value(x, lang) if x == "suppressed" else x
+
+        for cell in cols:
+            row[i18n.value(cell, lang)] = shown((s["group"] == "pilot") & (s["cell"] == cell))
+        row[all_col] = shown((s["group"] == "pilot") & (s["cell"].isin(["all", "not yet allocated"])))
+        row[comp_col] = shown(s["group"] == "comparison")
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def display_attrition(attr: pd.DataFrame, lang: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -460,6 +552,100 @@ def display_attrition(attr: pd.DataFrame, lang: str) -> tuple[pd.DataFrame, pd.D
     return r1, pd.DataFrame(rows)
 
 
+# ---------------------------------------------------------------- missing data (issue 15)
+def _mi_rows(effects: pd.DataFrame) -> pd.DataFrame:
+    """The multiple-imputation rows of ``effects.csv`` (``spec`` = ``sensitivity``)."""
+    if not len(effects) or "spec" not in effects:
+        return effects.iloc[0:0]
+    sens = effects[effects["spec"] == "sensitivity"]
+    return sens[sens["method"].astype(str).str.startswith("multiple imputation")]
+
+
+def _tipping_rows(effects: pd.DataFrame) -> pd.DataFrame:
+    if not len(effects) or "spec" not in effects:
+        return effects.iloc[0:0]
+    sens = effects[effects["spec"] == "sensitivity"]
+    return sens[sens["method"].astype(str).str.startswith("tipping point")]
+
+
+def _scenario(method: str) -> str:
+    return "both_arms_opposite" if "both arms opposite" in str(method) else "treated_arm"
+
+
+def display_missing_data(effects: pd.DataFrame, outcomes: Sequence[str], lang: str, mic: float | None = None) -> pd.DataFrame:
+    """Complete cases and multiple imputation side by side: one row per outcome and margin with
+    ``estimate (95 % CI)`` of each and their ``n``; with ``mic``, the tipping points (treated arm
+    only / both arms in opposite directions, outcome points) beside the MIC where there are any."""
+    cc, mi, tip = _primary_rows(effects), _mi_rows(effects), _tipping_rows(effects)
+    rows = []
+    for o in outcomes:
+        for c in RANDOMISED[:2]:
+            a, b = cc[(cc["outcome"] == o) & (cc["contrast"] == c)], mi[(mi["outcome"] == o) & (mi["contrast"] == c)]
+            if not len(b):
+                continue
+            ra, rb = (a.iloc[0] if len(a) else None), b.iloc[0]
+            rows.append({"outcome": i18n.outcome(o, lang), "contrast": i18n.value(c, lang),
+                         "cc": est_ci(ra["estimate"], ra["ci_low"], ra["ci_high"], lang) if ra is not None else "–",
+                         "n_cc": str(ra["n"]) if ra is not None else "–",
+                         "mi": est_ci(rb["estimate"], rb["ci_low"], rb["ci_high"], lang), "n_mi": str(rb["n"])})
+            t = tip[(tip["outcome"] == o) & (tip["contrast"] == c)]
+            if mic is not None and len(tip):
+                by = {_scenario(r.method): _f(r.estimate) for r in t.itertuples(index=False)}
+                shifts = [by.get(k, np.nan) for k in ("treated_arm", "both_arms_opposite")]
+                rows[-1]["tipping_points"] = (" / ".join(i18n.num(v, lang, 2, sign=True) if np.isfinite(v) else "–" for v in shifts)
+                                              if len(t) else "")
+                rows[-1]["mic"] = i18n.num(mic, lang, 2) if len(t) else ""
+    return pd.DataFrame(rows)
+
+
+def display_tipping(effects: pd.DataFrame, mic: float, lang: str) -> pd.DataFrame:
+    """The tipping points (``effects.csv``): margin, the shift applied, δ in outcome points, the MIC
+    beside it and what changes at δ."""
+    rows = []
+    for r in _tipping_rows(effects).itertuples(index=False):
+        note = str(r.note)
+        changes = "sign_flips" if "changes sign" in note else "ci_includes_0"
+        rows.append({"contrast": i18n.value(r.contrast, lang), "scenario": i18n.value(_scenario(r.method), lang),
+                     "shift_points": i18n.num(r.estimate, lang, 2, sign=True) if np.isfinite(_f(r.estimate)) else "–",
+                     "mic": i18n.num(mic, lang, 2), "changes_when": i18n.value(changes, lang)})
+    return pd.DataFrame(rows)
+
+
+def missing_data_sentences(effects: pd.DataFrame, primary: str, mic: float, lang: str) -> list[str]:
+    """The section's paragraphs: what was imputed and how (``m`` read from ``method``), the primary
+    outcome's margins by both analyses, and each margin's tipping points beside the MIC with a verdict."""
+    mi = _mi_rows(effects)
+    if not len(mi):
+        return [i18n.t("n_missing", lang)]
+    found = re.search(r"m=(\d+)", str(mi["method"].iloc[0]))
+    out = [i18n.t("mi_intro", lang, m=found.group(1) if found else "?")]
+    cc = _primary_rows(effects)
+    for c in RANDOMISED[:2]:
+        a, b = cc[(cc["outcome"] == primary) & (cc["contrast"] == c)], mi[(mi["outcome"] == primary) & (mi["contrast"] == c)]
+        if len(a) and len(b):
+            ra, rb = a.iloc[0], b.iloc[0]
+            out.append(i18n.t("mi_sentence", lang, outcome=i18n.outcome(primary, lang), contrast=i18n.value(c, lang),
+                              cc=i18n.num(ra["estimate"], lang, 2, sign=True), cc_ci=i18n.interval(ra["ci_low"], ra["ci_high"], lang),
+                              mi=i18n.num(rb["estimate"], lang, 2, sign=True), mi_ci=i18n.interval(rb["ci_low"], rb["ci_high"], lang)))
+    tip = _tipping_rows(effects)
+    tip = tip[tip["outcome"] == primary]
+    if not len(tip):
+        return out
+    out.append(i18n.t("tipping_intro", lang))
+    for c in RANDOMISED[:2]:
+        t = tip[tip["contrast"] == c]
+        if not len(t):
+            continue
+        by = {_scenario(r.method): _f(r.estimate) for r in t.itertuples(index=False)}
+        one, both = by.get("treated_arm", np.nan), by.get("both_arms_opposite", np.nan)
+        if not np.isfinite(one):
+            continue
+        out.append(i18n.t("tipping_sentence", lang, contrast=i18n.value(c, lang), delta=i18n.num(one, lang, 2, sign=True),
+                          delta_both=i18n.num(both, lang, 2, sign=True), mic=i18n.num(mic, lang, 2))
+                   + " " + i18n.t("tipping_vs_mic_robust" if abs(one) > mic else "tipping_vs_mic_fragile", lang))
+    return out
+
+
 def display_comparison(comp: pd.DataFrame, lang: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(estimates incl. the placebo, overlap summary)."""
     if not len(comp):
@@ -473,7 +659,7 @@ def display_comparison(comp: pd.DataFrame, lang: str) -> tuple[pd.DataFrame, pd.
                      "ci": i18n.interval(r.ci_low, r.ci_high, lang, digits), "p_value": i18n.pval(r.p_value, lang),
                      "n": f"{i18n.num(r.n_pilot, lang, 0)} / {i18n.num(r.n_comparison, lang, 0)}"})
     ov = comp[comp["section"] == "overlap"]
-    orows = [{"group": i18n.value(r.group, lang), "n": str(r.n), "n_trimmed": str(r.n_trimmed), "ess": i18n.num(r.ess, lang, 0),
+    orows = [{"group": i18n.value(r.group, lang), "n": i18n.count(r.n, lang), "n_trimmed": i18n.count(r.n_trimmed, lang), "ess": i18n.num(r.ess, lang, 0),
               "P5 / P50 / P95": f"{i18n.num(r.ps_p05, lang, 2)} / {i18n.num(r.ps_median, lang, 2)} / {i18n.num(r.ps_p95, lang, 2)}"}
              for r in ov.itertuples(index=False)]
     return pd.DataFrame(rows), pd.DataFrame(orows)
@@ -546,16 +732,19 @@ def display_cea(cea: pd.DataFrame, lang: str) -> pd.DataFrame:
         return cea
     rows = []
     for r in cea.itertuples(index=False):
+        inter = r.contrast == "frame_shares:teaming"  # an interaction, not a programme: no ICER or quadrant
         rows.append({"contrast": i18n.value(r.contrast, lang), "delta_cost_eur": i18n.num(r.delta_cost_eur, lang, 0, sign=True),
-                     "delta_effect": i18n.num(r.delta_effect, lang, 2, sign=True), "icer": i18n.num(r.icer, lang, 0),
+                     "delta_effect": i18n.num(r.delta_effect, lang, 2, sign=True), "icer": "–" if inter else i18n.num(r.icer, lang, 0),
                      "ci_method": i18n.value(r.ci_method, lang),
-                     "icer_ci": i18n.interval(r.icer_ci_low, r.icer_ci_high, lang, 0), "quadrant": str(r.quadrant)})
+                     "icer_ci": "–" if inter else i18n.interval(r.icer_ci_low, r.icer_ci_high, lang, 0),
+                     "quadrant": "–" if inter else i18n.value(str(r.quadrant), lang)})
     return pd.DataFrame(rows)
 
 
 def display_ceac(ceac: pd.DataFrame, lang: str) -> pd.DataFrame:
     if not len(ceac):
         return ceac
+    ceac = ceac[ceac["contrast"] != "frame_shares:teaming"]  # the interaction is not a programme to accept
     rows = []
     for w, s in ceac.groupby("wtp_eur", sort=True):
         row = {"wtp_eur": i18n.num(w, lang, 0)}
@@ -569,10 +758,12 @@ def display_rosi(rosi: pd.DataFrame, lang: str) -> pd.DataFrame:
     if not len(rosi):
         return rosi
     return pd.DataFrame({
-        "comparison": [i18n.value(v, lang) for v in rosi["comparison"]],
+        "comparison": [narrative.comparison_label(v, lang) for v in rosi["comparison"]],
         "intervention_cost_eur": [i18n.num(v, lang, 0) for v in rosi["intervention_cost_eur"]],
         "avoided_cost_eur": [i18n.num(v, lang, 0) for v in rosi["avoided_cost_eur"]],
-        "rosi": [i18n.num(v, lang, 0, percent=True) for v in rosi["rosi"]],
+        # no ROSI as a number when its denominator's interval includes zero (no CI; see narrative.rosi_sentences)
+        "rosi": [i18n.num(v, lang, 0, percent=True) if not np.isnan(_f(a)) else i18n.t("r_not_reported", lang)
+                 for v, a in zip(rosi["rosi"], rosi["ci_low"])],
         "ci": [i18n.interval(a, b, lang, 0, percent=True) if not np.isnan(_f(a)) else "–"
                for a, b in zip(rosi["ci_low"], rosi["ci_high"])]})
 
@@ -688,7 +879,8 @@ def build_html(blocks: list[dict[str, Any]], lang: str, meta: dict[str, Any]) ->
 
 
 def render_pdf(html_text: str, pdf_path: Path) -> Path:
-    """``report.pdf`` from the report's HTML with WeasyPrint (no network: every resource is a data URI)."""
+    """``report.pdf`` from the report's HTML with WeasyPrint (no network: every resource is a data URI), as
+    PDF/UA-1 (tagged, with the language of ``<html lang>`` and the ``<title>``)."""
     import logging
 
     from weasyprint import HTML
@@ -698,7 +890,10 @@ def render_pdf(html_text: str, pdf_path: Path) -> Path:
     logging.getLogger("fontTools").setLevel(logging.ERROR)
 
     fetcher = URLFetcher(allowed_protocols=["data"], fail_on_errors=True)
-    HTML(string=html_text, url_fetcher=fetcher, base_url=str(pdf_path.parent)).write_pdf(str(pdf_path))
+    # PDF/UA-1: a tagged PDF (structure tree, MarkInfo /Marked true) with the document's language and title,
+    # figures with their alt texts: a municipality that publishes the report has accessibility duties
+    HTML(string=html_text, url_fetcher=fetcher, base_url=str(pdf_path.parent)).write_pdf(str(pdf_path),
+                                                                                          pdf_variant="pdf/ua-1")
     return pdf_path
 
 
@@ -706,54 +901,225 @@ def _jobs() -> int:
     env = os.environ.get("HBEVAL_REPORT_JOBS")
     if env:
         return max(1, int(env))
-    return max(1, min(2, os.cpu_count() or 1))
+    return 1
+
+
+#: seconds a notebook kernel may take to answer its first message (Python starts slowly on a loaded machine)
+KERNEL_STARTUP_TIMEOUT = 180
+#: what a notebook kernel imports as it starts, before it answers: the libraries every notebook uses (loaded
+#: while ``hbeval report`` is still computing the results, on the other core)
+_KERNEL_PRELOAD = "import hbeval.report.render, hbeval.report.plots"
+#: what runs in a shared kernel between two notebooks: no open figure, a fresh namespace, cells numbered from 1
+#: again (``store_history=False``: this code takes no number itself); imported modules stay loaded
+_KERNEL_RESET = ("_plt = __import__('sys').modules.get('matplotlib.pyplot')\n"
+                 "if _plt is not None:\n    _plt.close('all')\n"
+                 "get_ipython().run_line_magic('reset', '-f')\n"
+                 "get_ipython().execution_count = 1\n")
+
+
+class _Kernel:
+    """One long-lived IPython kernel that runs several notebooks in turn (each notebook used to pay
+    its own kernel start and imports). Its stdout and stderr go to a private log, not the terminal
+    (ipykernel's shutdown and interrupt messages are noise to the user), whose tail is quoted when
+    the kernel fails."""
+
+    def __init__(self, cwd: Path) -> None:
+        """Launch the kernel and return at once (it loads :data:`_KERNEL_PRELOAD` meanwhile); :meth:`ready`
+        waits for it."""
+        self.cwd = cwd
+        self.log = tempfile.TemporaryFile()
+        self.km: Any = None
+        self.is_ready = False
+        self._launch()
+
+    def _launch(self) -> None:
+        from jupyter_client.manager import AsyncKernelManager  # heavy (zmq, tornado): only for the report
+
+        class Manager(AsyncKernelManager):
+            """Remembers the clients nbclient opens on the kernel, so that they are closed after each
+            notebook (nbclient leaves a client of a kernel it does not own open)."""
+
+            opened: list[Any]
+
+            def client(self, **kw: Any) -> Any:
+                kc = super().client(**kw)
+                self.opened.append(kc)
+                return kc
+
+        km = Manager(kernel_name="python3")
+        km.opened = []
+        self.km = km
+        _sync(km.start_kernel)(extra_arguments=["--IPKernelApp.log_level=ERROR", "--HistoryManager.hist_file=:memory:",
+                                                f"--IPKernelApp.exec_lines={_KERNEL_PRELOAD}"],
+                               cwd=str(self.cwd), stdout=self.log, stderr=self.log)
+
+    def ready(self) -> None:
+        """Wait until the kernel answers; a kernel that dies while starting (as it may on a loaded
+        machine) gets one more try."""
+        for attempt in (1, 2):
+            if self.is_ready:
+                return
+            try:
+                if self.km is None:
+                    self._launch()
+                self.run(_KERNEL_RESET)  # waits for kernel_info first
+                self.is_ready = True
+            except (RuntimeError, TimeoutError, HbevalError) as e:
+                self.close()
+                if attempt == 2:
+                    raise HbevalError(f"the notebook kernel did not start ({e}); the machine may be short of memory "
+                                      "or very busy: run the command again") from e
+
+    def tail(self, n: int = 2000) -> str:
+        self.log.seek(0, os.SEEK_END)
+        size = self.log.tell()
+        self.log.seek(max(0, size - n))
+        return self.log.read().decode("utf-8", "replace").strip()
+
+    def run(self, code: str) -> None:
+        """Run ``code`` in the kernel outside any notebook and wait for its reply (the first reply also
+        says that the kernel has started). Only the shell channel is opened: a request waits in its
+        queue until the kernel reads it, whereas output published before a client subscribes is lost."""
+        import queue
+
+        async def go() -> dict[str, Any]:
+            kc = self.km.client()
+            kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+            try:
+                msg_id = kc.execute(code, store_history=False, allow_stdin=False)
+                deadline = time.monotonic() + KERNEL_STARTUP_TIMEOUT
+                while True:
+                    try:
+                        msg = await kc.get_shell_msg(timeout=1)
+                    except queue.Empty:
+                        if not await self.km.is_alive():
+                            raise RuntimeError("the kernel died before it answered") from None
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(f"no answer in {KERNEL_STARTUP_TIMEOUT} s") from None
+                        continue
+                    if msg["parent_header"].get("msg_id") == msg_id:
+                        return msg
+            finally:
+                self.release()
+
+        reply = _sync(go)()
+        if reply["content"].get("status") != "ok":
+            raise HbevalError(f"the notebook kernel could not be reset: {reply['content'].get('evalue', '')}")
+
+    def release(self) -> None:
+        """Close the clients opened on the kernel (their sockets and heartbeat threads)."""
+        for kc in self.km.opened:
+            kc.stop_channels()
+        self.km.opened.clear()
+
+    def close(self) -> None:
+        if self.km is None:
+            return
+        km, self.km = self.km, None
+        try:
+            for kc in km.opened:
+                kc.stop_channels()
+            _sync(km.shutdown_kernel)(now=False)
+        except Exception:  # a kernel that is already gone needs no shutdown
+            pass
+        finally:
+            _sync(km.cleanup_resources)()
+
+    def shutdown(self) -> None:
+        """Stop the kernel for good and drop its log."""
+        self.close()
+        self.log.close()
+
+
+#: kernels ``hbeval report`` started before the analysis, by output folder, for :func:`execute_notebooks`
+_STARTED: dict[Path, _Kernel] = {}
+
+
+def _sync(coro: Any) -> Any:
+    from jupyter_core.utils import run_sync  # the event loop nbclient uses in this thread
+
+    return run_sync(coro)
 
 
 def execute_notebooks(study_path: Path, out: Path, lang: str, seed: int, progress: bool = True,
                       jobs: int | None = None) -> list[Path]:
     """Run every numbered notebook with papermill into ``out/notebooks`` (executed copies).
 
-    The notebooks only read ``out/results`` and write their own figures, so they are
-    independent: with ``jobs > 1`` (default: 2 on a machine with two or more cores;
-    ``HBEVAL_REPORT_JOBS`` overrides) they run in parallel kernels. Progress is one line per
-    notebook started and finished (papermill's cell progress bar when ``jobs == 1``).
+    The notebooks run in turn in one long-lived kernel (kernel start-up, imports and the study's
+    opening are paid once, not once per notebook); between two notebooks the kernel's namespace is
+    reset and its figures closed, so a notebook sees nothing of the one before. The notebooks only
+    read ``out/results`` and write their own figures, so they are independent: with ``jobs > 1``
+    (``HBEVAL_REPORT_JOBS``) that many kernels share them out. Progress is one line per notebook
+    started and finished.
     """
+    import queue
+
     import papermill as pm
+    from nbclient.exceptions import DeadKernelError
 
     nbs = notebook_paths()
     if not nbs:
         raise HbevalError(f"no notebooks in {notebooks_dir()}")
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
-    jobs = jobs or _jobs()
+    jobs = max(1, min(jobs or _jobs(), len(nbs)))
     params = {"study": str(study_path), "out": str(out), "lang": lang, "seed": seed}
+    todo: queue.SimpleQueue[tuple[int, Path]] = queue.SimpleQueue()
+    for item in enumerate(nbs, 1):
+        todo.put(item)
 
-    def one(i: int, src: Path) -> Path:
+    def one(kernel: _Kernel, i: int, src: Path) -> Path:
         dst = out / "notebooks" / src.name
         if progress:
             print(f"[notebook {i}/{len(nbs)}] {src.name} ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         try:
-            pm.execute_notebook(str(src), str(dst), parameters=params, progress_bar=progress and jobs == 1,
-                                kernel_name="python3", cwd=str(out), log_output=False,
-                                extra_arguments=["--IPKernelApp.log_level=ERROR"])
+            pm.execute_notebook(str(src), str(dst), parameters=params, progress_bar=False, kernel_name="python3",
+                                log_output=False, km=kernel.km, start_timeout=KERNEL_STARTUP_TIMEOUT)
         except pm.PapermillExecutionError as e:
             raise HbevalError(f"notebook {src.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from e
+        except DeadKernelError as e:
+            raise HbevalError(f"the kernel running notebook {src.name} died: {kernel.tail() or e}") from e
+        finally:
+            kernel.release()
         if progress:
             print(f"      {src.name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
         return dst
 
+    def worker(kernel: _Kernel | None = None) -> list[Path]:
+        done: list[Path] = []
+        kernel = kernel or _Kernel(out)
+        try:
+            kernel.ready()
+            while True:
+                try:
+                    i, src = todo.get_nowait()
+                except queue.Empty:
+                    return done
+                if done:
+                    kernel.run(_KERNEL_RESET)
+                done.append(one(kernel, i, src))
+        finally:
+            kernel.shutdown()
+
+    started = _STARTED.pop(out, None)
     if jobs == 1:
-        return [one(i, src) for i, src in enumerate(nbs, 1)]
+        return worker(started)
+    if started is not None:
+        started.shutdown()  # (started in the main thread, whose event loop the pool's threads do not share)
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(one, i, src) for i, src in enumerate(nbs, 1)]
+        futures = [pool.submit(worker) for _ in range(jobs)]
         try:
-            return [f.result() for f in futures]
+            ran = [p for f in futures for p in f.result()]
         except BaseException:
-            for f in futures:
-                f.cancel()
+            while True:  # the other kernels stop after their current notebook
+                try:
+                    todo.get_nowait()
+                except queue.Empty:
+                    break
             raise
+    return sorted(ran, key=lambda p: [s.name for s in nbs].index(p.name))
 
 
 def run(study_dir: str | Path, out: str | Path | None = None, lang: str = "en", progress: bool = True) -> int:
@@ -772,8 +1138,15 @@ def run(study_dir: str | Path, out: str | Path | None = None, lang: str = "en", 
     with building(out_p, study_path) as tmp:
         if progress:
             print(f"hbeval report: analysing {study_path}", file=sys.stderr, flush=True)
-        compute_results(study, tmp, command, progress=progress)
-        nbs = execute_notebooks(study_path, tmp, lang, study.config.seed, progress=progress)
+        if _jobs() == 1:  # the notebooks' kernel starts and loads its libraries while the analysis runs
+            _STARTED[tmp] = _Kernel(tmp)
+        try:
+            compute_results(study, tmp, command, progress=progress)
+            nbs = execute_notebooks(study_path, tmp, lang, study.config.seed, progress=progress)
+        finally:
+            kernel = _STARTED.pop(tmp, None)  # (execute_notebooks took it unless it failed first)
+            if kernel is not None:
+                kernel.shutdown()
         if progress:
             print("[render] report.html and report.pdf", file=sys.stderr, flush=True)
         man = json.loads((tmp / "manifest.json").read_text(encoding="utf-8"))

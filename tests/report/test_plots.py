@@ -12,6 +12,7 @@ from pathlib import Path
 
 import matplotlib.figure
 import matplotlib.pyplot as plt
+import matplotlib.text
 import nbformat
 import numpy as np
 import pandas as pd
@@ -53,9 +54,9 @@ def _texts(fig: matplotlib.figure.Figure) -> str:
     ax = fig.axes[0]
     parts = [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
     parts += [t.get_text() for t in (*ax.get_xticklabels(), *ax.get_yticklabels(), *ax.texts)]
-    leg = ax.get_legend()
-    if leg is not None:
-        parts += [t.get_text() for t in leg.get_texts()]
+    for leg in (ax.get_legend(), *fig.legends):
+        if leg is not None:
+            parts += [t.get_text() for t in leg.get_texts()]
     return "\n".join(parts)
 
 
@@ -66,7 +67,7 @@ def test_every_figure_label_has_both_languages():
     for k in keys:
         en, fi = i18n.STRINGS[k]
         assert en and fi, k
-    assert i18n.fig("costs_pilot", "fi") == "Pilotti" and i18n.fig("ce_wtp", "en", w=1000.0) == "WTP €1,000 per point"
+    assert i18n.fig("costs_pilot", "fi") == "Pilotti" and i18n.fig("ce_wtp", "en", w="1\u202f000") == "WTP €1\u202f000 per point"
     assert i18n.fig("tornado_unknown", "fi", default="unknown") == "unknown"
     with pytest.raises(ValueError):
         i18n.fig("love_x", "sv")
@@ -77,7 +78,7 @@ def test_every_figure_label_has_both_languages():
 def test_love_plot(out, lang):
     fig = plots.plot_love(_csv(out, "balance"), lang=lang)
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
-    assert "household_size" in labels
+    assert i18n.variable("household_size", lang) in labels and "household_size" not in labels
     assert fig.axes[0].get_title().startswith("Covariate" if lang == "en" else "Taustamuuttujien")
     assert i18n.fig("love_teaming", lang) in _texts(fig)
     plt.close(fig)
@@ -106,11 +107,12 @@ def test_comparison_plots(out, lang):
     f2 = plots.plot_overlap(comp, lang)
     assert f1.axes and f2.axes
     assert ("ei satunnaistettu" in f1.axes[0].get_title()) == (lang == "fi")
-    assert ("not randomised" in f2.axes[0].get_title()) == (lang == "en")
+    assert ("not randomised" in f2.get_suptitle()) == (lang == "en")
     # no bar shows a count below the threshold: suppressed bins are drawn empty
-    heights = np.abs([p.get_height() for p in f2.axes[0].patches])
+    heights = np.array([p.get_height() for ax in f2.axes for p in ax.patches])
     assert heights.max() > 0 and not ((heights > 0) & (heights < 5)).any()
-    widths = {round(p.get_width(), 12) for p in f2.axes[0].patches}
+    assert (heights >= 0).all()  # counts are never drawn below zero (no mirrored histogram)
+    widths = {round(p.get_width(), 12) for ax in f2.axes for p in ax.patches}
     assert widths == {0.05}
     plt.close(f1)
     plt.close(f2)
@@ -125,7 +127,8 @@ def _demo_costs() -> pd.DataFrame:
     d = generate(60, 80, seed=11)
     uc = pd.read_csv(files("hbeval") / "data" / "unit_costs.csv")
     pi = pd.read_csv(files("hbeval") / "data" / "price_index.csv")
-    return family_costs_from_tables(d.tables, uc, pi)
+    return family_costs_from_tables(d.tables, uc, pi, price_year=2024, follow_up_days=365,
+                                    strata=("site", "service_line"))
 
 
 def test_plot_costs_in_both_languages(out):
@@ -138,7 +141,7 @@ def test_plot_costs_in_both_languages(out):
         labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
         assert len(labels) == 6 and all("n=" in x for x in labels)  # pilot, its 4 cells, comparison
         # the six categories that add up to the total are stacked; the income-support breakdown is not
-        legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        legend = [t.get_text() for t in fig.legends[0].get_texts()]
         assert legend == [i18n.fig(f"costs_{c}", lang) for c in plots.costs.stacked_categories(costs)]
         assert len(legend) == 6 and (i18n.fig("costs_teaming", lang) in legend)
         plt.close(fig)
@@ -165,9 +168,9 @@ def test_ce_plane_from_the_replicates_file(out, lang):
     assert tuple(point.get_offsets()[0]) == pytest.approx((row["delta_effect"], row["delta_cost_eur"]))
     # the quadrant shares are those of all replicates (cea.csv), not of the points drawn
     texts = [t.get_text() for t in ax.texts]
-    assert f"NE {100 * row['share_ne']:.1f} %" in texts
-    assert i18n.fig("ce_wtp", lang, w=float(row["wtp_reference_eur"])) in _texts(fig)
-    assert ax.get_title() == i18n.fig("ce_plane", lang, c="teaming")
+    assert f"{i18n.value('NE', lang)} {i18n.num(row['share_ne'], lang, 1, percent=True)}" in texts
+    assert i18n.fig("ce_wtp", lang, w=i18n.num(row["wtp_reference_eur"], lang, 0)) in _texts(fig)
+    assert ax.get_title() == i18n.fig("ce_plane", lang, c=i18n.value("teaming", lang))
     plt.close(fig)
 
 
@@ -175,7 +178,8 @@ def test_ce_plane_from_the_replicates_file(out, lang):
 def test_ceac_and_tornado(out, lang):
     ceac = _csv(out, "ceac")
     fig = plots.plot_ceac(ceac, lang=lang)
-    assert len(fig.axes[0].lines) == ceac["contrast"].nunique()
+    # every contrast but the interaction (a difference of differences, not a programme to adopt)
+    assert len(fig.axes[0].lines) == ceac["contrast"].nunique() - 1
     assert fig.axes[0].get_title() == i18n.fig("ceac_title", lang)
     plt.close(fig)
     sens = _csv(out, "rosi_sensitivity")
@@ -184,6 +188,95 @@ def test_ceac_and_tornado(out, lang):
     assert i18n.fig("tornado_deadweight", lang) in labels
     assert ("Nollavaikutus" in labels) == (lang == "fi")
     plt.close(fig)
+
+
+# ------------------------------------------------------------------ fit for print (report-print)
+def _all_figures(out: Path, lang: str) -> dict[str, matplotlib.figure.Figure]:
+    reps = pd.read_csv(out / "replicates" / "ce_plane.csv")
+    return {
+        "love": plots.plot_love(_csv(out, "balance"), lang),
+        "forest": plots.plot_forest(_csv(out, "effects"), lang, mic=1.0),
+        "love_comparison": plots.plot_love_comparison(_csv(out, "comparison"), lang),
+        "overlap": plots.plot_overlap(_csv(out, "comparison"), lang),
+        "costs": plots.plot_costs(_csv(out, "costs"), lang),
+        "ce_plane": plots.plot_ce_plane(reps, _csv(out, "cea"), "pilot_vs_comparison", lang),
+        "ceac": plots.plot_ceac(_csv(out, "ceac"), lang),
+        "tornado": plots.plot_tornado(_csv(out, "rosi_sensitivity"), lang=lang),
+    }
+
+
+def figure_texts(fig: matplotlib.figure.Figure) -> list[str]:
+    """Every text a reader sees in ``fig``: titles, axis labels, tick labels, texts and legends."""
+    fig.canvas.draw()
+    out = [fig.get_suptitle()] + [t.get_text() for t in fig.texts]
+    for ax in fig.axes:
+        out += [ax.get_title(), ax.get_title(loc="left"), ax.get_xlabel(), ax.get_ylabel()]
+        out += [t.get_text() for t in (*ax.get_xticklabels(), *ax.get_yticklabels(), *ax.texts)]
+        if ax.get_legend() is not None:
+            out += [t.get_text() for t in ax.get_legend().get_texts()]
+    for leg in fig.legends:
+        out += [t.get_text() for t in leg.get_texts()]
+    return [t for t in out if t]
+
+
+@pytest.mark.parametrize("lang", ["en", "fi"])
+def test_legends_are_off_the_data_and_nothing_is_clipped(out, lang):
+    for name, fig in _all_figures(out, lang).items():
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        fbox = fig.bbox
+        for ax in fig.axes:
+            assert ax.get_legend() is None, f"{name}: a legend inside the axes"
+            abox = ax.get_window_extent(renderer)
+            for leg in fig.legends:
+                lbox = leg.get_window_extent(renderer)
+                assert not lbox.overlaps(abox), f"{name}: the legend overlaps the plot"
+            # every text (titles, tick labels) inside the figure
+            for t in (ax.title, ax.xaxis.label, ax.yaxis.label, *ax.get_yticklabels()):
+                if t.get_text() and t.get_visible():
+                    b = t.get_window_extent(renderer)
+                    assert b.x0 >= fbox.x0 - 1 and b.x1 <= fbox.x1 + 1, f"{name}: {t.get_text()!r} runs off the figure"
+        plt.close(fig)
+
+
+def test_cost_bars_stay_inside_the_axes(out):
+    fig = plots.plot_costs(_csv(out, "costs"))
+    ax = fig.axes[0]
+    tops = [p.get_y() + p.get_height() for p in ax.patches]
+    assert max(tops) <= ax.get_ylim()[1]
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("lang", ["en", "fi"])
+def test_forest_plot_marks_the_mic(out, lang):
+    fig = plots.plot_forest(_csv(out, "effects"), lang, mic=0.5)
+    xs = sorted(float(ln.get_xdata()[0]) for ln in fig.axes[0].lines if ln.get_linestyle() == ":")
+    assert xs == [-0.5, 0.5]
+    assert i18n.fig("forest_mic", lang, mic=i18n.num(0.5, lang, 2)) in figure_texts(fig)
+    plt.close(fig)
+    fig = plots.plot_forest(_csv(out, "effects"), lang)  # no MIC given: no line
+    assert not [ln for ln in fig.axes[0].lines if ln.get_linestyle() == ":"]
+    plt.close(fig)
+
+
+def test_no_negative_counts_on_count_axes(out):
+    fig = plots.plot_overlap(_csv(out, "comparison"))
+    for ax in fig.axes:
+        assert ax.get_ylim()[0] >= 0
+        fig.canvas.draw()
+        assert not [t.get_text() for t in ax.get_yticklabels() if t.get_text().startswith(("-", "−"))]
+    plt.close(fig)
+
+
+def test_figure_fonts_are_readable(out):
+    """At the width the report prints them (at most the 182 mm text width of A4), no text is below 7 pt."""
+    for name, fig in _all_figures(out, "fi").items():
+        scale = min(1.0, (182 / 25.4) / fig.get_figwidth())
+        fig.canvas.draw()
+        texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_text() and t.get_visible()]
+        small = {t.get_text() for t in texts if t.get_fontsize() * scale < 7}
+        assert not small, f"{name}: {sorted(small)[:3]}"
+        plt.close(fig)
 
 
 # ------------------------------------------------------------------ the replicates file

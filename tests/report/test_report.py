@@ -92,7 +92,7 @@ def test_interaction_sentence_follows_the_interval():
     assert "includes zero" in wide and "cannot be ruled out" in wide
     big = " ".join(narrative.interaction_sentences(_effects(inter=(0.9, 0.3, 1.5)), "kykyviisari_total", "en"))
     assert "excludes zero" in big and "clearly non-zero" in big
-    assert "(95 % CI 0.80 to 1.00; p < 0.001)" in " ".join(
+    assert "(95 % CI 0.80 to 1.00; adjusted p = 0.004, unadjusted HC2 t-test p < 0.001)" in " ".join(
         narrative.interaction_sentences(_effects(inter=(0.9, 0.8, 1.0)).assign(p_value=0.0001), "kykyviisari_total", "en"))
 
 
@@ -110,7 +110,7 @@ def test_executive_summary_has_headline_numbers_with_uncertainty():
     s = narrative.executive_summary({"effects": _effects(), "consort": consort, "costs": costs, "rosi": rosi}, CFG, "en")
     text = " ".join(s)
     assert "120 families" in text  # 30+31+29+30
-    assert "≥75" in text  # a suppressed cell is never added into a total that would reveal it
+    assert "<5" not in text and "308 families" in text  # the effect's own n; a suppressed cell never enters a total
     assert "9\u202f029" in text and "8\u202f109 to 10\u202f127" in text
     assert "−82 %" in text and "(95 % CI −100 % to −62 %)" in text
     assert "not randomised" in text

@@ -6,7 +6,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from hbeval.report import i18n
-from hbeval.report.plots.style import PALETTE, new_figure
+from hbeval.report.plots.style import PALETTE, legend_below, localise, new_figure
 
 #: the margins drawn, with their marker and colour
 _MARGINS = {"frame_shares": ("o", PALETTE["frame_shares/no_teaming"]), "teaming": ("s", PALETTE["frame_only/teaming"])}
@@ -30,9 +30,9 @@ def plot_love(balance_df: pd.DataFrame, lang: str = "en") -> Figure:
         ax.axvline(v, color=PALETTE["neutral"], ls=ls, lw=0.8)
         ax.axvline(-v, color=PALETTE["neutral"], ls=ls, lw=0.8)
     ax.axvline(0, color=PALETTE["neutral"], lw=0.8)
-    ax.set_yticks(list(ypos.values()), list(ypos.keys()))
+    ax.set_yticks(list(ypos.values()), [i18n.variable(v, lang) for v in ypos])
     ax.set_xlabel(i18n.fig("love_x", lang))
-    ax.set_title(i18n.fig("love_title", lang))
-    if variables:
-        ax.legend(loc="best", fontsize=8)
-    return fig
+    ax.set_title(i18n.fig("love_title", lang), wrap=True)
+    if variables:  # below the axes, off the data
+        legend_below(fig, ax, ncols=2)
+    return localise(fig, lang)

@@ -7,7 +7,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from hbeval.report import i18n
-from hbeval.report.plots.style import PALETTE, new_figure
+from hbeval.report.plots.style import PALETTE, legend_below, localise, new_figure
 
 #: one colour per stacked category, in the order of ``costs.csv``
 _COLOURS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B2", "#937860"]
@@ -24,7 +24,7 @@ def plot_costs(costs: pd.DataFrame, lang: str = "en", period: str = "follow_up")
     d = costs[(costs["period"] == period) & (costs["category"] != "total")].copy()
     d["mean_eur"] = pd.to_numeric(d["mean_eur"], errors="coerce")
     units = list(dict.fromkeys(zip(d["group"], d["cell"])))
-    fig, ax = new_figure(8, 4.5)
+    fig, ax = new_figure(8, 5.2)
     bottom = np.zeros(len(units))
     for k, cat in enumerate(stacked_categories(costs)):
         vals = np.array([d[(d["group"] == g) & (d["cell"] == c) & (d["category"] == cat)]["mean_eur"].sum() for g, c in units])
@@ -33,12 +33,14 @@ def plot_costs(costs: pd.DataFrame, lang: str = "en", period: str = "follow_up")
         bottom += np.nan_to_num(vals)
     labels = []
     for g, c in units:
-        nn = d[(d["group"] == g) & (d["cell"] == c)]["n"].iloc[0]
-        cl = "" if c == "all" else c.replace("/", "/\n")
+        nn = i18n.count(d[(d["group"] == g) & (d["cell"] == c)]["n"].iloc[0], lang)
+        cl = "" if c == "all" else "\n".join(i18n.value(c, lang).split(", "))
         labels.append(f"{i18n.fig(f'costs_{g}', lang, default=g)}\n{cl}\n(n={nn})")
-    ax.set_xticks(range(len(units)), labels, fontsize=7)
+    ax.set_xticks(range(len(units)), labels, fontsize=8)
+    top = float(np.nanmax(bottom)) if len(bottom) else 0.0
+    ax.set_ylim(0, max(top, 1.0) * 1.06)  # every stacked bar inside the axes
     ax.set_ylabel(i18n.fig("costs_y", lang))
-    ax.set_title(f"{i18n.fig('costs_title', lang)} ({i18n.fig(f'costs_{period}', lang)})")
-    ax.legend(fontsize=7, ncols=3, loc="upper right")
+    ax.set_title(f"{i18n.fig('costs_title', lang)} ({i18n.fig(f'costs_{period}', lang)})", wrap=True)
+    legend_below(fig, ax, ncols=3)
     ax.tick_params(axis="x", colors=PALETTE["neutral"])
-    return fig
+    return localise(fig, lang)

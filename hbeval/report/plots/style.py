@@ -7,6 +7,7 @@ from pathlib import Path
 import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 from matplotlib.typing import RcKeyType
 
 matplotlib.use("Agg")
@@ -51,3 +52,29 @@ def save(fig: Figure, path: str | Path) -> Path:
         fig.savefig(path, format="png", metadata={"Software": None})
     plt.close(fig)
     return path
+
+
+def legend_below(fig: Figure, ax: Axes, ncols: int = 3, fontsize: float = 8) -> None:
+    """The legend of ``ax`` below the plot, outside the axes (constrained layout makes room), so that it
+    never covers data."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(ncols, len(handles)), fontsize=fontsize,
+                   frameon=False)
+
+
+class _DecimalComma(ScalarFormatter):
+    """Tick labels with the decimal comma (Finnish: 0,5 not 0.5)."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return super().__call__(x, pos).replace(".", ",")
+
+
+def localise(fig: Figure, lang: str) -> Figure:
+    """Numeric tick labels in ``lang``'s number form (the decimal comma in Finnish); label ticks stay as they are."""
+    if lang == "fi":
+        for ax in fig.axes:
+            for axis in (ax.xaxis, ax.yaxis):
+                if type(axis.get_major_formatter()) is ScalarFormatter:
+                    axis.set_major_formatter(_DecimalComma())
+    return fig

@@ -1,0 +1,113 @@
+"""The Finnish report is wholly Finnish (issue 14): its PDF text and every figure's labels hold no English
+word and no raw code (snake_case vocabulary, contrast codes, column names), numbers use Finnish forms
+(decimal comma, a space between thousands), and nothing reads "1,000 €"."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pytest
+from test_plots import _all_figures, _shared_analysis, figure_texts
+from test_report_e2e import shared_report
+
+from hbeval.arms import CELLS, CONTRASTS, PILOT_VS_COMPARISON
+from hbeval.report import i18n
+
+#: English words that a Finnish report never uses (Finnish text borrows none of them).
+ENGLISH = frozenset("""
+the and of with from for not this that which are were was only each per than into over under between
+suppressed missing start end pilot comparison frame shares teaming teamed report authors partly
+table figure title abstract outcome outcomes cost costs effect effects estimate interval page points point family families
+household size children youngest site service line area child welfare income support budget spending staff time meetings
+analysed allocated randomised lost follow-up probability willingness pay balance before after weighted unweighted
+difference mean median total contrast interaction reference replicates plane curve acceptability deadweight
+attribution displacement drop-off discount horizon rate low high value base case yes none assessed eligibility excluded
+declined moved away eligible need ended usual services purchased
+""".split())
+
+#: raw codes of the vocabulary: contrasts, cells, covariates and categories as the tables store them
+RAW = ({c for c in CONTRASTS} | set(CELLS) | {PILOT_VS_COMPARISON} | set(i18n.COLUMNS) | set(i18n.VALUES)) - {
+    c for c in list(i18n.COLUMNS) + list(i18n.VALUES) if "_" not in c and ":" not in c and "/" not in c}
+
+
+def _strip_identifiers(text: str) -> str:
+    """File names, hashes and commands are identifiers, not words: ``results/consort.csv``, ``study.toml``,
+    a SHA-256, ``hbeval verify …``."""
+    text = re.sub(r"\S+\.(csv|json|toml|sqlite|ipynb|png)\b", " ", text)
+    text = re.sub(r"\b[a-z_]+\.[a-z_]+\b", " ", text)  # study.toml keys such as outcomes.ri_draws
+    text = re.sub(r"\b[0-9a-f]{12,64}\b|\b\d+\.\d+\.\d+\b", " ", text)  # hashes, version numbers
+    return re.sub(r"hbeval (verify|assign|plan|diagnose)[^\n;)]*", " ", text)
+
+
+def pdf_pages(pdf: Path) -> list[str]:
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    return text.split("\f")
+
+
+def finnish_problems(texts: list[str]) -> list[str]:
+    """English words, raw codes and English number forms in ``texts``."""
+    found: list[str] = []
+    for t in texts:
+        t = _strip_identifiers(t)
+        words = re.findall(r"[A-Za-zÅÄÖåäö][A-Za-zÅÄÖåäö\-]*", t)
+        found += [f"english {w!r}" for w in words if w.lower() in ENGLISH]
+        found += [f"raw code {c!r}" for c in RAW if re.search(rf"(?<![\w/]){re.escape(c)}(?![\w/])", t)]
+        found += [f"snake_case {w!r}" for w in re.findall(r"\b[a-z]+_[a-z_]+\b", t)]
+        found += [f"English number {m!r}" for m in re.findall(r"\d,\d{3}\s*€|\b\d+\.\d+\b", t)]
+    return sorted(set(found))
+
+
+@pytest.fixture(scope="module")
+def report_fi(tmp_path_factory) -> Path:
+    return shared_report(tmp_path_factory, "fi")
+
+
+def _heading_page(pages: list[str], key: str, default: int) -> int:
+    title = re.escape(i18n.t(f"sec_{key}", "fi")).replace(r"\ ", r"\s+")
+    return next((i for i, p in enumerate(pages) if re.search(rf"^\s*{title}", p, re.M)), default)
+
+
+def _body_pages(pdf: Path) -> list[str]:
+    """Every page but Appendix A (the validation rules' messages and the packaged unit-cost catalogue's sources,
+    which exist in English only) and Appendix C (study.toml keys, package names and hashes as they are)."""
+    pages = pdf_pages(pdf)
+    a, b, c = (_heading_page(pages, k, len(pages)) for k in ("quality", "checklists", "repro"))
+    return pages[:a] + pages[b:c]
+
+
+def test_the_finnish_pdf_holds_no_english_and_no_raw_codes(report_fi):
+    pages = _body_pages(report_fi / "report.pdf")
+    assert len(pages) > 10
+    problems = finnish_problems(pages)
+    assert not problems, problems[:20]
+
+
+def test_finnish_number_forms(report_fi):
+    flat = "\n".join(_body_pages(report_fi / "report.pdf"))
+    assert re.search(r"\d,\d", flat)  # decimal comma
+    assert re.search(r"\d[\u202f\u00a0 ]\d{3}\b", flat)  # thousands with a space
+    assert not re.search(r"\b\d{1,3},\d{3}\s*€", flat)  # "1,000 €" reads as one euro in Finnish
+
+
+def test_finnish_figures_hold_no_english_and_no_raw_codes(tmp_path_factory):
+    out = _shared_analysis(tmp_path_factory)
+    problems = {}
+    for name, fig in _all_figures(out, "fi").items():
+        p = finnish_problems(figure_texts(fig))
+        if p:
+            problems[name] = p
+        plt.close(fig)
+    assert not problems, problems
+
+
+def test_the_scan_finds_what_it_looks_for():
+    """The scan is not blind: it flags the problems issue 14 found."""
+    assert finnish_problems(["n = suppressed"]) == ["english 'suppressed'"]
+    assert "raw code 'household_size'" in finnish_problems(["household_size"])
+    assert "raw code 'pilot_vs_comparison'" in finnish_problems(["Kustannusvaikuttavuustaso: pilot_vs_comparison"])
+    assert finnish_problems(["Maksuhalukkuus 1,000 € / piste"]) == ["English number '1,000 €'"]
+    assert finnish_problems(["0.035"]) == ["English number '0.035'"]
+    assert finnish_problems(["Maksuhalukkuus 1\u202f000 € / piste; 0,035; results/cost_differences.csv"]) == []

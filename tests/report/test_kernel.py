@@ -1,0 +1,139 @@
+"""The notebooks of a report run in one long-lived kernel (issue 17): kernel start-up and imports
+are paid once, yet each notebook starts from a clean namespace with no open figure and cells
+numbered from 1; the kernel's own output never reaches the terminal; a failing notebook or a dead
+kernel is a clear :class:`HbevalError`, and the kernel is shut down.
+
+The notebooks here are tiny stand-ins (a kernel start is the cost of each test).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from hbeval.errors import HbevalError
+from hbeval.report import render
+
+PARAMS = 'study = "x"\nout = None\nlang = "en"\nseed = None\n'
+PID = 'import os\nopen("pids.txt", "a").write(f"{os.getpid()}\\n")\n'
+
+
+def _notebooks(d: Path, *bodies: str) -> list[Path]:
+    d.mkdir()
+    paths = []
+    for i, body in enumerate(bodies, 1):
+        params = nbformat.v4.new_code_cell(PARAMS)
+        params.metadata["tags"] = ["parameters"]
+        cells = [params] + [nbformat.v4.new_code_cell(c) for c in body.split("\n#--\n")]
+        nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                                            "display_name": "Python 3"}})
+        p = d / f"{i:02d}_nb.ipynb"
+        nbformat.write(nb, str(p))
+        paths.append(p)
+    return paths
+
+
+def _run(tmp_path: Path, monkeypatch, *bodies: str, jobs: int = 1) -> tuple[Path, list[Path]]:
+    nbs = _notebooks(tmp_path / "nbs", *bodies)
+    monkeypatch.setattr(render, "notebook_paths", lambda: nbs)
+    out = tmp_path / "out"
+    out.mkdir()
+    ran = render.execute_notebooks(tmp_path / "study", out, "en", 1, progress=False, jobs=jobs)
+    return out, ran
+
+
+def _pids(out: Path) -> list[int]:
+    return [int(x) for x in (out / "pids.txt").read_text().split()]
+
+
+def _gone(pid: int, wait: float = 30.0) -> bool:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < wait:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # a child of this process: reap it
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+FIRST = PID + ('import matplotlib\nmatplotlib.use("Agg")\nimport matplotlib.pyplot as plt\nfig = plt.figure()\n'
+               'leftover = 42\n#--\nimport sys\nsys.modules["hbeval_test_marker"] = sys\n'
+               'assert "hbeval.report.plots" in sys.modules   # loaded as the kernel started')
+LATER = PID + ('import sys\nassert "leftover" not in globals() and "plt" not in globals() and "fig" not in globals()\n'
+               'assert "hbeval_test_marker" in sys.modules   # the same process: imports stay loaded\n'
+               'import matplotlib.pyplot as plt\nassert plt.get_fignums() == [], plt.get_fignums()')
+
+
+def test_notebooks_share_one_kernel_and_each_starts_clean(tmp_path, monkeypatch):
+    out, ran = _run(tmp_path, monkeypatch, FIRST, LATER, LATER)
+    assert [p.name for p in ran] == ["01_nb.ipynb", "02_nb.ipynb", "03_nb.ipynb"]
+    assert all(p.parent == out / "notebooks" and p.exists() for p in ran)
+    pids = _pids(out)
+    assert len(pids) == 3 and len(set(pids)) == 1, pids  # one kernel for the three notebooks
+    for p in ran:
+        nb = nbformat.read(str(p), as_version=4)
+        counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
+        assert counts == list(range(1, len(counts) + 1)), (p.name, counts)  # numbered from 1 in every notebook
+        assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert _gone(pids[0]), "the kernel is still running after the report"
+
+
+def test_two_kernels_share_the_notebooks_out_in_order(tmp_path, monkeypatch):
+    out, ran = _run(tmp_path, monkeypatch, PID, PID, PID, PID, jobs=2)
+    assert [p.name for p in ran] == [f"0{i}_nb.ipynb" for i in range(1, 5)]
+    assert 1 <= len(set(_pids(out))) <= 2 and len(_pids(out)) == 4
+
+
+def test_kernel_output_never_reaches_the_terminal(tmp_path, monkeypatch, capfd):
+    noise = 'import os, sys\nos.write(1, b"RAW-KERNEL-STDOUT\\n")\nos.write(2, b"RAW-KERNEL-STDERR\\n")\n'
+    _run(tmp_path, monkeypatch, noise, noise)
+    captured = capfd.readouterr()
+    assert "RAW-KERNEL" not in captured.out + captured.err
+    assert "IPKernelApp" not in captured.err and "KeyboardInterrupt" not in captured.err
+
+
+def test_a_failing_notebook_names_itself_and_the_cell_and_stops_the_kernel(tmp_path, monkeypatch):
+    with pytest.raises(HbevalError, match=r"02_nb\.ipynb failed in cell \d+: ValueError: boom"):
+        _run(tmp_path, monkeypatch, PID, PID + "#--\nraise ValueError('boom')", PID)
+    pids = _pids(tmp_path / "out")
+    assert len(pids) == 2  # the third notebook did not run
+    assert _gone(pids[0])
+
+
+def test_a_dead_kernel_is_an_error_with_its_last_words(tmp_path, monkeypatch):
+    die = PID + 'import os, sys\nos.write(2, b"last words of the kernel\\n")\nos._exit(3)'
+    with pytest.raises(HbevalError, match=r"(?s)kernel running notebook 01_nb\.ipynb died.*last words of the kernel"):
+        _run(tmp_path, monkeypatch, die, PID)
+
+
+def test_a_kernel_that_dies_while_starting_gets_one_more_try(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = render._Kernel.run
+
+    def flaky(self, code):
+        calls["n"] += 1
+        if calls["n"] == 1:  # as jupyter_client says it on a loaded machine
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return real(self, code)
+
+    monkeypatch.setattr(render._Kernel, "run", flaky)
+    out, ran = _run(tmp_path, monkeypatch, PID, PID)
+    assert len(ran) == 2 and len(set(_pids(out))) == 1
+    assert calls["n"] == 3  # the failed start, the second start, the reset between the two notebooks
+
+
+def test_a_kernel_that_never_starts_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(render, "_KERNEL_PRELOAD", "import os; os._exit(1)")  # dies before it answers, twice
+    with pytest.raises(HbevalError, match="notebook kernel did not start .*died"):
+        _run(tmp_path, monkeypatch, PID)
+    assert not (tmp_path / "out" / "pids.txt").exists()
