@@ -1354,6 +1354,7 @@ STRINGS.update({
                     "Ensisijaisen tulosmuuttujan reunavaikutusten käännepisteet tulosmuuttujan pisteinä MIC:n rinnalla."),
     "no_tipping": ("none within ±{max}", "ei välillä ±{max}"),
 })
+COLUMNS.update({"subgroup": ("Subgroup", "Alaryhmä")})  # the subgroup tables' first column (report/subgroups.py)
 COLUMNS.update({
     "cc": ("Complete cases (95 % CI)", "Täydelliset havainnot (95 %:n lv.)"),
     "mi": ("Multiple imputation (95 % CI)", "Moni-imputointi (95 %:n lv.)"),

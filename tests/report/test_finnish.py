@@ -25,7 +25,7 @@ household size children youngest site service line area child welfare income sup
 analysed allocated randomised lost follow-up probability willingness pay balance before after weighted unweighted
 difference mean median total contrast interaction reference replicates plane curve acceptability deadweight
 attribution displacement drop-off discount horizon rate low high value base case yes none assessed eligibility excluded
-declined moved away eligible need ended usual services purchased
+declined moved away eligible need ended usual services purchased subgroup subgroups imputation tipping
 """.split())
 
 #: raw codes of the vocabulary: contrasts, cells, covariates and categories as the tables store them
