@@ -20,6 +20,7 @@ import pytest
 
 from hbeval.report import i18n, plots
 from hbeval.report import render as report
+from hbeval.report.plots.subgroups import plot_subgroups
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -322,3 +323,26 @@ def test_notebooks_import_no_step_or_kernel(path):
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert _steps(_imports(ast.parse(code))) == [], path.name
     assert "r.study." not in code.replace("r.study.unit_costs()", ""), path.name
+
+
+def test_finnish_subgroup_forest_plot_uses_the_decimal_comma():
+    """The subgroup forest plot in Finnish: ticks and the heterogeneity p-values in its panel
+    titles with the decimal comma (the first version printed "p = 0.496")."""
+    rows = []
+    for c in ("frame_shares", "teaming"):
+        for lv, est in (("home_help", 0.27), ("family_work", 0.37)):
+            rows.append({"outcome": "kykyviisari_total", "contrast": c, "subgroup": f"service_line={lv}", "spec": "subgroup",
+                         "estimate": est, "ci_low": est - 0.4, "ci_high": est + 0.4, "n": 80, "p_value": np.nan,
+                         "p_value_ri": np.nan, "note": ""})
+        rows.append({"outcome": "kykyviisari_total", "contrast": c, "subgroup": "service_line", "spec": "heterogeneity",
+                     "estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": 160, "p_value": 0.4964,
+                     "p_value_ri": 0.4888, "note": ""})
+        rows.append({"outcome": "kykyviisari_total", "contrast": c, "subgroup": np.nan, "spec": "primary",
+                     "estimate": 0.3, "ci_low": 0.1, "ci_high": 0.5, "n": 160, "p_value": 0.01, "p_value_ri": 0.01,
+                     "note": ""})
+    fig = plot_subgroups(pd.DataFrame(rows), "service_line", lang="fi", mic=1.0)
+    fig.canvas.draw()
+    texts = [ax.get_title() for ax in fig.axes] + [t.get_text() for ax in fig.axes for t in ax.get_xticklabels()]
+    plt.close(fig)
+    assert any("0,496" in t for t in texts) and any("0,489" in t for t in texts)
+    assert not any(ch.isdigit() and "." in t for t in texts for ch in t), texts

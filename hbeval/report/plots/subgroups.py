@@ -8,13 +8,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from hbeval.report import i18n
-from hbeval.report.plots.style import PALETTE, STYLE, plt
+from hbeval.report.plots.style import PALETTE, STYLE, localise, plt
 
 MARGINS = ("frame_shares", "teaming")
 
 
 def _p(p: object, lang: str) -> str:
     s = i18n.pval(p, lang)
+    if lang == "fi":
+        s = s.replace(".", ",")  # the decimal comma, as i18n.t gives the text
     return s if s.startswith(("<", "–")) else f"= {s}"
 
 
@@ -63,4 +65,4 @@ def plot_subgroups(effects_df: pd.DataFrame, variable: str, lang: str = "en", ou
     fig.supxlabel(i18n.fig("subgroups_x", lang, o=i18n.outcome(outcome, lang)), fontsize=9)
     fig.suptitle(i18n.fig("subgroups_title", lang, v=i18n.variable(variable, lang), m=i18n.outcome(outcome, lang)),
                  fontsize=10)
-    return fig
+    return localise(fig, lang)
