@@ -36,7 +36,7 @@ from scipy import stats
 
 from hbeval.arms import CONTRASTS_MAIN
 from hbeval.stats.factorial import SMALL_N_BM
-from hbeval.stats.ols import EXACT_LEVERAGE, _t_row, bm_df, html_table, ols_fit, ols_hc2, strata_dummies
+from hbeval.stats.ols import EXACT_LEVERAGE, _t_row, bm_df, html_table, ols_fit, ols_hc2, pivoted_qr, strata_dummies
 from hbeval.stats.ri import blas_single_thread, ri_pvalue
 
 METHOD_HETEROGENEITY = "wald_hc2_F"
@@ -143,9 +143,7 @@ def _covariates(start: np.ndarray | None, level: np.ndarray, n_levels: int, stra
 def covariate_basis(W: np.ndarray) -> np.ndarray:
     """An orthonormal basis ``(n, rank)`` of the columns of ``W`` by pivoted QR (level dummies
     aliased with the strata are dependent columns; pivoting keeps the span exact)."""
-    Q, R, _ = scipy.linalg.qr(W, mode="economic", pivoting=True)
-    d = np.abs(np.diag(R))
-    rank = int((d > (d.max() if d.size else 0.0) * max(W.shape) * np.finfo(float).eps).sum())
+    Q, _, rank = pivoted_qr(W)
     out: np.ndarray = Q[:, :rank]
     return out
 

@@ -131,6 +131,16 @@ class LinearFit:
         return out
 
 
+def pivoted_qr(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(Q, piv, rank)`` of the column-pivoted QR of ``X``: the numerical rank is the number of
+    diagonal entries of ``R`` above ``max|R_jj| · max(n, p) · ε``, so ``Q[:, :rank]`` is an
+    orthonormal basis of the columns of ``X`` and ``piv[:rank]`` the independent ones."""
+    Q, R, piv = scipy.linalg.qr(X, mode="economic", pivoting=True)
+    d = np.abs(np.diag(R))
+    tol = d.max() * max(X.shape) * np.finfo(float).eps if d.size else 0.0
+    return Q, piv, int((d > tol).sum())
+
+
 def ols_fit(X: np.ndarray, y: np.ndarray) -> LinearFit:
     """Least squares by pivoted QR, columns beyond the numerical rank dropped.
 
@@ -141,10 +151,7 @@ def ols_fit(X: np.ndarray, y: np.ndarray) -> LinearFit:
     ``X_keep = QR``, ``β = R⁻¹Q'y`` and ``h_i = ‖Q_i‖²``.
     """
     n, p = X.shape
-    _, R, piv = scipy.linalg.qr(X, mode="economic", pivoting=True)
-    d = np.abs(np.diag(R))
-    tol = d.max() * max(n, p) * np.finfo(float).eps if d.size else 0.0
-    rank = int((d > tol).sum())
+    _, piv, rank = pivoted_qr(X)
     keep = np.sort(piv[:rank])
     if rank < p:
         Q, R = np.linalg.qr(X[:, keep])
