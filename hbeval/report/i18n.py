@@ -405,6 +405,21 @@ def value(v: Any, lang: str = "en") -> str:
     return s
 
 
+def as_float(x: Any) -> float:
+    """``float(x)``, or NaN for what is not a number (a suppression marker, an empty cell)."""
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def est_ci(est: Any, lo: Any, hi: Any, lang: str = "en", digits: int = 2, sign: bool = True) -> str:
+    """``estimate (lo to hi)`` in ``lang``'s number form, or ``–`` when there is no estimate."""
+    if math.isnan(as_float(est)):
+        return "–"
+    return f"{num(est, lang, digits, sign=sign)} ({interval(lo, hi, lang, digits)})"
+
+
 def num(x: Any, lang: str = "en", digits: int = 2, sign: bool = False, percent: bool = False) -> str:
     """A number for the reader: ``digits`` decimals, thousands separated, Finnish decimal comma.
 

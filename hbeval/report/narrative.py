@@ -17,12 +17,7 @@ import pandas as pd
 from hbeval.report import i18n
 from hbeval.study.config import slug
 
-
-def _f(x: Any) -> float:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return float("nan")
+_f = i18n.as_float
 
 
 def _to_int(x: Any) -> str:

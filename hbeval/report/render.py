@@ -343,11 +343,7 @@ def suppression_footnote(shown: Iterable[str], lang: str) -> str:
 
 
 # ================================================================ display tables
-def _f(x: Any) -> float:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return float("nan")
+_f = i18n.as_float  # numbers read from results/*.csv (markers are NaN)
 
 
 def _primary_rows(effects: pd.DataFrame) -> pd.DataFrame:
@@ -358,9 +354,7 @@ def _primary_rows(effects: pd.DataFrame) -> pd.DataFrame:
 
 
 def est_ci(est: Any, lo: Any, hi: Any, lang: str, digits: int = 2) -> str:
-    if np.isnan(_f(est)):
-        return "–"
-    return f"{i18n.num(est, lang, digits, sign=True)} ({i18n.interval(lo, hi, lang, digits)})"
+    return i18n.est_ci(est, lo, hi, lang, digits)
 
 
 def display_primary_effects(effects: pd.DataFrame, outcome: str, lang: str) -> pd.DataFrame:

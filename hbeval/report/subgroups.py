@@ -19,11 +19,7 @@ MARGINS = ("frame_shares", "teaming")
 ALPHA = 0.05
 
 
-def _f(x: Any) -> float:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return float("nan")
+_f = i18n.as_float
 
 
 def p_text(p: Any, lang: str) -> str:
@@ -100,8 +96,7 @@ def display_subgroups(effects: pd.DataFrame, outcome: str, lang: str) -> pd.Data
         if r.spec == SPEC_HETEROGENEITY:
             rows[key][col] = i18n.t("subgroup_test_cell", lang, p=p_text(r.p_value, lang), p_ri=p_text(r.p_value_ri, lang))
         elif np.isfinite(_f(r.estimate)):
-            est = i18n.num(r.estimate, lang, 2, sign=True)
-            rows[key][col] = f"{est} ({i18n.interval(r.ci_low, r.ci_high, lang)}); n {r.n}"
+            rows[key][col] = f"{i18n.est_ci(r.estimate, r.ci_low, r.ci_high, lang)}; n {r.n}"
         else:
             rows[key][col] = i18n.t("subgroup_no_estimate", lang)
     return pd.DataFrame([rows[k] for k in order]).fillna("–")
@@ -114,8 +109,6 @@ def display_subgroup_costs(costs: pd.DataFrame, lang: str) -> pd.DataFrame:
     rows = []
     for r in costs.itertuples(index=False):
         who = i18n.value(r.group if r.cell == "all" else r.cell, lang)
-        mean = _f(r.mean_eur)
         rows.append({"subgroup": i18n.variable(r.subgroup, lang), "group": who, "n": i18n.count(r.n, lang),
-                     "mean_eur": "–" if np.isnan(mean) else
-                     f"{i18n.num(mean, lang, 0)} ({i18n.interval(r.ci_low, r.ci_high, lang, 0)})"})
+                     "mean_eur": i18n.est_ci(r.mean_eur, r.ci_low, r.ci_high, lang, 0, sign=False)})
     return pd.DataFrame(rows)
