@@ -161,9 +161,11 @@ def _randomised_effects(frame, families, draws, draw_ids, assignment, exact, min
             tab["family"] = fam
             tab["outcome"] = outcome
             tab["baseline"] = "start" if start is not None else "none"
-            tab["note"] = [_join_notes(_fit_note(r.estimate, r.std_error, r.df), left_out,
-                                       _ri_ci_note(getattr(r, "ri_ci_low", np.nan), getattr(r, "ri_ci_high", np.nan)))
-                           for r in tab.itertuples()]
+            nan = [np.nan] * len(tab)
+            tab["note"] = [_join_notes(_fit_note(e, se, df), left_out, _ri_ci_note(lo, hi))
+                           for e, se, df, lo, hi in zip(tab["estimate"].tolist(), tab["std_error"].tolist(), tab["df"].tolist(),
+                                                        tab["ri_ci_low"].tolist() if "ri_ci_low" in tab else nan,
+                                                        tab["ri_ci_high"].tolist() if "ri_ci_high" in tab else nan)]
             rows.extend(tab.to_dict("records"))
     out = pd.DataFrame(rows)
     for c in EFFECTS_COLUMNS:
@@ -292,12 +294,13 @@ def process_summary(frame: pd.DataFrame, min_cell: int) -> pd.DataFrame:
     is below ``min_cell`` is blanked too (and the mean of a 0/1 measure with it)."""
 
     rand = frame[frame["cell"].notna()]
+    in_cell = [(rand["cell"].astype(int) == k).to_numpy() for k in range(4)]
     rows = []
     for m, factor in PROCESS_MEASURES.items():
         col = f"{m}_end"
         if col not in rand.columns:
             continue
-        groups = [(CELLS[k], rand[rand["cell"].astype(int) == k][col]) for k in range(4)] + [("all", rand[col])]
+        groups = [(CELLS[k], rand[col][in_cell[k]]) for k in range(4)] + [("all", rand[col])]
         for label, s in groups:
             v = pd.to_numeric(s, errors="coerce").dropna().to_numpy(float)
             nz = int((v != 0).sum())

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from hbeval.arms import CELLS, CONTRAST_INTERACTION, CONTRASTS_MAIN
-from hbeval.stats.ols import OLSResult, _t_row, bm_df, drop_singleton_strata, ols_hc2, strata_dummies
+from hbeval.stats.ols import OLSResult, _t_row, bm_dfs_of, drop_singleton_strata, ols_hc2, strata_dummies
 
 METHOD_PRIMARY = "ancova_hc2"
 METHOD_LIN = "lin_centred_interaction_hc2"
@@ -160,11 +160,13 @@ def bm_dfs(d: FactorialData) -> dict[str, float]:
     contrast's HC2 variance."""
     W, _ = _covariates(d)
     arms = {"main": [d.frame, d.teaming], "interaction": [d.frame, d.teaming, d.frame * d.teaming]}
-    out = {}
-    for c, (model, w) in _PRIMARY_WEIGHTS.items():
-        X = np.column_stack([W[:, :1], *arms[model], W[:, 1:]])
-        out[c] = bm_df(X, np.r_[0.0, w, np.zeros(W.shape[1] - 1)])
-    return out
+    out: dict[str, float] = {}
+    for model, cols in arms.items():  # each model's design factored once for its contrasts
+        names = [c for c, (m, _) in _PRIMARY_WEIGHTS.items() if m == model]
+        X = np.column_stack([W[:, :1], *cols, W[:, 1:]])
+        dfs = bm_dfs_of(X, [np.r_[0.0, _PRIMARY_WEIGHTS[c][1], np.zeros(W.shape[1] - 1)] for c in names])
+        out.update(zip(names, dfs))
+    return {c: out[c] for c in _PRIMARY_WEIGHTS}
 
 
 def fit_lin(d: FactorialData) -> OLSResult:

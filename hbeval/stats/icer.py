@@ -223,18 +223,42 @@ def bootstrap_ols(designs: list[np.ndarray], ys: list[np.ndarray], arms: np.ndar
 
 def _solve_batch(M: np.ndarray, r: np.ndarray) -> np.ndarray:
     """Solutions of ``M_b β = r_b``; a singular system (a replicate that lost a cell) by
-    pseudo-inverse, each replicate on its own so that the result does not depend on the batch."""
+    pseudo-inverse, each replicate on its own so that the result does not depend on the batch.
+
+    Notes
+    -----
+    Each replicate gets what ``np.linalg.solve`` gives on it alone (a batch solves every matrix
+    on its own, with the same bits), or, when that refuses it or is not finite, ``pinv(M_b) r_b``.
+    Only the bookkeeping is batched: the replicates with ``det M_b = 0`` (LU met a zero pivot,
+    which is when ``solve`` refuses) are set aside and the others solved as one batch (if it is
+    still refused, every replicate is tried on its own); a matrix with a row of zeros is refused
+    without trying (its row stays zero through the elimination, so the last pivot is 0); the
+    pseudo-inverses are taken as one stack (each matrix's SVD on its own).
+    """
+    sol = np.empty_like(r)
+    with np.errstate(all="ignore"):
+        alone = np.linalg.det(M) == 0
+    ok = np.flatnonzero(~alone)
     try:
-        sol = np.linalg.solve(M, r[:, :, None])[:, :, 0]
-        bad = ~np.isfinite(sol).all(axis=1)
+        if len(ok):
+            sol[ok] = np.linalg.solve(M[ok], r[ok, :, None])[:, :, 0]
+            alone[ok[~np.isfinite(sol[ok]).all(axis=1)]] = True
     except np.linalg.LinAlgError:
-        sol, bad = np.empty_like(r), np.ones(len(r), dtype=bool)
-    for b in np.flatnonzero(bad):
-        try:
-            s = np.linalg.solve(M[b : b + 1], r[b : b + 1, :, None])[0, :, 0]
-            if not np.isfinite(s).all():
-                raise np.linalg.LinAlgError
-        except np.linalg.LinAlgError:
-            s = np.linalg.pinv(M[b]) @ r[b]
-        sol[b] = s
+        alone[:] = True
+    zero_row = (M == 0).all(axis=2).any(axis=1)
+    by_pinv = []
+    for b in np.flatnonzero(alone):
+        if not zero_row[b]:
+            try:
+                s = np.linalg.solve(M[b : b + 1], r[b : b + 1, :, None])[0, :, 0]
+                if np.isfinite(s).all():
+                    sol[b] = s
+                    continue
+            except np.linalg.LinAlgError:
+                pass
+        by_pinv.append(b)
+    if by_pinv:
+        P = np.linalg.pinv(M[by_pinv])
+        for i, b in enumerate(by_pinv):
+            sol[b] = P[i] @ r[b]
     return sol

@@ -10,6 +10,7 @@ fits and their cross-covariances.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -316,20 +317,32 @@ def bm_df(X: np.ndarray, c: np.ndarray, w: np.ndarray | None = None) -> float:
 
     Checked against clubSandwich 0.5.8 on ``tests/R/clubsandwich_expected.csv``.
     """
+    return bm_dfs_of(X, [c], w)[0]
+
+
+def bm_dfs_of(X: np.ndarray, contrasts: Sequence[np.ndarray], w: np.ndarray | None = None) -> list[float]:
+    """:func:`bm_df` of several contrasts of one design, the design factored once (the same
+    numbers as one :func:`bm_df` call per contrast)."""
     X = np.asarray(X, dtype=float)
-    c = np.asarray(c, dtype=float)
     if w is not None:
         X = X * np.sqrt(np.asarray(w, dtype=float))[:, None]
-    keep = ols_fit(X, np.zeros(len(X))).keep  # columns beyond the numerical rank are dropped, as ols_hc2
-    if np.any(np.delete(c, keep)):
-        return float("nan")  # the contrast involves a dropped (inestimable) column
+    _, piv, rank = pivoted_qr(X)
+    keep = np.sort(piv[:rank])  # columns beyond the numerical rank are dropped, as ols_fit (and so ols_hc2) does
     Q, R = np.linalg.qr(X[:, keep])
-    ell = Q @ scipy.linalg.solve_triangular(R, c[keep], trans="T")
     h = np.einsum("ij,ij->i", Q, Q)
-    if np.any(h > 1.0 - EXACT_LEVERAGE) or not np.any(ell):
-        return float("nan")
-    a2 = ell**2 / (1.0 - h)
-    tr1 = float(np.sum(a2 * (1.0 - h)))
-    qaq = (Q * a2[:, None]).T @ Q
-    tr2 = float(np.sum(a2**2 * (1.0 - 2.0 * h)) + np.sum(qaq * qaq))
-    return tr1**2 / tr2
+    out = []
+    for c in contrasts:
+        c = np.asarray(c, dtype=float)
+        if np.any(np.delete(c, keep)):
+            out.append(float("nan"))  # the contrast involves a dropped (inestimable) column
+            continue
+        ell = Q @ scipy.linalg.solve_triangular(R, c[keep], trans="T")
+        if np.any(h > 1.0 - EXACT_LEVERAGE) or not np.any(ell):
+            out.append(float("nan"))
+            continue
+        a2 = ell**2 / (1.0 - h)
+        tr1 = float(np.sum(a2 * (1.0 - h)))
+        qaq = (Q * a2[:, None]).T @ Q
+        tr2 = float(np.sum(a2**2 * (1.0 - 2.0 * h)) + np.sum(qaq * qaq))
+        out.append(tr1**2 / tr2)
+    return out

@@ -243,6 +243,8 @@ _CI_MODEL: dict[str, tuple[str, np.ndarray, np.ndarray]] = {
 }
 _BISECT = 64
 _EXPAND = 60
+_RECLASSIFY = 4  # bisection steps (the bracket shrinks 16-fold) between settling the draws that can no longer change
+_NO_OVERFLOW = 1e300  # |a_d| and |b_d τ| below this: a_d + b_d τ is finite
 
 
 @dataclass(frozen=True)
@@ -261,12 +263,21 @@ class RIInversion:
 
     def bound(self, sign: int, alpha: float) -> float:
         """The ``sign`` (−1 lower, +1 upper) end of ``{τ : p(τ) > α}`` found by doubling steps
-        away from the estimate, then bisection; ``±inf`` when no ``τ`` is rejected."""
+        away from the estimate, then bisection; ``±inf`` when no ``τ`` is rejected.
+
+        Notes
+        -----
+        Every p-value of the search is :meth:`pvalue`'s, bit for bit, but counted faster: the
+        draws whose statistic is not finite are set aside once (they are for every finite
+        ``τ``), and the bisection re-counts only the draws whose comparison can still change
+        inside its bracket (:class:`_Counter`).
+        """
         scale = float(np.std(self.a)) or abs(self.estimate) or 1.0
+        count = _Counter(self)
         inside, step = self.estimate, scale
         for _ in range(_EXPAND):
             out = self.estimate + sign * step
-            if self.pvalue(out) <= alpha:
+            if count.pvalue(out) <= alpha:
                 break
             inside, step = out, 2 * step
         else:
@@ -275,11 +286,68 @@ class RIInversion:
             mid = 0.5 * (inside + out)
             if mid in (inside, out):
                 break
-            if self.pvalue(mid) <= alpha:
+            count.settle(min(inside, out), max(inside, out))
+            if count.pvalue(mid) <= alpha:
                 out = mid
             else:
                 inside = mid
         return 0.5 * (inside + out)
+
+
+class _Counter:
+    """:meth:`RIInversion.pvalue` for the search of :meth:`RIInversion.bound`, the same bits.
+
+    Notes
+    -----
+    A draw with ``a_d`` or ``b_d`` not finite has no finite statistic at a finite ``τ``
+    (``pvalue`` leaves it out); the others are finite while ``|τ|`` stays below
+    :data:`_NO_OVERFLOW` ``/ max|b|`` (beyond, or with the estimate not finite, the count is
+    :meth:`RIInversion.pvalue` itself). :meth:`settle` takes a bracket ``[lo, hi]`` that holds
+    every later ``τ``. On it, the computed ``x_d(τ) = fl(a_d + fl(b_d τ))`` and
+    ``thr(τ) = fl(|fl(estimate − τ)| (1 − tol))`` are monotone in ``τ`` (rounding is), so
+    ``|x_d(τ)|`` and ``thr(τ)`` lie between their values at the ends (``|x_d|`` down to 0 when
+    ``x_d`` changes sign, ``thr`` down to 0 when the bracket holds the estimate). A draw whose
+    smallest ``|x_d|`` is at least the largest ``thr`` is a hit at every ``τ`` of the bracket, one
+    whose largest ``|x_d|`` is below the smallest ``thr`` never is: both are settled and counted
+    once. The others are compared at each ``τ`` as :func:`ri_pvalue` compares them. A bound
+    then costs about two ``O(D)`` counts instead of about 60.
+    """
+
+    def __init__(self, inv: RIInversion):
+        self.inv = inv
+        fin = np.isfinite(inv.a) & np.isfinite(inv.b)
+        self.a, self.b = inv.a[fin], inv.b[fin]
+        self.n = len(self.a)
+        self.hits = 0  # hits among the settled draws
+        self.limit = _NO_OVERFLOW / max(float(np.max(np.abs(self.b))) if self.n else 0.0, 1.0)
+        self.fast = (self.n > 0 and np.isfinite(inv.estimate) and float(np.max(np.abs(self.a))) < _NO_OVERFLOW)
+        self.since = _RECLASSIFY
+
+    def pvalue(self, tau: float) -> float:
+        if not (self.fast and abs(tau) < self.limit):
+            return self.inv.pvalue(tau)
+        thr = abs(self.inv.estimate - tau) * (1 - RI_TIE_TOL)
+        hits = self.hits + int(np.count_nonzero(np.abs(self.a + self.b * tau) >= thr))
+        return float(hits / self.n) if self.inv.exact else float((1 + hits) / (1 + self.n))
+
+    def settle(self, lo: float, hi: float) -> None:
+        """Count once, and stop comparing, the draws whose comparison cannot change on ``[lo, hi]``
+        (every :data:`_RECLASSIFY` calls: the bracket has shrunk enough to settle more)."""
+        self.since += 1
+        if self.since < _RECLASSIFY or not len(self.a) or not (self.fast and max(abs(lo), abs(hi)) < self.limit):
+            return
+        self.since = 0
+        a, b, est, c = self.a, self.b, self.inv.estimate, 1 - RI_TIE_TOL
+        xl, xh = a + b * lo, a + b * hi
+        vl, vh = est - lo, est - hi
+        tl, th = abs(vl) * c, abs(vh) * c
+        t_max = max(tl, th)
+        t_min = min(tl, th) if (vl >= 0 and vh >= 0) or (vl <= 0 and vh <= 0) else 0.0
+        al, ah = np.abs(xl), np.abs(xh)
+        hit = (((xl >= 0) & (xh >= 0)) | ((xl <= 0) & (xh <= 0))) & (np.minimum(al, ah) >= t_max)
+        keep = ~hit & (np.maximum(al, ah) >= t_min)
+        self.hits += int(np.count_nonzero(hit))
+        self.a, self.b = a[keep], b[keep]
 
 
 def ri_inversions(d: FactorialData, draws: np.ndarray, exact: bool = False, chunk: int = _CHUNK,
@@ -438,15 +506,17 @@ def adjust_family(table: pd.DataFrame, null: dict[tuple[str, str], np.ndarray], 
     enumeration (:func:`westfall_young`).
     """
     out = table.copy()
-    out["p_value_holm"] = np.nan
-    out["p_value_wy"] = np.nan
-    for _, idx in out.groupby(list(by), sort=True, dropna=False).groups.items():
-        sub = out.loc[idx]
-        out.loc[idx, "p_value_holm"] = holm(sub["p_value"].to_numpy(dtype=float))
-        keys = list(zip(sub["outcome"], sub["contrast"]))
+    p_value, estimate = out["p_value"].to_numpy(dtype=float), out["estimate"].to_numpy(dtype=float)
+    outcome, contrast = out["outcome"].to_numpy(dtype=object), out["contrast"].to_numpy(dtype=object)
+    p_holm, p_wy = np.full(len(out), np.nan), np.full(len(out), np.nan)
+    for pos in out.groupby(list(by), sort=True, dropna=False).indices.values():  # row positions, in table order
+        p_holm[pos] = holm(p_value[pos])
+        keys = list(zip(outcome[pos], contrast[pos]))
         if all(k in null for k in keys) and len(keys):
             lens = {len(null[k]) for k in keys}
             if len(lens) == 1:
                 M = np.column_stack([null[k] for k in keys])
-                out.loc[idx, "p_value_wy"] = westfall_young(sub["estimate"].to_numpy(dtype=float), M, exact=exact)
+                p_wy[pos] = westfall_young(estimate[pos], M, exact=exact)
+    out["p_value_holm"] = p_holm
+    out["p_value_wy"] = p_wy
     return out
