@@ -27,6 +27,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -169,6 +170,63 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, floa
     return {"seconds": round(wall, 1), "peak_rss_gib": round(ru.ru_maxrss / 2**20, 2), "exit": code}
 
 
+def _rss_gib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def profiled_analyze(study: Path, out: Path, record: Path) -> int:
+    """``hbeval analyze`` in this process, with the seconds and the peak resident memory of
+    every step (RSS sampled every 50 ms by a thread) written to ``record`` as JSON."""
+    from hbeval import pipeline
+    from hbeval.outcomes import attrition, comparison, effects, missing, subgroups
+    from hbeval.study.store import open_study
+
+    steps: dict[str, dict[str, float]] = {}
+    stack: list[str] = ["open the store, write"]  # the step running and the part of it running
+    peak = [0.0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            r = _rss_gib()
+            peak[0] = max(peak[0], r)
+            for label in list(stack):  # a part's peak is also its step's
+                d = steps.setdefault(label, {"seconds": 0.0, "peak_rss_gib": 0.0})
+                d["peak_rss_gib"] = round(max(d["peak_rss_gib"], r), 2)
+            time.sleep(0.05)
+
+    def timed(label: str, fn):  # type: ignore[no-untyped-def]
+        def run(*args, **kw):  # type: ignore[no-untyped-def]
+            stack.append(label)
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kw)
+            finally:
+                d = steps.setdefault(label, {"seconds": 0.0, "peak_rss_gib": 0.0})
+                d["seconds"] = round(d["seconds"] + time.perf_counter() - t0, 1)
+                stack.pop()
+        return run
+
+    threading.Thread(target=sample, daemon=True).start()
+    pipeline.shared_inputs = timed("shared inputs", pipeline.shared_inputs)
+    pipeline.STEPS = tuple((label, timed(label, fn)) for label, fn in pipeline.STEPS)
+    # the parts of the two longest steps, each with its own time and peak (the sampler credits
+    # every label on the stack, so a step's peak includes its parts')
+    for mod, name in ((comparison, "comparison_results"), (effects, "effects_results"), (subgroups, "add_subgroup_rows"),
+                      (effects, "process_results"), (attrition, "attrition_results"), (missing, "missing_data_rows")):
+        setattr(mod, name, timed(f"  {mod.__name__.rsplit('.', 1)[1]}.{name}", getattr(mod, name)))
+    t0 = time.perf_counter()
+    pipeline.run(open_study(study), out, command=["hbeval", "analyze", str(study), "--out", str(out)])
+    stop.set()
+    record.write_text(json.dumps({"seconds": round(time.perf_counter() - t0, 1), "peak_rss_gib": round(peak[0], 2),
+                                  "steps": steps}, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", default="/tmp/scale")
@@ -179,7 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-generate", action="store_true", help="reuse the study already in --dir/study")
     ap.add_argument("--generate-only", action="store_true", help="write the study and stop")
     ap.add_argument("--clean", action="store_true", help="delete --dir at the end")
+    ap.add_argument("--skip-validate", action="store_true", help="reuse the store already in --dir/study")
+    ap.add_argument("--profile-analyze", metavar="RECORD", help=argparse.SUPPRESS)  # the child of the per-step run
     a = ap.parse_args(argv)
+    if a.profile_analyze:
+        return profiled_analyze(Path(a.dir) / "study", Path(a.dir) / "out", Path(a.profile_analyze))
     base = Path(a.dir)
     study = base / "study"
     out = base / "out"
@@ -202,10 +264,13 @@ def main(argv: list[str] | None = None) -> int:
         n = con.execute(f"SELECT count(*) FROM read_csv('{study / 'service_events.csv'}', all_varchar=true)").fetchone()[0]
     res["peer_scan_events_seconds"] = round(time.perf_counter() - t0, 1)
     res["peer_scan_events_rows"] = n
-    shutil.rmtree(study / ".hbeval", ignore_errors=True)
     py = str(ROOT / ".venv" / "bin" / "python")
-    print("hbeval validate ...", file=sys.stderr, flush=True)
-    res["validate"] = measure([py, "-m", "hbeval", "validate", str(study)])
+    if not a.skip_validate:
+        shutil.rmtree(study / ".hbeval", ignore_errors=True)
+        print("hbeval validate ...", file=sys.stderr, flush=True)
+        res["validate"] = measure([py, "-m", "hbeval", "validate", str(study)])
+    else:
+        res["validate"] = {"seconds": float("nan"), "peak_rss_gib": float("nan"), "exit": 0}
     rows_total = sum(v for v in res["rows"].values() if v) if all(res["rows"].values()) else None
     if rows_total:
         res["rows_total"] = rows_total
@@ -215,7 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     res["store_bytes"] = store.stat().st_size if store.exists() else None
     print("hbeval analyze ...", file=sys.stderr, flush=True)
     shutil.rmtree(out, ignore_errors=True)
-    res["analyze"] = measure([py, "-m", "hbeval", "analyze", str(study), "--out", str(out)])
+    # analyze in a child that records every step's time and peak RSS (the whole child's
+    # peak comes from os.wait4 as for validate)
+    record = base / "analyze_steps.json"
+    res["analyze"] = measure([py, str(Path(__file__).resolve()), "--dir", str(base), "--profile-analyze", str(record)])
+    if record.exists():
+        res["analyze_steps"] = json.loads(record.read_text())["steps"]
     if (out / "results").exists():
         res["results"] = sorted(p.name for p in (out / "results").glob("*.csv"))
     print(json.dumps(res, indent=2, ensure_ascii=False))

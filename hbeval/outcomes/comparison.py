@@ -23,7 +23,7 @@ import pandas as pd
 from hbeval.costs.engine import family_costs_from_tables, wide_costs, wide_family_costs
 from hbeval.outcomes.frame import outcome_frame
 from hbeval.privacy import pool_rare_levels, suppress_count
-from hbeval.stats.propensity import att_weights, common_support, dr_att, ess, propensity, smd
+from hbeval.stats.propensity import att_weights, common_support, dr_att, ess, logit_fit, smd
 
 METHOD_DR = "dr_att_ipw_regression (not randomised)"
 NOT_RANDOMISED = "not randomised: propensity-weighted observational comparison"
@@ -34,11 +34,16 @@ HIST_BINS = np.linspace(0, 1, 21)
 
 
 # ---------------------------------------------------------------------------- design
-def covariate_matrix(frame: pd.DataFrame, numeric: list[str], categorical: list[str], missing_dummy: bool = True) -> tuple[np.ndarray, list[str]]:
+def covariate_matrix(frame: pd.DataFrame, numeric: list[str], categorical: list[str], missing_dummy: bool = True,
+                     intercept: bool = False) -> tuple[np.ndarray, list[str]]:
     """Covariates for the propensity and outcome models: numeric columns (missing values set
     to the mean with a missing-indicator, McKenzie's approach, when any is missing) and
-    treatment-coded categorical columns (first level in sorted order left out)."""
-    cols, names = [], []
+    treatment-coded categorical columns (first level in sorted order left out). With
+    ``intercept`` a column of ones comes first (not in the names): the propensity design
+    without a second n × p copy. The matrix is written once, column by column (a national
+    study has ~1 M rows and ~50 columns: 0.4 GB)."""
+    cols: list = []
+    names: list[str] = []
     for c in numeric:
         if c not in frame.columns:
             continue
@@ -60,12 +65,22 @@ def covariate_matrix(frame: pd.DataFrame, numeric: list[str], categorical: list[
         codes, uniq = pd.factorize(lab, sort=False)
         order = sorted(range(len(uniq)), key=lambda i: uniq[i])  # levels in sorted order
         for i in order[1:]:
-            cols.append((codes == i).astype(float))
+            cols.append((codes, i))  # the indicator is built when it is written
             names.append(f"{c}[{uniq[i]}]")
-    X = np.column_stack(cols) if cols else np.empty((len(frame), 0))
+
+    def column(j: int) -> np.ndarray:
+        col = cols[j]
+        return (col[0] == col[1]).astype(float) if isinstance(col, tuple) else col
+
     # drop constant columns (no information, break the logit)
-    keep = [j for j in range(X.shape[1]) if np.ptp(X[:, j]) > 0]
-    return X[:, keep], [names[j] for j in keep]
+    keep = [j for j in range(len(cols)) if np.ptp(column(j)) > 0]
+    off = int(intercept)
+    X = np.empty((len(frame), off + len(keep)))
+    if intercept:
+        X[:, 0] = 1.0
+    for k, j in enumerate(keep):
+        X[:, off + k] = column(j)
+    return X, [names[j] for j in keep]
 
 
 NUMERIC_COVARIATES = ["household_size", "n_children", "youngest_child_age", "pre_total_eur", "new_child_welfare_clienthood_pre"]
@@ -90,9 +105,22 @@ def pre_costs(study, fc=None) -> pd.Series | None:
         return None
 
 
-def _pilot_comparison(study, frame: pd.DataFrame, fc=None) -> pd.DataFrame:
-    pc = frame[frame["group"].astype(str).isin(["pilot", "comparison"])].copy()
-    pc = pc.sort_values("client_id", kind="mergesort").reset_index(drop=True)
+def _needed_columns(families: dict[str, list[str]], primary: str) -> list[str]:
+    """The columns of the outcome frame that :func:`comparison_tables` reads."""
+    outs = [o for fam, os_ in families.items() if not fam.startswith("process") for o in os_]
+    want = ["client_id", "group", f"{primary}_start", *NUMERIC_COVARIATES, *CATEGORICAL_COVARIATES,
+            *[f"{o}_{s}" for o in outs for s in ("end", "start")]]
+    return list(dict.fromkeys(want))
+
+
+def _pilot_comparison(study, frame: pd.DataFrame, fc=None, columns: list[str] | None = None) -> pd.DataFrame:
+    # rows in client_id order (stable), taken in one copy: filtering then sorting the frame
+    # held two copies of it at once (~1 GB each at a national study's 1 M families)
+    pos = np.flatnonzero(frame["group"].astype(str).isin(["pilot", "comparison"]).to_numpy())
+    order = frame["client_id"].iloc[pos].reset_index(drop=True).sort_values(kind="mergesort").index.to_numpy()
+    # only the columns the comparison reads (the frame has ~90), rows and columns in one take
+    cols = slice(None) if columns is None else [j for j, c in enumerate(frame.columns) if c in set(columns)]
+    pc = frame.iloc[pos[order], cols].reset_index(drop=True)
     pc["_t"] = (pc["group"].astype(str) == "pilot").astype(int)
     if "pre_total_eur" not in pc.columns:
         pcost = pre_costs(study, fc)
@@ -117,9 +145,11 @@ def fit_comparison(pc: pd.DataFrame, primary: str, exclude: tuple[str, ...] = ()
     line, family composition, area and pre-period costs (and pre-period child-welfare
     clienthood), then common-support trimming and ATT weights."""
     numeric = [f"{primary}_start", *[c for c in NUMERIC_COVARIATES if c not in exclude]]
-    X, names = covariate_matrix(pc, numeric, [c for c in CATEGORICAL_COVARIATES if c not in exclude])
+    Xi, names = covariate_matrix(pc, numeric, [c for c in CATEGORICAL_COVARIATES if c not in exclude], intercept=True)
     t = pc["_t"].to_numpy()
-    ps = propensity(X, t)
+    # = propensity(Xi[:, 1:], t) without its copy of the design with an intercept; X is a view
+    ps = 1 / (1 + np.exp(-(Xi @ logit_fit(Xi, t))))
+    X = Xi[:, 1:]
     keep = common_support(ps, t)
     w = np.zeros(len(ps))
     w[keep] = att_weights(ps[keep], t[keep])
@@ -213,12 +243,12 @@ def estimate_outcome(fit: ComparisonFit, outcome: str) -> dict | None:
     t = pc["_t"].to_numpy()
     if ok.sum() < 4 or t[ok].sum() < 2 or (1 - t[ok]).sum() < 2 or not _control_weight(fit.ps, t, ok) > 0:
         return None  # see not_estimable_note
-    Xo = fit.X
+    Xo = fit.X[ok]  # the rows of the families with the outcome only (not an n × p copy per outcome)
     start = f"{outcome}_start"
     if start in pc.columns and pd.to_numeric(pc[start], errors="coerce").notna().any() and start not in fit.names:
-        Xs, _ = covariate_matrix(pc, [start], [])
-        Xo = np.column_stack([Xo, Xs])
-    est = dr_att(y[ok], t[ok], Xo[ok], fit.ps[ok])
+        Xs, _ = covariate_matrix(pc, [start], [])  # mean imputation over every family, as before
+        Xo = np.column_stack([Xo, Xs[ok]])
+    est = dr_att(y[ok], t[ok], Xo, fit.ps[ok])
     return {"outcome": outcome, **est.__dict__}
 
 
@@ -251,6 +281,7 @@ def comparison_tables(pc: pd.DataFrame, families: dict[str, list[str]], primary:
                              "n": n, "method": METHOD_DR + "; propensity ATT weights, common-support trimming; influence-function SE",
                              "spec": "non_randomised"})
     parts.append(pd.DataFrame(est_rows))
+    del fit  # each placebo fits its own propensity model: one design in memory at a time
     # placebo: outcomes fixed before enrolment, with the variable left out of both models
     for placebo in ("pre_total_eur", "new_child_welfare_clienthood_pre"):
         if placebo not in pc.columns:
@@ -269,6 +300,7 @@ def comparison_tables(pc: pd.DataFrame, families: dict[str, list[str]], primary:
                                     "estimate": e.estimate, "std_error": e.std_error, "ci_low": e.ci_low, "ci_high": e.ci_high,
                                     "p_value": e.p_value, "estimate_ipw": e.ipw, "estimate_naive": e.naive,
                                     "method": METHOD_DR + "; placebo: pre-period outcome left out of both models, true effect 0"}]))
+        del pfit
     parts.append(pd.DataFrame([{"section": "note", "item": "design", "method": NOT_RANDOMISED + "; one pre-period: parallel trends "
                                 "cannot be tested; pre-period outcomes serve as placebos"}]))
     comp = pd.concat([p for p in parts if len(p)], ignore_index=True)
@@ -305,7 +337,7 @@ def comparison_results(study, frame: pd.DataFrame | None = None, fc=None) -> tup
     cfg = study.config
     if frame is None:
         frame = outcome_frame(study)
-    pc = _pilot_comparison(study, frame, fc)
+    pc = _pilot_comparison(study, frame, fc, _needed_columns(cfg.families, cfg.primary))
     if pc["_t"].sum() < 2 or (1 - pc["_t"]).sum() < 2:
         return pd.DataFrame(columns=["section", "item", "method"]), pd.DataFrame()
     return comparison_tables(pc, cfg.families, cfg.primary, cfg.min_cell)

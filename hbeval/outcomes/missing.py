@@ -38,7 +38,7 @@ from hbeval.arms import CONTRASTS_MAIN, SEEDS
 from hbeval.outcomes.frame import outcome_columns
 from hbeval.privacy import suppress_count
 from hbeval.stats.factorial import MIN_PER_CELL
-from hbeval.stats.mi import Imputations, RubinResult, TippingPoint, ancova_contrast, mice, rubin, tipping_point
+from hbeval.stats.mi import AncovaFit, Imputations, RubinResult, TippingPoint, ancova_fit, mice, rubin, tipping_point
 from hbeval.stats.ols import drop_singleton_strata, ols_fit, strata_dummies
 from hbeval.stats.ri import blas_single_thread
 
@@ -116,24 +116,38 @@ class OutcomeImputation:
 
     def design(self) -> tuple[np.ndarray, list[str]]:
         """(m, n, p) primary ANCOVA designs ``[1, frame_shares, teaming, start, strata]`` (aliased
-        columns dropped) and their names (built once)."""
+        columns dropped) and their names (built once). When the start score is not imputed every
+        imputation has the same design, and the array is a read-only broadcast of one (n, p)
+        design (no copy per imputation)."""
         if self._design is not None:
             return self._design
         S, snames = strata_dummies(self.stratum)
         st = self.start()
         m = self.imputations.m
-        parts = [np.ones((m, self.n, 1)), np.broadcast_to(self.frame_shares[None, :, None], (m, self.n, 1)),
-                 np.broadcast_to(self.teaming[None, :, None], (m, self.n, 1))]
+        parts = [np.ones((self.n, 1)), self.frame_shares[:, None], self.teaming[:, None]]
         names = ["(Intercept)", "frame_shares", "teaming"]
         if st is not None:
-            parts.append(st[:, :, None])
+            parts.append(st[0][:, None])
             names.append("start")
-        parts.append(np.broadcast_to(S[None], (m, self.n, S.shape[1])))
-        X = np.concatenate(parts, axis=2)
-        keep = ols_fit(X[0], np.zeros(self.n)).keep
+        parts.append(S)
+        X0 = np.concatenate(parts, axis=1)
+        keep = ols_fit(X0, np.zeros(self.n)).keep
         allnames = names + snames
-        self._design = (np.ascontiguousarray(X[:, :, keep]), [allnames[k] for k in keep])
+        kept = [allnames[k] for k in keep]
+        X2 = np.ascontiguousarray(X0[:, keep])
+        if "start" in self.imputations.columns and "start" in kept:
+            X = np.empty((m, self.n, len(keep)))  # one design per imputation: its start column differs
+            X[:] = X2[None]
+            X[:, :, kept.index("start")] = self.imputations.column("start")
+        else:
+            X = np.broadcast_to(X2[None], (m, self.n, len(keep)))
+        self._design = (X, kept)
         return self._design
+
+    def fit(self) -> AncovaFit:
+        """The QR factors of :meth:`design` (computed once per call: keep the result while it is
+        needed, e.g. over a tipping-point search, and let it go after)."""
+        return ancova_fit(self.design()[0])
 
 
 def _rand_sample(frame: pd.DataFrame, costs_wide: pd.DataFrame) -> pd.DataFrame:
@@ -189,16 +203,18 @@ def impute_outcome(frame: pd.DataFrame, costs_wide: pd.DataFrame, outcome: str, 
                              stratum, pre, imp, start_obs)
 
 
-def pooled_margin(oi: OutcomeImputation, contrast: str, shift: np.ndarray | None = None) -> RubinResult:
+def pooled_margin(oi: OutcomeImputation, contrast: str, shift: np.ndarray | None = None, fit: AncovaFit | None = None
+                  ) -> RubinResult:
     """Rubin's-rules margin ``contrast`` (``frame_shares`` or ``teaming``) of the primary ANCOVA
-    (HC2) over the completed data sets; ``shift`` (n,) is added to the imputed end scores."""
+    (HC2) over the completed data sets; ``shift`` (n,) is added to the imputed end scores;
+    ``fit`` is ``oi.fit()`` when the caller already has it."""
     X, names = oi.design()
     y = oi.imputations.column("end")
     if shift is not None:
         y = y + np.where(oi.imputations.missing[:, oi.imputations.columns.index("end")], shift, 0.0)[None, :]
     L = np.zeros(X.shape[2])
     L[names.index(contrast)] = 1.0
-    est, var, df = ancova_contrast(X, y, L, se_type="HC2")
+    est, var, df = (fit if fit is not None else oi.fit()).contrast(y, L, se_type="HC2")
     return rubin(est, var, dfcom=df)
 
 
@@ -219,14 +235,16 @@ def _conclusion_statistic(r: RubinResult) -> tuple[str, float]:
 
 
 def find_tipping_point(oi: OutcomeImputation, contrast: str, scenario: str, step: float | None = None,
-                       max_shift: float | None = None) -> tuple[TippingPoint, str]:
+                       max_shift: float | None = None, fit: AncovaFit | None = None) -> tuple[TippingPoint, str]:
     """The tipping point of margin ``contrast`` under ``scenario`` and which statistic crosses 0
     (``ci_low``/``ci_high`` when the MI interval excludes 0, else ``estimate``).
 
     The search moves against the estimate (``δ`` of the opposite sign) in steps of ``step``
     (default 1/20 of the SD of the observed end scores) up to ``max_shift`` (default 10 SDs).
+    The design is factorised once for the whole search (``fit``, or ``oi.fit()``).
     """
-    base = pooled_margin(oi, contrast)
+    fit = fit if fit is not None else oi.fit()
+    base = pooled_margin(oi, contrast, fit=fit)
     which, _ = _conclusion_statistic(base)
     unit = scenario_shift(oi, contrast, scenario)
     end = oi.imputations.column("end")[0][~oi.imputations.missing[:, oi.imputations.columns.index("end")]]
@@ -235,7 +253,7 @@ def find_tipping_point(oi: OutcomeImputation, contrast: str, scenario: str, step
     max_shift = max_shift if max_shift is not None else 10 * sd
 
     def stat(delta: float) -> float:
-        r = pooled_margin(oi, contrast, unit * delta)
+        r = pooled_margin(oi, contrast, unit * delta, fit=fit)
         if which == "estimate":
             return r.estimate
         lo, hi = r.ci()
@@ -289,12 +307,14 @@ def mi_effect_rows(imps: dict[str, OutcomeImputation | None], families: dict[str
     for fam in MI_FAMILIES:
         for outcome in families.get(fam, []):
             oi = imps.get(outcome)
+            fit = None  # the previous outcome's factors go before this one's are computed
+            fit = oi.fit() if oi is not None else None
             for c in CONTRASTS_MAIN:
                 if oi is None:
                     rows.append(_row(fam, outcome, c, 0, mi_method(m, iterations) + " (not estimable)",
                                      "not estimable: too few end scores to impute from", min_cell))
                     continue
-                r = pooled_margin(oi, c)
+                r = pooled_margin(oi, c, fit=fit)
                 small = oi.n < min_cell
                 rows.append(_row(fam, outcome, c, oi.n, mi_method(m, iterations), imputed_note(oi, min_cell), min_cell,
                                  None if small else r))
@@ -306,6 +326,7 @@ def tipping_rows(imps: dict[str, OutcomeImputation | None], primary: str, mic: f
     """Tipping-point rows of ``effects.csv`` for the primary outcome's margins, one per scenario:
     ``estimate`` = the shift ``δ`` in outcome points (empty when none within ±10 SDs)."""
     oi = imps.get(primary)
+    fit = oi.fit() if oi is not None and oi.n >= min_cell and oi.n_missing_end else None
     rows = []
     for c in CONTRASTS_MAIN:
         for sc in SCENARIOS:
@@ -317,7 +338,7 @@ def tipping_rows(imps: dict[str, OutcomeImputation | None], primary: str, mic: f
             if oi.n_missing_end == 0:
                 rows.append(_row("primary", primary, c, oi.n, method, "no end score is missing: nothing to shift", min_cell))
                 continue
-            tp, which = find_tipping_point(oi, c, sc)
+            tp, which = find_tipping_point(oi, c, sc, fit=fit)
             arm = c
             what = {"ci_low": "the 95 % CI of the margin comes to include 0 (its lower bound reaches 0)",
                     "ci_high": "the 95 % CI of the margin comes to include 0 (its upper bound reaches 0)",

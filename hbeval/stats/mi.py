@@ -73,31 +73,53 @@ class Imputations:
         return pd.DataFrame(rows)
 
 
-def _draw_norm(A: np.ndarray, y: np.ndarray, w: np.ndarray, rng: np.random.Generator, df: int
+#: bytes the batched work arrays of one block of imputations may take (the ``(b, n, q)``
+#: designs and their weighted copies in :func:`mice`, the QR factors in :func:`ancova_fit`):
+#: the imputations are processed ``b`` at a time, ``b`` chosen from ``n`` and ``q``
+BLOCK_BYTES = 256 * 2**20
+#: how many ``(n, q)`` float arrays one imputation keeps alive at once in a sweep of :func:`mice`
+_ARRAYS_PER_IMPUTATION = 4
+
+
+def imputation_block(m: int, n: int, q: int, budget: int = BLOCK_BYTES) -> int:
+    """How many of ``m`` imputations to process at once so that their ``(n, q)`` work arrays
+    stay within ``budget`` bytes (at least 1)."""
+    per = _ARRAYS_PER_IMPUTATION * 8 * max(n, 1) * max(q, 1)
+    return int(max(1, min(m, budget // per)))
+
+
+def _blocks(m: int, block: int) -> list[slice]:
+    return [slice(lo, min(lo + block, m)) for lo in range(0, m, block)]
+
+
+def _draw_norm(A: np.ndarray, y: np.ndarray, w: np.ndarray, chi2: np.ndarray, z: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bayesian linear-regression draw (mice's ``.norm.draw``), batched over the first axis.
 
-    ``A`` (m, n, p) design, ``y`` (m, n), ``w`` (n,) 0/1 weights of the observed rows, ``df``
-    = n_obs − p. Returns ``(beta_hat, beta_star, sigma_star)``: ``(m, p)``, ``(m, p)``, ``(m,)``.
+    ``A`` (b, n, p) design, ``y`` (b, n), ``w`` (n,) 0/1 weights of the observed rows, ``chi2``
+    (b,) draws from χ² on n_obs − p df and ``z`` (b, p) standard normals (drawn by the caller for
+    every imputation at once, so that the stream does not depend on the block size). Returns
+    ``(beta_hat, beta_star, sigma_star)``: ``(b, p)``, ``(b, p)``, ``(b,)``.
     """
-    m, _, p = A.shape
+    p = A.shape[2]
     Awt = np.swapaxes(A * w[None, :, None], 1, 2)
     xtx = Awt @ A
     xtx = xtx + RIDGE * np.diagonal(xtx, axis1=1, axis2=2)[:, :, None] * np.eye(p)[None]
     L = np.linalg.cholesky(xtx)
     beta = np.linalg.solve(xtx, Awt @ y[..., None])[..., 0]
+    del Awt
     resid = (y - (A @ beta[..., None])[..., 0]) * w[None, :]
     rss = (resid * resid).sum(axis=1)
-    sigma = np.sqrt(rss / rng.chisquare(df, size=m))
+    sigma = np.sqrt(rss / chi2)
     # beta* = beta + sigma* · L⁻ᵀ z  (L⁻ᵀ z ~ N(0, (X'X)⁻¹))
-    z = rng.standard_normal((m, p))
     Lt = np.swapaxes(L, 1, 2)
     beta_star = beta + sigma[:, None] * np.linalg.solve(Lt, z[..., None])[..., 0]
     return beta, beta_star, sigma
 
 
 def mice(Y: np.ndarray, X: np.ndarray, rng: np.random.Generator, m: int = 20, iterations: int = 10,
-         method: str = "norm", donors: int = 5, columns: tuple[str, ...] | None = None) -> Imputations:
+         method: str = "norm", donors: int = 5, columns: tuple[str, ...] | None = None,
+         block: int | None = None) -> Imputations:
     """Multiple imputation by chained equations.
 
     Parameters
@@ -109,6 +131,8 @@ def mice(Y: np.ndarray, X: np.ndarray, rng: np.random.Generator, m: int = 20, it
     iterations : sweeps of the chained equations (1 suffices when one column is incomplete)
     method : ``"norm"`` (Bayesian linear regression) or ``"pmm"`` (predictive mean matching,
         type-1 matching on ``donors`` nearest observed predicted means)
+    block : imputations processed at once (default :func:`imputation_block`: the work arrays
+        of a block take at most :data:`BLOCK_BYTES`); the result does not depend on it
 
     Returns
     -------
@@ -123,6 +147,10 @@ def mice(Y: np.ndarray, X: np.ndarray, rng: np.random.Generator, m: int = 20, it
     ``Z β* + σ* ε``, ``pmm`` takes the observed value of a donor drawn from the ``donors``
     observed rows whose ``Z β̂`` is closest to the missing row's ``Z β*`` (Rubin 1987 §5.3;
     van Buuren 2018, *Flexible Imputation of Missing Data*, §3.2 and §3.4).
+
+    Every random number of a step is drawn for all ``m`` imputations at once, in one fixed order
+    (χ², then the normals of ``β*``, then the noise or the donor picks), and only the arithmetic
+    runs a block of imputations at a time: any ``block`` gives the same bytes.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
@@ -147,32 +175,123 @@ def mice(Y: np.ndarray, X: np.ndarray, rng: np.random.Generator, m: int = 20, it
             raise ValueError(f"column {cols[j]!r} has {len(obs)} observed values: too few for {q} predictors")
         vals[:, missing[:, j], j] = rng.choice(obs, size=(m, int(missing[:, j].sum())))
     sweeps = iterations if len(todo) > 1 else min(iterations, 1)
+    q = base.shape[1] + k - 1
+    b = imputation_block(m, n, q) if block is None else max(1, int(block))
     for _ in range(sweeps):
         for j in todo:
             mis = missing[:, j]
             w = (~mis).astype(float)
             others = [i for i in range(k) if i != j]
-            A = np.concatenate([np.broadcast_to(base, (m, n, base.shape[1])), vals[:, :, others]], axis=2)
-            beta, beta_star, sigma = _draw_norm(A, vals[:, :, j], w, rng, int(w.sum()) - A.shape[2])
-            Am = A[:, mis, :]
+            n_mis = int(mis.sum())
+            chi2 = rng.chisquare(int(w.sum()) - q, size=m)
+            z = rng.standard_normal((m, q))
             if method == "norm":
-                eps = rng.standard_normal((m, int(mis.sum())))
-                vals[:, mis, j] = (Am @ beta_star[..., None])[..., 0] + sigma[:, None] * eps
+                eps = rng.standard_normal((m, n_mis))
             else:
-                yhat_obs = (A[:, ~mis, :] @ beta[..., None])[..., 0]
-                yhat_mis = (Am @ beta_star[..., None])[..., 0]
-                d = np.abs(yhat_mis[:, :, None] - yhat_obs[:, None, :])  # (m, n_mis, n_obs)
-                kk = min(donors, d.shape[2])
-                near = np.argpartition(d, kk - 1, axis=2)[:, :, :kk]
-                near = np.sort(near, axis=2)  # a stable order, so the draw below is reproducible
-                pick = rng.integers(0, kk, size=near.shape[:2])
-                idx = np.take_along_axis(near, pick[..., None], axis=2)[..., 0]
-                vals[:, mis, j] = Y[~mis, j][idx]
+                kk = min(donors, n - n_mis)
+                pick = rng.integers(0, kk, size=(m, n_mis))
+            for blk in _blocks(m, b):
+                nb = blk.stop - blk.start
+                A = np.concatenate([np.broadcast_to(base, (nb, n, base.shape[1])), vals[blk][:, :, others]], axis=2)
+                beta, beta_star, sigma = _draw_norm(A, vals[blk, :, j], w, chi2[blk], z[blk])
+                Am = A[:, mis, :]
+                if method == "norm":
+                    vals[blk, mis, j] = (Am @ beta_star[..., None])[..., 0] + sigma[:, None] * eps[blk]
+                else:
+                    vals[blk, mis, j] = _pmm(A[:, ~mis, :], Am, beta, beta_star, Y[~mis, j], pick[blk], kk)
+                del A, Am
     return Imputations(values=vals, missing=missing, columns=cols, method=method, iterations=sweeps)
 
 
+def _pmm(Aobs: np.ndarray, Am: np.ndarray, beta: np.ndarray, beta_star: np.ndarray, yobs: np.ndarray,
+         pick: np.ndarray, kk: int) -> np.ndarray:
+    """Predictive mean matching of a block: (b, n_mis) donor values (type-1 matching)."""
+    yhat_obs = (Aobs @ beta[..., None])[..., 0]
+    yhat_mis = (Am @ beta_star[..., None])[..., 0]
+    nb, n_mis = yhat_mis.shape
+    out = np.empty((nb, n_mis))
+    # the (b, rows, n_obs) distance array a bounded number of missing rows at a time
+    rows = max(1, BLOCK_BYTES // (8 * nb * max(yhat_obs.shape[1], 1)))
+    for lo in range(0, n_mis, rows):
+        hi = min(lo + rows, n_mis)
+        d = np.abs(yhat_mis[:, lo:hi, None] - yhat_obs[:, None, :])  # (b, rows, n_obs)
+        near = np.argpartition(d, kk - 1, axis=2)[:, :, :kk]
+        near = np.sort(near, axis=2)  # a stable order, so the draw below is reproducible
+        idx = np.take_along_axis(near, pick[:, lo:hi, None], axis=2)[..., 0]
+        out[:, lo:hi] = yobs[idx]
+    return out
+
+
 # ---------------------------------------------------------------------------- analysis of each completed set
-def ancova_contrast(X: np.ndarray, y: np.ndarray, L: np.ndarray, se_type: str = "HC2"
+@dataclass(frozen=True)
+class AncovaFit:
+    """The QR factors of the completed-data designs, kept so that many outcomes ``y`` (e.g. the
+    shifted end scores of a tipping-point search) are fitted without factorising again.
+
+    Attributes
+    ----------
+    Q : (m, n, p) orthonormal factors; R : (m, p, p) triangular factors
+    h : (m, n) leverages; df : residual degrees of freedom ``n − p``
+    block : imputations per block of the products (bounds the temporaries)
+    """
+
+    Q: np.ndarray
+    R: np.ndarray
+    h: np.ndarray
+    df: int
+    block: int
+
+    def contrast(self, y: np.ndarray, L: np.ndarray, se_type: str = "HC2") -> tuple[np.ndarray, np.ndarray, int]:
+        """``L'β̂`` and its variance in each completed data set (see :func:`ancova_contrast`)."""
+        if se_type not in ("HC2", "classical"):
+            raise ValueError("se_type must be 'HC2' or 'classical'")
+        y = np.asarray(y, dtype=float)
+        m, n, p = self.Q.shape
+        if y.shape != (m, n):
+            raise ValueError(f"y must have shape {(m, n)}, not {y.shape}")
+        est, var = np.empty(m), np.empty(m)
+        Lb = np.asarray(L, float)
+        for blk in _blocks(m, self.block):
+            Q, R, yb = self.Q[blk], self.R[blk], y[blk]
+            # a = Q R⁻ᵀ L
+            u = np.linalg.solve(np.swapaxes(R, 1, 2), np.broadcast_to(Lb, (Q.shape[0], p))[..., None])[..., 0]
+            a = (Q @ u[..., None])[..., 0]
+            est[blk] = (a * yb).sum(axis=1)
+            e = yb - (Q @ (np.swapaxes(Q, 1, 2) @ yb[..., None]))[..., 0]
+            if se_type == "HC2":
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    var[blk] = (a * a / (1.0 - self.h[blk]) * e * e).sum(axis=1)
+            else:
+                var[blk] = (a * a).sum(axis=1) * (e * e).sum(axis=1) / self.df
+        return est, var, self.df
+
+
+def ancova_fit(X: np.ndarray, m: int | None = None, block: int | None = None) -> AncovaFit:
+    """QR factors of ``X`` — (n, p) shared by the ``m`` imputations, or (m, n, p) one per
+    imputation (full column rank) — computed ``block`` imputations at a time (default
+    :func:`imputation_block`; the factors do not depend on it). A shared design (2-D, or a
+    broadcast view with stride 0 over the imputations) is factorised once and its factors are
+    broadcast views: the same numbers as factorising each copy, without the ``m`` copies."""
+    X = np.asarray(X, dtype=float)
+    if X.ndim == 2:
+        if m is None:
+            raise ValueError("m is needed when X is shared by the imputations")
+        X = np.broadcast_to(X, (m, *X.shape))
+    m, n, p = X.shape
+    b = imputation_block(m, n, p) if block is None else max(1, int(block))
+    if X.strides[0] == 0:  # one design shared by every imputation: factorised once, kept once
+        Q1, R1 = np.linalg.qr(X[0])
+        h1 = (Q1 * Q1).sum(axis=1)
+        return AncovaFit(np.broadcast_to(Q1, (m, n, p)), np.broadcast_to(R1, (m, p, p)), np.broadcast_to(h1, (m, n)),
+                         n - p, b)
+    Q, R, h = np.empty((m, n, p)), np.empty((m, p, p)), np.empty((m, n))
+    for blk in _blocks(m, b):
+        Q[blk], R[blk] = np.linalg.qr(X[blk])
+        h[blk] = (Q[blk] * Q[blk]).sum(axis=2)
+    return AncovaFit(Q, R, h, n - p, b)
+
+
+def ancova_contrast(X: np.ndarray, y: np.ndarray, L: np.ndarray, se_type: str = "HC2", block: int | None = None
                     ) -> tuple[np.ndarray, np.ndarray, int]:
     """``L'β̂`` and its variance in each completed data set.
 
@@ -183,6 +302,7 @@ def ancova_contrast(X: np.ndarray, y: np.ndarray, L: np.ndarray, se_type: str = 
     y : (m, n) completed outcomes
     L : (p,) contrast
     se_type : ``"HC2"`` (the estimator of ``effects.csv``) or ``"classical"`` (``lm``'s)
+    block : imputations per block (memory only; see :func:`ancova_fit`)
 
     Returns
     -------
@@ -193,26 +313,10 @@ def ancova_contrast(X: np.ndarray, y: np.ndarray, L: np.ndarray, se_type: str = 
     With ``a = X(X'X)⁻¹L`` (so ``L'β̂ = a'y``), ``h_i`` the leverages and ``e`` the residuals,
     HC2 is ``Σ a_i² e_i²/(1 − h_i)`` and the classical variance ``‖a‖² e'e/(n − p)``.
     """
-    y = np.asarray(y, dtype=float)
-    m, n = y.shape
-    X3 = np.broadcast_to(np.asarray(X, dtype=float), (m, n, np.shape(X)[-1]))
-    p = X3.shape[2]
-    Q, R = np.linalg.qr(X3)
-    # a = Q R⁻ᵀ L
-    u = np.linalg.solve(np.swapaxes(R, 1, 2), np.broadcast_to(np.asarray(L, float), (m, p))[..., None])[..., 0]
-    a = (Q @ u[..., None])[..., 0]
-    est = (a * y).sum(axis=1)
-    e = y - (Q @ (np.swapaxes(Q, 1, 2) @ y[..., None]))[..., 0]
-    df = n - p
-    if se_type == "HC2":
-        h = (Q * Q).sum(axis=2)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            var = (a * a / (1.0 - h) * e * e).sum(axis=1)
-    elif se_type == "classical":
-        var = (a * a).sum(axis=1) * (e * e).sum(axis=1) / df
-    else:
+    if se_type not in ("HC2", "classical"):
         raise ValueError("se_type must be 'HC2' or 'classical'")
-    return est, var, df
+    y = np.asarray(y, dtype=float)
+    return ancova_fit(X, m=y.shape[0], block=block).contrast(y, L, se_type)
 
 
 # ---------------------------------------------------------------------------- Rubin's rules

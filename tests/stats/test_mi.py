@@ -23,9 +23,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hbeval.stats import mi as mi_module
 from hbeval.stats.mi import (
     ancova_contrast,
+    ancova_fit,
     barnard_rubin_df,
+    imputation_block,
     mice,
     pool_covariance,
     rubin,
@@ -173,6 +176,63 @@ def test_same_seed_same_bytes_and_observed_values_kept(mi_data) -> None:
     assert np.isin(pm.values[:, pm.missing[:, 0], 0], Y[~pm.missing[:, 0], 0]).all()
     summary = pm.to_frame()
     assert list(summary["n_missing"]) == [45, 20]
+
+
+def _three_incomplete(n: int = 240, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    Y = X @ rng.normal(size=(3, 3)) + rng.normal(size=(n, 3))
+    Y[rng.random((n, 3)) < 0.25] = np.nan  # three incomplete columns: every sweep chains them
+    return Y, X
+
+
+@pytest.mark.parametrize("method", ["norm", "pmm"])
+def test_imputations_do_not_depend_on_the_block_size(method, monkeypatch) -> None:
+    """Issue 17: at national scale the imputations run a block at a time; every random number
+    is drawn for all m at once, so any block size (1, 3, m, more than m, the default) gives the
+    same bytes, and so does chunking pmm's distance matrix by a few missing rows."""
+    Y, X = _three_incomplete()
+    ref = mice(Y, X, np.random.default_rng(11), m=7, iterations=4, method=method, block=7)
+    for block in (1, 3, 50, None):
+        other = mice(Y, X, np.random.default_rng(11), m=7, iterations=4, method=method, block=block)
+        assert other.values.tobytes() == ref.values.tobytes(), block
+    monkeypatch.setattr(mi_module, "BLOCK_BYTES", 8 * 7 * 200 * 3)  # pmm: 3 missing rows per chunk
+    tiny = mice(Y, X, np.random.default_rng(11), m=7, iterations=4, method=method, block=2)
+    assert tiny.values.tobytes() == ref.values.tobytes()
+    # and the blocks are not all the same: another seed changes them
+    assert mice(Y, X, np.random.default_rng(12), m=7, iterations=4, method=method, block=2).values.tobytes() != ref.values.tobytes()
+
+
+def test_ancova_contrast_does_not_depend_on_the_block_or_a_reused_fit() -> None:
+    Y, X = _three_incomplete()
+    imp = mice(Y, X, np.random.default_rng(5), m=6, iterations=3)
+    n = len(Y)
+    shared = np.column_stack([np.ones(n), X])
+    per_imp = np.concatenate([np.broadcast_to(shared, (6, n, 4)), imp.column("y1")[:, :, None]], axis=2)
+    y = imp.column("y0")
+    for Xd, L in ((shared, np.array([0, 1.0, 0, 0])), (per_imp, np.array([0, 0, 1.0, 0, 0]))):
+        for se_type in ("HC2", "classical"):
+            est, var, df = ancova_contrast(Xd, y, L, se_type, block=6)
+            fit = ancova_fit(Xd, m=6, block=1)
+            for b in (1, 4, None):
+                e2, v2, d2 = ancova_contrast(Xd, y, L, se_type, block=b)
+                assert (e2.tobytes(), v2.tobytes(), d2) == (est.tobytes(), var.tobytes(), df)
+            e3, v3, _ = fit.contrast(y, L, se_type)  # the same factors, reused
+            assert (e3.tobytes(), v3.tobytes()) == (est.tobytes(), var.tobytes())
+            # and each imputation's fit is its own OLS: compare with the classical/HC2 formula directly
+            Xi = Xd if Xd.ndim == 2 else Xd[2]
+            beta = np.linalg.lstsq(Xi, y[2], rcond=None)[0]
+            assert est[2] == pytest.approx(float(L @ beta), rel=1e-10, abs=1e-12)
+
+
+def test_imputation_block_keeps_to_the_memory_budget() -> None:
+    # 50,000 families, 32 predictors: 4 arrays of 12.8 MB per imputation -> 5 in 256 MB
+    assert imputation_block(40, 50_000, 32) == 5
+    assert imputation_block(40, 50_000, 32) * 4 * 8 * 50_000 * 32 <= mi_module.BLOCK_BYTES
+    assert imputation_block(40, 100, 5) == 40  # small studies: one block
+    assert imputation_block(40, 10**9, 50) == 1  # never fewer than one
+    with pytest.raises(ValueError, match="shape"):
+        ancova_fit(np.ones((5, 2)), m=2).contrast(np.ones((3, 5)), np.array([1.0, 0]))
 
 
 def test_bad_input_is_refused() -> None:
