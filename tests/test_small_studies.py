@@ -217,6 +217,7 @@ def test_assign_warns_and_records_coarsening(tmp_root: Path, capsys: pytest.Capt
     _check_primary_margins(tables["effects"])
 
 
+@pytest.mark.slow  # eight analyses: scheduled first under xdist (tests/conftest.py)
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n_pilot=st.integers(min_value=8, max_value=40), seed=st.integers(min_value=1, max_value=10_000))
 def test_analyze_never_raises(tmp_root: Path, n_pilot: int, seed: int) -> None:
