@@ -18,21 +18,37 @@ ifeq ($(shell uname -m),x86_64)
 export OPENBLAS_CORETYPE ?= Haswell
 endif
 
-.PHONY: report test env sysdeps analyze clean check-golden lint
+.PHONY: report test env env-dev sysdeps analyze clean check-golden lint
 
-# Bytecode is compiled at install (uv installs without it unless told; pip compiles by default), and
-# hbeval's own (editable) source on every `make env`: with PYTHONDONTWRITEBYTECODE set, as in many CI
-# images, Python otherwise compiles numpy, pandas, scipy, ... and hbeval from source in every process
-# (seconds per command, per notebook kernel). compileall skips files whose bytecode is current.
+# Bytecode: with PYTHONDONTWRITEBYTECODE set, as in many CI images, Python would compile numpy, pandas,
+# scipy, ... from source in every process (seconds per command, per notebook kernel). The commands make
+# runs write the bytecode of the modules they import, once, into .venv (about 1,000 files for a report);
+# compiling all of site-packages at install (`uv pip install --compile-bytecode`, about 11,800 files,
+# JupyterLab's server and the dev tools included) took most of a fresh `make report`. hbeval's own
+# (editable) source is compiled on every `make env` (compileall skips files whose bytecode is current).
+unexport PYTHONDONTWRITEBYTECODE
+
 env: $(VENV)/.installed
 	@$(PY) -m compileall -q hbeval
 
-# uv installs the pinned set in parallel (about 6x faster than pip here); pip is the fallback.
+# The dev extras (pytest, pyfixest, numba, mypy, ...) only for the targets that need them.
+env-dev: $(VENV)/.installed-dev
+	@$(PY) -m compileall -q hbeval
+
+# uv installs the pinned set in parallel (about 6x faster than pip here); pip is the fallback. The venv is
+# made without pip (ensurepip took seconds) and uv comes from the system's pip (`pip --python`, pip >= 22.3),
+# else from a pip bootstrapped into the venv.
 $(VENV)/.installed: pyproject.toml constraints.txt
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check uv
-	$(VENV)/bin/uv pip install --python $(PY) --quiet --compile-bytecode -c constraints.txt -e '.[dev]' \
-	  || $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@test -x $(PY) || $(PYTHON) -m venv --without-pip $(VENV)
+	@test -x $(VENV)/bin/uv || $(PYTHON) -m pip --python $(PY) install --quiet --disable-pip-version-check uv 2>/dev/null \
+	  || { $(PY) -m ensurepip --upgrade >/dev/null && $(PY) -m pip install --quiet --disable-pip-version-check uv; }
+	$(VENV)/bin/uv pip install --python $(PY) --quiet -c constraints.txt -e . \
+	  || { $(PY) -m ensurepip --upgrade >/dev/null && $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e .; }
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(VENV)/bin/uv pip install --python $(PY) --quiet -c constraints.txt -e '.[dev]' \
+	  || { $(PY) -m ensurepip --upgrade >/dev/null && $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'; }
 	@touch $@
 
 # Debian packages the browser and PDF tests use (skipped, not failed, where they are missing
@@ -62,12 +78,14 @@ check-golden: env
 	$(PY) -c 'import sys; from hbeval.report.render import compare_golden; sys.exit(compare_golden("reports/analysis", "reports/golden/manifest.json"))'
 
 # The gates CI runs: ruff (lint) and mypy (types; strict on stats/, arms, outdir, errors).
-lint: env
+lint: env-dev
 	$(VENV)/bin/ruff check hbeval tests benchmarks
 	$(VENV)/bin/mypy
 
-test: env sysdeps
-	$(PY) -m pytest -n $(JOBS) -q
+# --dist loadgroup: the tests of a module with an expensive module fixture (a built report, an analysed
+# study) run on one worker, which builds it once (tests/conftest.py); every other test is balanced singly.
+test: env-dev sysdeps
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q
 
 # Untracked build outputs only (tests/test_make_clean.py checks that none of them holds a tracked file); the
 # guard refuses to run when DEMO or a path below names something git tracks.

@@ -4,8 +4,9 @@
     1. opens (ingests and validates) the study;
     2. computes every result table once (:func:`hbeval.pipeline.compute`) into a temporary
        folder beside ``OUT`` and writes ``manifest.json``;
-    3. executes the numbered notebooks of ``notebooks/`` in order with papermill (each
-       reads the result tables and calls the library to narrate, tabulate and plot);
+    3. executes the numbered notebooks of ``notebooks/`` with papermill, in kernels started
+       before step 2 (two where two cores are free: :class:`_NotebookRunner`); each notebook
+       reads the result tables and calls the library to narrate, tabulate and plot;
     4. assembles ``report.html`` (self-contained: no code, figures as data URIs, nothing
        fetched from the network) from the notebooks' outputs and renders ``report.pdf``
        from the same HTML with WeasyPrint;
@@ -891,11 +892,34 @@ def render_pdf(html_text: str, pdf_path: Path) -> Path:
     return pdf_path
 
 
+def _preload_weasyprint() -> None:
+    """Load WeasyPrint (a second or more) in a thread while the notebooks run in their kernels, this process
+    waiting for them; :func:`render_pdf` then finds it loaded."""
+    import threading
+
+    def load() -> None:
+        import weasyprint  # noqa: F401
+
+    threading.Thread(target=load, name="hbeval-load-weasyprint", daemon=True).start()
+
+
 def _jobs() -> int:
+    """How many kernels run the notebooks: ``HBEVAL_REPORT_JOBS``, else 2 when this process may use two CPUs
+    and at least one of them is idle (load average below CPUs - 1), else 1. A second kernel costs a second
+    start-up and first figure (seconds of CPU): it shortens the report only where a core would otherwise wait
+    (on the 2-core machine, busy with load 6-8, one kernel was as fast)."""
     env = os.environ.get("HBEVAL_REPORT_JOBS")
     if env:
         return max(1, int(env))
-    return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    try:
+        idle = os.getloadavg()[0] < cpus - 1
+    except (AttributeError, OSError):  # pragma: no cover - no load average here
+        idle = True
+    return 2 if cpus >= 2 and idle else 1
 
 
 #: seconds a notebook kernel may take to answer its first message (Python starts slowly on a loaded machine)
@@ -1025,14 +1049,135 @@ class _Kernel:
         self.log.close()
 
 
-#: kernels ``hbeval report`` started before the analysis, by output folder, for :func:`execute_notebooks`
-_STARTED: dict[Path, _Kernel] = {}
-
-
 def _sync(coro: Any) -> Any:
     from jupyter_core.utils import run_sync  # the event loop nbclient uses in this thread
 
     return run_sync(coro)
+
+
+class _NotebookRunner:
+    """Kernels that run the numbered notebooks into ``out/notebooks``, ``jobs`` of them, each in a thread of
+    its own (a kernel and its clients live in the thread, and event loop, that started them).
+
+    :meth:`start` launches the kernels and returns at once: ``hbeval report`` starts them before the analysis,
+    so that kernel start-up and the imports (:data:`_KERNEL_PRELOAD` in the kernels, papermill here) use the
+    second core while the analysis uses the first. :meth:`go` hands them the notebooks, :meth:`wait` returns
+    the executed copies in notebook order (or raises the first failure), and :meth:`close` waits for the
+    kernels' shutdown, which each thread begins as soon as the queue is empty (so that it overlaps the
+    rendering of the report)."""
+
+    def __init__(self, out: Path, jobs: int, progress: bool = True) -> None:
+        import queue
+        import threading
+
+        self.out = out
+        self.progress = progress
+        self.nbs = notebook_paths()
+        if not self.nbs:
+            raise HbevalError(f"no notebooks in {notebooks_dir()}")
+        self.jobs = max(1, min(jobs, len(self.nbs)))
+        self.todo: queue.SimpleQueue[tuple[int, Path]] = queue.SimpleQueue()
+        self.params: dict[str, Any] = {}
+        self.ran: list[Path] = []
+        self.errors: list[BaseException] = []
+        self._go = threading.Event()
+        self._first_ready = threading.Event()  # the kernels start one after another, not all beside the analysis
+        self._done = [threading.Event() for _ in range(self.jobs)]
+        self._threads = [threading.Thread(target=self._worker, args=(k,), name=f"hbeval-notebooks-{k}", daemon=True)
+                         for k in range(self.jobs)]
+
+    def start(self) -> _NotebookRunner:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def go(self, study_path: Path, lang: str, seed: int) -> None:
+        """Run the notebooks with these papermill parameters."""
+        (self.out / "notebooks").mkdir(parents=True, exist_ok=True)
+        self.params = {"study": str(study_path), "out": str(self.out), "lang": lang, "seed": seed}
+        for item in enumerate(self.nbs, 1):
+            self.todo.put(item)
+        self._go.set()
+
+    def wait(self) -> list[Path]:
+        for e in self._done:
+            e.wait()
+        if self.errors:
+            raise self.errors[0]
+        names = [p.name for p in self.nbs]
+        return sorted(self.ran, key=lambda p: names.index(p.name))
+
+    def close(self) -> None:
+        """Stop every kernel (a runner that was never given its notebooks stops at once) and wait for it."""
+        self._go.set()
+        for t in self._threads:
+            if t.is_alive():
+                t.join()
+
+    def _drain(self) -> None:
+        import queue
+
+        while True:  # the other kernels stop after their current notebook
+            try:
+                self.todo.get_nowait()
+            except queue.Empty:
+                return
+
+    def _worker(self, k: int) -> None:
+        import queue
+
+        kernel: _Kernel | None = None
+        try:
+            try:
+                if k:
+                    self._first_ready.wait()
+                kernel = _Kernel(self.out)
+                kernel.ready()
+                self._first_ready.set()
+                import papermill  # noqa: F401  (loaded while the analysis runs: about a second)
+                self._go.wait()
+                n = 0
+                while not self.errors:
+                    try:
+                        i, src = self.todo.get_nowait()
+                    except queue.Empty:
+                        break
+                    if n:
+                        kernel.run(_KERNEL_RESET)
+                    self.ran.append(self._one(kernel, i, src))
+                    n += 1
+            except BaseException as e:
+                self.errors.append(e)
+                self._drain()
+            finally:
+                self._first_ready.set()
+                self._done[k].set()
+        finally:
+            if kernel is not None:
+                kernel.shutdown()
+
+    def _one(self, kernel: _Kernel, i: int, src: Path) -> Path:
+        import papermill as pm
+        from nbclient.exceptions import DeadKernelError
+
+        dst = self.out / "notebooks" / src.name
+        if self.progress:
+            print(f"[notebook {i}/{len(self.nbs)}] {src.name} ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        try:
+            # the executed copy is written once, when the notebook is done (not after every cell as well)
+            pm.execute_notebook(str(src), str(dst), parameters=self.params, progress_bar=False, kernel_name="python3",
+                                log_output=False, km=kernel.km, start_timeout=KERNEL_STARTUP_TIMEOUT,
+                                request_save_on_cell_execute=False)
+        except pm.PapermillExecutionError as e:
+            raise HbevalError(f"notebook {src.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from e
+        except DeadKernelError as e:
+            raise HbevalError(f"the kernel running notebook {src.name} died: {kernel.tail() or e}") from e
+        finally:
+            kernel.release()
+        if self.progress:
+            print(f"      {src.name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        return dst
 
 
 def execute_notebooks(study_path: Path, out: Path, lang: str, seed: int, progress: bool = True,
@@ -1043,77 +1188,15 @@ def execute_notebooks(study_path: Path, out: Path, lang: str, seed: int, progres
     opening are paid once, not once per notebook); between two notebooks the kernel's namespace is
     reset and its figures closed, so a notebook sees nothing of the one before. The notebooks only
     read ``out/results`` and write their own figures, so they are independent: with ``jobs > 1``
-    (``HBEVAL_REPORT_JOBS``) that many kernels share them out. Progress is one line per notebook
-    started and finished.
+    (default: :func:`_jobs`) that many kernels share them out. Progress is one line per notebook
+    started and finished. Every kernel has stopped when this returns.
     """
-    import queue
-
-    import papermill as pm
-    from nbclient.exceptions import DeadKernelError
-
-    nbs = notebook_paths()
-    if not nbs:
-        raise HbevalError(f"no notebooks in {notebooks_dir()}")
-    (out / "notebooks").mkdir(parents=True, exist_ok=True)
-    jobs = max(1, min(jobs or _jobs(), len(nbs)))
-    params = {"study": str(study_path), "out": str(out), "lang": lang, "seed": seed}
-    todo: queue.SimpleQueue[tuple[int, Path]] = queue.SimpleQueue()
-    for item in enumerate(nbs, 1):
-        todo.put(item)
-
-    def one(kernel: _Kernel, i: int, src: Path) -> Path:
-        dst = out / "notebooks" / src.name
-        if progress:
-            print(f"[notebook {i}/{len(nbs)}] {src.name} ...", file=sys.stderr, flush=True)
-        t0 = time.perf_counter()
-        try:
-            pm.execute_notebook(str(src), str(dst), parameters=params, progress_bar=False, kernel_name="python3",
-                                log_output=False, km=kernel.km, start_timeout=KERNEL_STARTUP_TIMEOUT)
-        except pm.PapermillExecutionError as e:
-            raise HbevalError(f"notebook {src.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from e
-        except DeadKernelError as e:
-            raise HbevalError(f"the kernel running notebook {src.name} died: {kernel.tail() or e}") from e
-        finally:
-            kernel.release()
-        if progress:
-            print(f"      {src.name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-        return dst
-
-    def worker(kernel: _Kernel | None = None) -> list[Path]:
-        done: list[Path] = []
-        kernel = kernel or _Kernel(out)
-        try:
-            kernel.ready()
-            while True:
-                try:
-                    i, src = todo.get_nowait()
-                except queue.Empty:
-                    return done
-                if done:
-                    kernel.run(_KERNEL_RESET)
-                done.append(one(kernel, i, src))
-        finally:
-            kernel.shutdown()
-
-    started = _STARTED.pop(out, None)
-    if jobs == 1:
-        return worker(started)
-    if started is not None:
-        started.shutdown()  # (started in the main thread, whose event loop the pool's threads do not share)
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(worker) for _ in range(jobs)]
-        try:
-            ran = [p for f in futures for p in f.result()]
-        except BaseException:
-            while True:  # the other kernels stop after their current notebook
-                try:
-                    todo.get_nowait()
-                except queue.Empty:
-                    break
-            raise
-    return sorted(ran, key=lambda p: [s.name for s in nbs].index(p.name))
+    runner = _NotebookRunner(out, jobs or _jobs(), progress=progress).start()
+    try:
+        runner.go(study_path, lang, seed)
+        return runner.wait()
+    finally:
+        runner.close()
 
 
 def run(study_dir: str | Path, out: str | Path | None = None, lang: str = "en", progress: bool = True) -> int:
@@ -1132,24 +1215,24 @@ def run(study_dir: str | Path, out: str | Path | None = None, lang: str = "en", 
     with building(out_p, study_path) as tmp:
         if progress:
             print(f"hbeval report: analysing {study_path}", file=sys.stderr, flush=True)
-        if _jobs() == 1:  # the notebooks' kernel starts and loads its libraries while the analysis runs
-            _STARTED[tmp] = _Kernel(tmp)
+        # the notebooks' kernels start and load their libraries while the analysis runs (on the other core)
+        runner = _NotebookRunner(tmp, _jobs(), progress=progress).start()
         try:
             compute_results(study, tmp, command, progress=progress)
-            nbs = execute_notebooks(study_path, tmp, lang, study.config.seed, progress=progress)
+            runner.go(study_path, lang, study.config.seed)
+            _preload_weasyprint()
+            nbs = runner.wait()
+            if progress:
+                print("[render] report.html and report.pdf", file=sys.stderr, flush=True)
+            man = json.loads((tmp / "manifest.json").read_text(encoding="utf-8"))
+            meta = {"study_name": study.config.name, "version": __version__, "seed": study.config.seed,
+                    "price_year": study.config.price_year, "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
+                    "results_digest": hashlib.sha256(json.dumps(man["results"], sort_keys=True).encode()).hexdigest()[:16]}
+            html_text = build_html(collect_blocks(nbs), lang, meta)
+            (tmp / "report.html").write_text(html_text, encoding="utf-8")
+            render_pdf(html_text, tmp / "report.pdf")  # while the kernels shut down
         finally:
-            kernel = _STARTED.pop(tmp, None)  # (execute_notebooks took it unless it failed first)
-            if kernel is not None:
-                kernel.shutdown()
-        if progress:
-            print("[render] report.html and report.pdf", file=sys.stderr, flush=True)
-        man = json.loads((tmp / "manifest.json").read_text(encoding="utf-8"))
-        meta = {"study_name": study.config.name, "version": __version__, "seed": study.config.seed,
-                "price_year": study.config.price_year, "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
-                "results_digest": hashlib.sha256(json.dumps(man["results"], sort_keys=True).encode()).hexdigest()[:16]}
-        html_text = build_html(collect_blocks(nbs), lang, meta)
-        (tmp / "report.html").write_text(html_text, encoding="utf-8")
-        render_pdf(html_text, tmp / "report.pdf")
+            runner.close()
     print(f"report written to {out_p} ({time.perf_counter() - t_start:.0f} s): report.html, report.pdf, "
           f"figures/, results/, notebooks/, manifest.json")
     return 0

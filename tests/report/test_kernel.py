@@ -137,3 +137,40 @@ def test_a_kernel_that_never_starts_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(HbevalError, match="notebook kernel did not start .*died"):
         _run(tmp_path, monkeypatch, PID)
     assert not (tmp_path / "out" / "pids.txt").exists()
+
+
+def test_kernels_started_for_a_report_whose_analysis_fails_stop(tmp_path, monkeypatch):
+    """`hbeval report` starts the kernels before the analysis; when the analysis fails, closing the runner
+    stops them without running a notebook."""
+    nbs = _notebooks(tmp_path / "nbs", PID, PID)
+    monkeypatch.setattr(render, "notebook_paths", lambda: nbs)
+    pids: list[int] = []
+    real = render._Kernel._launch
+
+    def launch(self):
+        real(self)
+        pids.append(self.km.provisioner.process.pid)
+
+    monkeypatch.setattr(render._Kernel, "_launch", launch)
+    out = tmp_path / "out"
+    out.mkdir()
+    runner = render._NotebookRunner(out, 2, progress=False).start()
+    runner.close()  # no go(): the analysis failed
+    assert len(pids) == 2 and len(set(pids)) == 2
+    assert all(_gone(p) for p in pids), "a kernel is still running"
+    assert not (out / "pids.txt").exists() and not (out / "notebooks").exists()
+
+
+def test_report_jobs_two_only_where_a_core_is_idle(monkeypatch):
+    monkeypatch.delenv("HBEVAL_REPORT_JOBS", raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert render._jobs() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert render._jobs() == 2
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 1.0, 1.0))  # another process keeps one core busy
+    assert render._jobs() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert render._jobs() == 2
+    monkeypatch.setenv("HBEVAL_REPORT_JOBS", "3")
+    assert render._jobs() == 3
