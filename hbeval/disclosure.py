@@ -79,7 +79,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict, deque
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,77 +146,139 @@ class _Space:
 def _reduce(rows: list[Expr], targets: Sequence[Expr]) -> list[Expr]:
     """``rows`` without those that hold a latent no other row and no target holds: such a
     row only fixes its own latent and says nothing about the others (repeated until none)."""
+    return [rows[i] for i in _reduce_index(rows, targets)]
+
+
+def _reduce_index(rows: Sequence[Expr], targets: Sequence[Expr]) -> list[int]:
+    """The indices of the rows :func:`_reduce` keeps. A row that may go stays removable while other rows
+    go (it is still the only holder of its latent), so what is left does not depend on the order of removal."""
     counts: dict[Hashable, int] = defaultdict(int)
-    for e in [*rows, *targets]:
+    holders: dict[Hashable, list[int]] = defaultdict(list)
+    for i, e in enumerate(rows):
         for k in e:
             counts[k] += 1
-    keep = list(rows)
-    changed = True
-    while changed:
-        changed = False
-        nxt = []
-        for e in keep:
-            if any(counts[k] == 1 for k in e):
-                for k in e:
-                    counts[k] -= 1
-                changed = True
-            else:
-                nxt.append(e)
-        keep = nxt
-    return keep
+            holders[k].append(i)
+    for e in targets:
+        for k in e:
+            counts[k] += 1
+    alive = [True] * len(rows)
+    queue = [i for i, e in enumerate(rows) if any(counts[k] == 1 for k in e)]
+    while queue:
+        i = queue.pop()
+        if not alive[i]:
+            continue
+        alive[i] = False
+        for k in rows[i]:
+            counts[k] -= 1
+            if counts[k] == 1:
+                queue.extend(j for j in holders[k] if alive[j])
+    return [i for i, a in enumerate(alive) if a]
 
 
-def _unique(exprs: Sequence[Expr]) -> list[Expr]:
-    seen: dict[tuple, Expr] = {}
-    for e in exprs:
-        if e:
-            seen.setdefault(_key(e), e)
-    return list(seen.values())
+def _exact(expr: Expr, key: tuple) -> tuple:
+    """``expr`` as a key that also holds its zero coefficients (``key``, its :func:`_key`, when it has none):
+    two expressions with the same exact key give the same row of a matrix over the same latents."""
+    if len(key) == len(expr):
+        return key
+    return ("with zeros", tuple(sorted((repr(k), float(v)) for k, v in expr.items())))
+
+
+@dataclass
+class _Cache:
+    """What :func:`_determined_among` learns, kept between its calls while the published set shrinks:
+    the row space of each set of rows (by the rows' exact keys, in order: the same rows give the same
+    matrix, so the same basis) and whether a target lies in it. Only the spaces of the components that
+    a complementary suppression changed are computed again."""
+
+    spaces: dict[tuple, tuple[int, _Space]] = field(default_factory=dict)
+    member: dict[tuple[int, tuple], bool] = field(default_factory=dict)
 
 
 def _roots(rows: Sequence[Expr]) -> dict[Hashable, Hashable]:
-    """Union-find over the latents: latents in one row are connected."""
+    """Union-find over the latents: latents in one row are connected. The root of a component is
+    set by the unions alone (each row's later latents join its first one), not by path compression."""
     parent: dict[Hashable, Hashable] = {}
 
     def find(k: Hashable) -> Hashable:
-        parent.setdefault(k, k)
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
+        r = k
+        while parent[r] != r:
+            r = parent[r]
+        while parent[k] != r:
+            parent[k], k = r, parent[k]
+        return r
 
     for e in rows:
-        ks = list(e)
-        find(ks[0])
-        for k in ks[1:]:
-            ra, rb = find(ks[0]), find(k)
+        it = iter(e)
+        k0 = next(it)
+        if k0 not in parent:
+            parent[k0] = k0
+        for k in it:
+            if k not in parent:
+                parent[k] = k
+            ra, rb = find(k0), find(k)
             if ra != rb:
                 parent[rb] = ra
     return {k: find(k) for k in list(parent)}
 
 
-def _determined_among(published: Sequence[Expr], targets: Sequence[Expr]) -> list[bool]:
-    """For each target expression, whether the published expressions determine it."""
-    rows = _reduce(_unique(published), targets)
+def _determined_among(published: Sequence[Expr], targets: Sequence[Expr], keys: Sequence[tuple] | None = None,
+                      target_keys: Sequence[tuple] | None = None, cache: _Cache | None = None,
+                      first: bool = False) -> list[bool]:
+    """For each target expression, whether the published expressions determine it.
+
+    ``keys``/``target_keys``: the :func:`_key` of each published and target expression, when the caller
+    has them; ``cache``: row spaces kept between calls (:class:`_Cache`); ``first``: stop at the first
+    determined target (the flags after it are ``False``)."""
+    if keys is None:
+        keys = [_key(e) for e in published]
+    seen: dict[tuple, int] = {}  # the first of each distinct non-empty expression
+    for i, (k, e) in enumerate(zip(keys, published)):
+        if e:
+            seen.setdefault(k, i)
+    uniq = list(seen.values())
+    kept = [uniq[j] for j in _reduce_index([published[i] for i in uniq], targets)]
+    rows = [published[i] for i in kept]
+    exact = [_exact(published[i], keys[i]) for i in kept]
     root = _roots(rows)
-    by_root: dict[Hashable, list[Expr]] = defaultdict(list)
-    for e in rows:
-        by_root[root[next(iter(e))]].append(e)
-    spaces: dict[frozenset, _Space] = {}
-    out = []
-    for f in targets:
+    by_root: dict[Hashable, list[int]] = defaultdict(list)
+    for j, e in enumerate(rows):
+        by_root[root[next(iter(e))]].append(j)
+    cache = cache if cache is not None else _Cache()
+    spaces: dict[frozenset, tuple[int, _Space]] = {}
+    out: list[bool] = []
+    for t, f in enumerate(targets):
+        if first and out and out[-1]:
+            break
         comp = frozenset(root[k] for k in f if k in root)
         if not f or not comp:
             out.append(False)
             continue
         if comp not in spaces:
-            rs = [e for c in sorted(comp, key=repr) for e in by_root[c]]
-            latents = sorted({k for e in rs for k in e}, key=repr)
-            spaces[comp] = _Space(rs, {k: j for j, k in enumerate(latents)})
-        sp = spaces[comp]
-        # a latent of f that no published row holds is free, and so is f
-        out.append(all(k in sp.index for k in f) and sp.contains(f))
-    return out
+            idx = [j for c in sorted(comp, key=repr) for j in by_root[c]]
+            ck = tuple(exact[j] for j in idx)
+            if ck not in cache.spaces:
+                rs = [rows[j] for j in idx]
+                latents = sorted({k for e in rs for k in e}, key=repr)
+                cache.spaces[ck] = (len(cache.spaces), _Space(rs, {k: j for j, k in enumerate(latents)}))
+            spaces[comp] = cache.spaces[ck]
+        sid, sp = spaces[comp]
+        mk = (sid, _exact(f, target_keys[t] if target_keys is not None else _key(f)))
+        if mk not in cache.member:
+            # a latent of f that no published row holds is free, and so is f
+            cache.member[mk] = all(k in sp.index for k in f) and sp.contains(f)
+        out.append(cache.member[mk])
+    return out + [False] * (len(targets) - len(out))
+
+
+def _determined_groups(exprs: Sequence[Expr], hidden: set[int], keys: Sequence[tuple], cache: _Cache | None,
+                       first: bool) -> list[int]:
+    published = [i for i in range(len(exprs)) if i not in hidden]
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i in sorted(hidden):
+        groups[keys[i]].append(i)
+    flags = _determined_among([exprs[i] for i in published], [exprs[g[0]] for g in groups.values()],
+                              [keys[i] for i in published], list(groups), cache, first)
+    return sorted(i for f, g in zip(flags, groups.values()) if f for i in g)
 
 
 def determined(exprs: Sequence[Expr], hidden: set[int]) -> list[int]:
@@ -227,14 +289,7 @@ def determined(exprs: Sequence[Expr], hidden: set[int]) -> list[int]:
     exprs : every count as ``{latent: coefficient}``.
     hidden : indices of the suppressed counts.
     """
-    published = [e for i, e in enumerate(exprs) if i not in hidden]
-    order = sorted(hidden)
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for i in order:
-        groups[_key(exprs[i])].append(i)
-    targets = [exprs[g[0]] for g in groups.values()]
-    flags = _determined_among(published, targets)
-    return sorted(i for f, g in zip(flags, groups.values()) if f for i in g)
+    return _determined_groups(exprs, hidden, [_key(e) for e in exprs], None, first=False)
 
 
 @dataclass
@@ -266,26 +321,68 @@ def protect(exprs: Sequence[Expr], values: Sequence[float | None],
     -------
     :class:`Protection`; no suppressed count (given or added) is then determined by the
     published ones (see the module's Notes for the test).
+
+    Notes
+    -----
+    Each round suppresses more counts for the first (lowest-index) determined one. Only the row
+    spaces of the components those counts touch change, so the others are kept between rounds
+    (:class:`_Cache`), and a round's test stops at the first determined count.
     """
+    return _protect(exprs, values, costs, directions, _Cache())
+
+
+def _protect(exprs: Sequence[Expr], values: Sequence[float | None], costs: Sequence[float | None] | None,
+             directions: Sequence[Expr], cache: _Cache) -> Protection:
+    """:func:`protect` with the caller's :class:`_Cache` (:func:`protect_results` keeps one between its rounds)."""
     hidden = {i for i, v in enumerate(values) if v is None}
+    keys = [_key(e) for e in exprs]
     groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, e in enumerate(exprs):
-        groups[_key(e)].append(i)
+    for i, k in enumerate(keys):
+        groups[k].append(i)
+    static = _Static.of(exprs, values, costs)
     prot = Protection()
     while True:
-        det = determined(exprs, hidden)
+        det = _determined_groups(exprs, hidden, keys, cache, first=True)
         if not det:
             return prot
         s = det[0]
-        chosen = _choose(s, exprs, values, hidden, groups, costs, directions)
+        chosen = _choose(s, exprs, values, hidden, groups, costs, directions, static)
         for j in chosen:
             hidden.add(j)
             prot.complementary[j] = s
 
 
+@dataclass
+class _Static:
+    """What :func:`_choose` needs that does not change while :func:`protect` runs: each latent's
+    siblings (the latents it shares a count with, itself excluded, by ``repr``), each count's cost,
+    and whether every cost is a whole number (then a sum of costs is exact in any order)."""
+
+    related: dict[Hashable, set[Hashable]]
+    cost: list[float]
+    whole: bool
+    _sorted: dict[Hashable, list[Hashable]] = field(default_factory=dict)
+
+    def siblings(self, k: Hashable) -> list[Hashable]:
+        if k not in self._sorted:
+            self._sorted[k] = sorted(self.related[k] - {k}, key=repr)
+        return self._sorted[k]
+
+    @classmethod
+    def of(cls, exprs: Sequence[Expr], values: Sequence[float | None],
+           costs: Sequence[float | None] | None) -> _Static:
+        sib: dict[Hashable, set[Hashable]] = defaultdict(set)
+        for e in exprs:
+            for k in e:
+                sib[k].update(e)
+        cost = [_cost(c, values, costs) for c in range(len(exprs))]
+        return cls(sib, cost,
+                   all(x.is_integer() and abs(x) < 2.0 ** 40 for x in cost))
+
+
 def _choose(s: int, exprs: Sequence[Expr], values: Sequence[float | None], hidden: set[int],
             groups: Mapping[tuple, list[int]], costs: Sequence[float | None] | None = None,
-            directions: Sequence[Expr] = ()) -> list[int]:
+            directions: Sequence[Expr] = (), static: _Static | None = None) -> list[int]:
     """The published cells to suppress so that ``s`` is no longer determined.
 
     A direction ``z`` in the latent counts is chosen with ``f_s · z ≠ 0``; every published
@@ -295,33 +392,38 @@ def _choose(s: int, exprs: Sequence[Expr], values: Sequence[float | None], hidde
     latent of ``s`` (``z = e_k``) and a swap of it with a latent that shares a cell with it
     (``z = e_k − e_j``, one family moved between two cells of the same total: the classic
     complementary cell). The cheapest is taken: the sum over the cells suppressed of their
-    count (a zero counts :data:`ZERO_COST`: it is the last resort), ties by the order of the cells."""
+    count (a zero counts :data:`ZERO_COST`: it is the last resort), ties by the order of the cells.
+    ``static``: :meth:`_Static.of` the arguments, when the caller keeps it between calls."""
+    st = static if static is not None else _Static.of(exprs, values, costs)
     pub_groups = [[j for j in m if j not in hidden] for m in groups.values()]
     pub_groups = [m for m in pub_groups if m]
     by_latent: dict[Hashable, list[int]] = defaultdict(list)
     for g, m in enumerate(pub_groups):
         for k in exprs[m[0]]:
             by_latent[k].append(g)
-    siblings: dict[Hashable, set[Hashable]] = defaultdict(set)
-    for e in exprs:
-        for k in e:
-            siblings[k].update(e)
+    group_cost = [sum(st.cost[c] for c in m) for m in pub_groups] if st.whole else []
     f = exprs[s]
     best: tuple[tuple[float, int], list[int]] | None = None
     moves: list[Expr] = [{k: 1.0} if j is None else {k: 1.0, j: -1.0}
-                         for k in sorted(f, key=repr) for j in [None, *sorted(siblings[k] - {k}, key=repr)]]
+                         for k in sorted(f, key=repr) for j in [None, *st.siblings(k)]]
     moves += [d for d in directions if any(k in f for k in d)]
     for z in moves:
         if abs(sum(f.get(x, 0.0) * v for x, v in z.items())) < 1e-12:
             continue
         touched = {g for x in z for g in by_latent.get(x, [])}
-        hit = [pub_groups[g] for g in sorted(touched)
-               if abs(sum(exprs[pub_groups[g][0]].get(x, 0.0) * v for x, v in z.items())) > 1e-12]
-        cells = sorted(c for m in hit for c in m)
-        cost = (sum(_cost(c, values, costs) for c in cells), min(cells, default=-1))
+        hit = [g for g in sorted(touched) if abs(sum(exprs[pub_groups[g][0]].get(x, 0.0) * v for x, v in z.items())) > 1e-12]
+        if st.whole:  # whole numbers: the sum by groups is the sum by cells; the cells only for the best
+            cost = (sum(group_cost[g] for g in hit), min((pub_groups[g][0] for g in hit), default=-1))
+            if best is None or cost < best[0]:
+                best = (cost, hit)
+            continue
+        cells = sorted(c for g in hit for c in pub_groups[g])
+        cost = (sum(st.cost[c] for c in cells), min(cells, default=-1))
         if best is None or cost < best[0]:
             best = (cost, cells)
-    return best[1] if best else []
+    if best is None:
+        return []
+    return sorted(c for g in best[1] for c in pub_groups[g]) if st.whole else best[1]
 
 
 def _cost(c: int, values: Sequence[float | None], costs: Sequence[float | None] | None) -> float:
@@ -621,6 +723,43 @@ class Cell:
     bound: float | None = None
 
 
+_PLAIN = (int, float, bool, np.integer, np.floating, np.bool_)
+
+
+def _rows(df: pd.DataFrame) -> Iterator[tuple[Any, Any]]:
+    """``df.iterrows()`` as ``(index, {column: value})``, without a Series per row (the tables are read
+    several times). The values are those ``iterrows`` gives: a row of an object array keeps its objects
+    when it holds a number other than NaN and nothing but numbers, text and missing values (``None``,
+    ``NA``, NaN); a row of text and missing values only is read by pandas as text, with NaN for every
+    missing value (done here too); any other row goes through pandas as in ``iterrows``."""
+    cols = list(df.columns)
+    values = df.values
+    if len(set(cols)) != len(cols) or (values.dtype != object and values.dtype.kind not in "iufb"):
+        yield from df.iterrows()  # a column name twice (``r[name]`` is a Series), dates, …
+        return
+    if values.dtype != object:  # numbers only: the row's values as numpy scalars, as in ``iterrows``
+        for i, v in zip(df.index, values):
+            yield i, dict(zip(cols, v))
+        return
+    for i, v in zip(df.index, values):
+        number = text = other = False
+        for x in v:
+            if isinstance(x, str):
+                text = True
+            elif isinstance(x, _PLAIN):
+                number = number or x == x
+            elif not (x is None or x is pd.NA):
+                other = True
+                break
+        if other or not (number or text):
+            r = pd.Series(v, index=cols)
+            yield i, {c: r[c] for c in cols}
+        elif number:
+            yield i, dict(zip(cols, v))
+        else:  # text and missing values (None, NA, NaN) only
+            yield i, {c: (x if isinstance(x, str) else np.nan) for c, x in zip(cols, v)}
+
+
 def _count(v: object) -> float | None:
     """A published count, ``None`` when it is suppressed (text such as ``<5``)."""
     if v is None or (isinstance(v, float) and np.isnan(v)):
@@ -679,12 +818,17 @@ class _Builder:
         out: dict[str, tuple[tuple[Hashable, ...], dict[str, float]]] = {}
         proc = self.r.get("process")
         if proc is not None and len(proc) and {"measure", "cell", "n", "mean", "share_nonzero"} <= set(proc.columns):
-            for m, g in proc.groupby("measure", sort=False):
+            rows_of: dict[Any, list[int]] = {}  # ``groupby("measure", sort=False)``, without its overhead
+            for j, m in enumerate(proc["measure"].tolist()):
+                if pd.notna(m):
+                    rows_of.setdefault(m, []).append(j)
+            mean, share, cell, n = (proc[c].tolist() for c in ("mean", "share_nonzero", "cell", "n"))
+            for m, js in rows_of.items():
                 # 0/1: where the share shows, the mean is the share; where it is hidden, so is the mean
                 # (a count's mean would stay); with every row hidden it may be, and is taken to be
-                means = [(_num(a), _num(b)) for a, b in zip(g["mean"], g["share_nonzero"])]
+                means = [(_num(mean[j]), _num(share[j])) for j in js]
                 if all(a == b for a, b in means):
-                    ns = {str(c): _count(n) for c, n in zip(g["cell"], g["n"])}
+                    ns = {str(cell[j]): _count(n[j]) for j in js}
                     out[str(m)] = (("process_nonzero", str(m)), {c: v for c, v in ns.items() if v})
         eff, con = self.r.get("effects"), self.r.get("consort")
         if eff is not None and con is not None and "method" in eff.columns:
@@ -764,7 +908,7 @@ class _Builder:
         p = self.primary
         reasons = df.index[(df["stage"] == "excluded") & (df["reason"].astype(str) != "all reasons")]
         excl = {("excluded", str(df.at[i, "reason"])): 1.0 for i in reasons} or {("excluded", "*"): 1.0}
-        for i, r in df.iterrows():
+        for i, r in _rows(df):
             st, g, c = r["stage"], r["group"], r["cell"]
             if g == "comparison":
                 e = {"assessed": self.size("comparison"),
@@ -786,7 +930,7 @@ class _Builder:
 
     def baseline(self, df: pd.DataFrame) -> None:
         levels = df[df["level"].astype(str).str.len() > 0].groupby("variable")["level"].unique()
-        for i, r in df.iterrows():
+        for i, r in _rows(df):
             v, lev, g = r["variable"], str(r["level"]) if pd.notna(r["level"]) else "", r["group"]
             if lev:
                 n = self.group(g, ("level", v, lev))
@@ -800,7 +944,7 @@ class _Builder:
     def balance(self, df: pd.DataFrame) -> None:
         stats = [c for c in ("mean_a", "mean_b", "sd_a", "sd_b", "difference", "std_error", "normalized_difference",
                              "statistic", "p_value", "p_value_ri") if c in df.columns]
-        for i, r in df.iterrows():
+        for i, r in _rows(df):
             var = str(r["variable"])
             for side in ("a", "b"):
                 g = str(r[f"group_{side}"])
@@ -821,7 +965,7 @@ class _Builder:
                     self.share("balance", i, f"mean_{side}", ones, r[f"mean_{side}"], r[f"n_{side}"], blank=stats)
 
     def process(self, df: pd.DataFrame) -> None:
-        for i, r in df.iterrows():
+        for i, r in _rows(df):
             m, g = r["measure"], r["cell"]
             self.add("process", i, "n", self.group(g, ("process_n", m)), r["n"])
             binary = _num(r["mean"]) is not None and _num(r["mean"]) == _num(r["share_nonzero"])
@@ -830,7 +974,7 @@ class _Builder:
 
     def attrition(self, df: pd.DataFrame) -> None:
         p = self.primary
-        for i, r in df.iterrows():
+        for i, r in _rows(df):
             sec, c = r["section"], r.get("cell")
             if sec == "rate":
                 self.add("attrition", i, "n_assigned", self.size(c), r["n_assigned"], blank=("attrition_rate",))
@@ -847,7 +991,7 @@ class _Builder:
                 self.add("attrition", i, "method", _sum(n, _neg(ancova)), m.group(1), kind="text")
 
     def effects(self, df: pd.DataFrame) -> None:
-        for i, r in df.iterrows():
+        for i, r in _rows(df):
             o, method = str(r["outcome"]), str(r.get("method", ""))
             sub = str(r.get("subgroup", "")) if pd.notna(r.get("subgroup", None)) else ""
             if r["contrast"] == "pilot_vs_comparison":
@@ -869,10 +1013,10 @@ class _Builder:
                                            tuple(c for c in EFFECT_STATS if c != "estimate"), weight * ESTIMATE_COST))
 
     def comparison(self, df: pd.DataFrame) -> None:
-        sizes = {str(r["group"]): r["n"] for _, r in df[df["section"] == "overlap"].iterrows()}
+        sizes = {str(r["group"]): r["n"] for _, r in _rows(df[df["section"] == "overlap"])}
         hist = df[df["section"] == "overlap_hist"]
         last = {g: sub.index[-1] for g, sub in hist.groupby("group")}
-        for i, r in df.iterrows():
+        for i, r in _rows(df):
             sec, item = r["section"], str(r["item"])
             if sec == "overlap":
                 g = str(r["group"])
@@ -898,14 +1042,14 @@ class _Builder:
                                    sizes.get(g), blank=("mean_pilot", "mean_comparison", "mean_comparison_weighted"))
 
     def costs(self, df: pd.DataFrame) -> None:
-        for i, r in df.iterrows():
+        for i, r in _rows(df):
             g = "comparison" if r["group"] == "comparison" else ("pilot" if r["cell"] == "all" else r["cell"])
             self.add("costs", i, "n", self.size(g), r["n"], blank=("total_eur",))
 
     def subgroup_costs(self, df: pd.DataFrame) -> None:
         """Families of a subgroup level by group and cell (``subgroup = "var=level"``): the same
         latents as the baseline table's level counts (the same families)."""
-        for i, r in df.iterrows():
+        for i, r in _rows(df):
             var, _, lev = str(r["subgroup"]).partition("=")
             key = ("level", var, lev) if lev != "(missing)" else ("level", var, lev, "subgroup_costs")
             g = "comparison" if r["group"] == "comparison" else ("pilot" if r["cell"] == "all" else r["cell"])
@@ -919,7 +1063,7 @@ class _Builder:
         counts = [c for c in df.columns if c == "n" or (c.startswith("n_") and c not in ("n_reps",))]
         gcol = next((c for c in ("cell", "group", "arm") if c in df.columns), None)
         keys = [c for c in df.columns if df[c].dtype == object and c not in counts and c != NOTE_COLUMN]
-        for i, r in df.iterrows():
+        for i, r in _rows(df):
             sub = str(r["subgroup"]) if "subgroup" in df.columns and pd.notna(r["subgroup"]) else ""
             for col in counts:
                 if col == "n" and "=" in sub and gcol is not None and pd.notna(r[gcol]):
@@ -932,13 +1076,13 @@ class _Builder:
 
     def pairs(self, table: str, df: pd.DataFrame, key: str) -> None:
         """``n_a``/``n_b`` of the tables that compare two groups (cost differences, ROSI)."""
-        for i, r in df.iterrows():
+        for i, r in _rows(df):
             a, b = _groups(str(r[key]))
             self.add(table, i, "n_a", self.size(a), r["n_a"])
             self.add(table, i, "n_b", self.size(b), r["n_b"])
 
     def cea(self, df: pd.DataFrame, table: str = "cea") -> None:
-        for i, r in df.iterrows():
+        for i, r in _rows(df):
             o = str(r.get("outcome", self.primary))
             e = {("cea_pvc", o): 1.0} if r["contrast"] == "pilot_vs_comparison" else self.group("all", ("effects", o, "ancova"))
             self.add(table, i, "n", e, r["n"])
@@ -970,12 +1114,20 @@ def share_moves(results: Mapping[str, pd.DataFrame]) -> list[dict[Any, float]]:
     """For each 0/1 outcome whose effect estimates are modelled (:meth:`_Builder.estimate_expr`):
     every cell's count up by the cell's number of families, which leaves every difference of
     shares unchanged (see ``directions`` of :func:`protect`)."""
-    b = _Builder(results)
+    return _moves(_Builder(results))
+
+
+def _moves(b: _Builder) -> list[dict[Any, float]]:
     return [{key + (c,): ns[c] for c in CELLS} for key, ns in b.shares.values() if all(c in ns for c in CELLS)]
 
 
 def table_cells(results: Mapping[str, pd.DataFrame]) -> list[Cell]:
     """Every published count of the result tables, with its expression in latent counts."""
+    return _build(results).cells
+
+
+def _build(results: Mapping[str, pd.DataFrame]) -> _Builder:
+    """The builder of :func:`table_cells`, with its cells (and its 0/1 outcomes, for :func:`_moves`)."""
     b = _Builder(results)
     for name in ("consort", "baseline", "balance", "process", "attrition", "effects", "comparison", "costs", "cea",
                  "ceac", "subgroup_costs"):
@@ -989,7 +1141,7 @@ def table_cells(results: Mapping[str, pd.DataFrame]) -> list[Cell]:
     for name, df in results.items():
         if name not in MODELLED and df is not None and len(df) and any(c == "n" or c.startswith("n_") for c in df.columns):
             b.generic(name, df)
-    return b.cells
+    return b
 
 
 # ============================================================================ applying it
@@ -1136,18 +1288,24 @@ def protect_results(results: Mapping[str, pd.DataFrame], min_cell: int) -> dict[
     """
     out = {k: v.copy() for k, v in results.items()}
     why: dict[tuple[str, int, str], str] = {}
+    labels: dict[tuple[str, int, str], str] = {}  # _hide writes no column a label reads
     fresh: list[Cell] | None = None  # table_cells(out), while it is up to date
+    cache = _Cache()  # the row spaces of the components a round leaves as they were serve the next
     for _ in range(20):  # hiding an ``n`` hides the shares computed from it: go again until nothing moves
-        cells = table_cells(out)
+        built = _build(out)
+        cells = built.cells
         with blas_single_thread():  # many small SVDs: OpenBLAS threads made them 30× slower on a loaded machine
-            prot = protect([c.expr for c in cells], [c.value for c in cells], [c.cost for c in cells], share_moves(out))
+            prot = _protect([c.expr for c in cells], [c.value for c in cells], [c.cost for c in cells], _moves(built),
+                            cache)
         if not prot.complementary:
             fresh = cells
             break
         for j, sj in prot.complementary.items():
             c, s = cells[j], cells[sj]
             _hide(out[c.table], c)
-            why[(c.table, c.row, c.column)] = _label(s.table, out[s.table], s.row, s.column)
+            if (s.table, s.row, s.column) not in labels:
+                labels[(s.table, s.row, s.column)] = _label(s.table, out[s.table], s.row, s.column)
+            why[(c.table, c.row, c.column)] = labels[(s.table, s.row, s.column)]
     with blas_single_thread():  # "<k" marks that pin a suppressed count by its bounds show the complementary marker
         bounds_audit(out, why, cells=fresh)
     notes: dict[tuple[str, int], list[str]] = defaultdict(list)
@@ -1155,8 +1313,11 @@ def protect_results(results: Mapping[str, pd.DataFrame], min_cell: int) -> dict[
         if _num(out[t].at[r, col]) is None and col == "estimate":
             notes[(t, r)].append(f"{col} and its statistics: blank so that {what} cannot be derived from the other "
                                  "published numbers (the estimate is a difference of shares of families)")
+    columns: dict[tuple[str, str], dict] = {}  # ``{row: value}`` of each column read (``.at`` is slow in a loop)
     for c in fresh if fresh is not None else table_cells(out):
-        shown = out[c.table].at[c.row, c.column]
+        if (c.table, c.column) not in columns:
+            columns[(c.table, c.column)] = dict(zip(out[c.table].index, out[c.table][c.column]))
+        shown = columns[(c.table, c.column)][c.row]
         if (c.table, c.row, c.column) in why:
             notes[(c.table, c.row)].append(f"{c.column}: suppressed so that {why[(c.table, c.row, c.column)]}"
                                            " cannot be derived from the other published counts")
@@ -1181,7 +1342,7 @@ def protect_results(results: Mapping[str, pd.DataFrame], min_cell: int) -> dict[
 def _hide(df: pd.DataFrame, c: Cell) -> None:
     """Suppress cell ``c`` of ``df`` (in place) and blank what reveals it."""
     if c.kind == "count":
-        df[c.column] = df[c.column].astype(object)
+        _as_object(df, c.column)
         df.at[c.row, c.column] = COMPLEMENTARY
     elif c.kind == "text":
         df.at[c.row, c.column] = re.sub(r"\S+ missing starts", f"{COMPLEMENTARY} missing starts", str(df.at[c.row, c.column]))
@@ -1191,15 +1352,21 @@ def _hide(df: pd.DataFrame, c: Cell) -> None:
                 if pd.api.types.is_float_dtype(df[b]):
                     df.at[c.row, b] = np.nan
                 else:
-                    df[b] = df[b].astype(object)
+                    _as_object(df, b)
                     df.at[c.row, b] = None
         return
     else:
-        df[c.column] = df[c.column].astype(object)
+        _as_object(df, c.column)
         df.at[c.row, c.column] = None
     for b in c.blank:
         if b in df.columns:
-            df[b] = df[b].astype(object)
+            _as_object(df, b)
             df.at[c.row, b] = None
     if "suppressed" in df.columns and df["suppressed"].dtype == bool:
         df.at[c.row, "suppressed"] = True
+
+
+def _as_object(df: pd.DataFrame, column: str) -> None:
+    """Column ``column`` of ``df`` as objects (in place), so that it can hold a marker or ``None``."""
+    if df[column].dtype != object:
+        df[column] = df[column].astype(object)

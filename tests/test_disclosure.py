@@ -578,3 +578,112 @@ def test_row_space_survives_an_svd_that_does_not_converge():
     assert all(space.contains(r) for r in rows)
     outside = scipy.linalg.null_space(space.basis)[:, 0]  # orthogonal to every published row
     assert not space.contains({j: outside[j] for j in range(P.shape[1])})
+
+
+# ---------------------------------------------------------------- the fast paths give what the plain ones give
+def _random_system(rng: np.random.Generator, n_latents: int, n_exprs: int) -> tuple[list[dict], list[float | None]]:
+    """Counts as sums (and a few differences) of random latents, some suppressed, some zero."""
+    exprs: list[dict] = []
+    for _ in range(n_exprs):
+        ks = rng.choice(n_latents, size=min(n_latents, int(rng.integers(1, 5))), replace=False)
+        exprs.append({f"z{k}": (1.0 if rng.random() < 0.85 else -1.0) for k in ks})
+    values: list[float | None] = [None if rng.random() < 0.2 else float(rng.integers(0, 12)) for _ in exprs]
+    return exprs, values
+
+
+def _plain_protect(exprs: list[dict], values: list[float | None]) -> dict[int, int]:
+    """:func:`protect` as first written: every determined count from scratch each round, no cache."""
+    hidden = {i for i, v in enumerate(values) if v is None}
+    groups: dict[tuple, list[int]] = {}
+    for i, e in enumerate(exprs):
+        groups.setdefault(D._key(e), []).append(i)
+    out: dict[int, int] = {}
+    while det := D.determined(exprs, hidden):
+        for j in D._choose(det[0], exprs, values, hidden, groups):
+            hidden.add(j)
+            out[j] = det[0]
+    return out
+
+
+def test_protect_with_its_cache_chooses_what_the_plain_loop_chooses() -> None:
+    """The row spaces kept between rounds and the stop at the first determined count change no choice."""
+    rng = np.random.default_rng(17)
+    changed = 0
+    for _ in range(60):
+        exprs, values = _random_system(rng, int(rng.integers(4, 14)), int(rng.integers(6, 30)))
+        got = D.protect(exprs, values).complementary
+        assert got == _plain_protect(exprs, values)
+        changed += bool(got)
+        assert _attack(exprs, [None if i in got else v for i, v in enumerate(values)]) == []
+    assert changed > 10  # the systems do need complementary suppression
+
+
+def test_choose_sums_costs_by_group_only_when_that_is_exact() -> None:
+    """Whole-number costs are summed by groups of equal counts; otherwise (and then too, checked here)
+    cell by cell in index order: both give the same cells."""
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        exprs, values = _random_system(rng, 8, 20)
+        exprs += exprs[:5]  # the same count in two tables
+        values += values[:5]
+        hidden = {i for i, v in enumerate(values) if v is None}
+        groups: dict[tuple, list[int]] = {}
+        for i, e in enumerate(exprs):
+            groups.setdefault(D._key(e), []).append(i)
+        st = D._Static.of(exprs, values, None)
+        assert st.whole
+        cellwise = D._Static(st.related, st.cost, whole=False)
+        for s in sorted(hidden):
+            assert D._choose(s, exprs, values, hidden, groups, static=st) == \
+                D._choose(s, exprs, values, hidden, groups, static=cellwise)
+    halves = D._Static.of([{"a": 1.0}], [None], [0.5])
+    assert not halves.whole
+
+
+def test_reduce_and_roots_match_their_definitions() -> None:
+    """:func:`_reduce_index` (a work list) keeps what repeated passes keep; :func:`_roots` splits the
+    latents as a plain connectivity search does."""
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        exprs, _ = _random_system(rng, int(rng.integers(3, 20)), int(rng.integers(1, 25)))
+        rows, targets = exprs[:-3] or exprs, exprs[-3:]
+        keep = list(range(len(rows)))
+        while True:  # the definition: drop a row with a latent no other row and no target holds, repeat
+            count = {k: sum(k in rows[i] for i in keep) + sum(k in t for t in targets) for i in keep for k in rows[i]}
+            nxt = [i for i in keep if all(count[k] > 1 for k in rows[i])]
+            if nxt == keep:
+                break
+            keep = nxt
+        assert D._reduce_index(rows, targets) == keep
+        root = D._roots(rows)
+        adj: dict[str, set[str]] = {k: set() for e in rows for k in e}
+        for e in rows:
+            for k in e:
+                adj[k] |= set(e)
+        for k in adj:
+            seen, todo = {k}, [k]
+            while todo:
+                for j in adj[todo.pop()] - seen:
+                    seen.add(j)
+                    todo.append(j)
+            assert {j for j in adj if root[j] == root[k]} == seen
+
+
+def test_rows_are_what_iterrows_gives() -> None:
+    """:func:`_rows` reads each row as ``iterrows`` does (pandas reads a row of text and missing values as
+    text, with NaN for None and NA; a row with a number keeps None and NA), value by value and type by type."""
+    df = pd.DataFrame({
+        "name": pd.array(["a", "b", None, "d", "e", "f"], dtype="str"),
+        "text": pd.Series(["x", None, "z", None, pd.NA, "w"], dtype=object),
+        "mixed": pd.Series([1.5, None, None, pd.NA, None, pd.Timestamp("2024-01-01")], dtype=object),
+        "count": pd.Series(["3", "<5", None, "suppressed", "0", "2"], dtype=object),
+    })
+    numbers = pd.DataFrame({"n": [1, 2], "x": [0.5, np.nan]})
+    dates = pd.DataFrame({"d": pd.to_datetime(["2024-01-01", None])})
+    for frame in (df, numbers, dates, df.iloc[[1, 3]]):
+        got = list(D._rows(frame))
+        want = [(i, {c: r[c] for c in frame.columns}) for i, r in frame.iterrows()]
+        assert [i for i, _ in got] == [i for i, _ in want]
+        for (_, a), (_, b) in zip(got, want):
+            assert [(type(a[c]), repr(a[c])) for c in frame.columns] == [(type(b[c]), repr(b[c])) for c in frame.columns]
+            assert a.get("absent", "-") == "-"
