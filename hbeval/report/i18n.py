@@ -920,6 +920,42 @@ VALUES.update({
     "joint_f": ("Joint F test", "Yhteinen F-testi"), "omnibus_ri": ("Omnibus test (RI)", "Omnibus-testi (SP)"),
     "multiple imputation": ("multiple imputation", "moni-imputointi"),
     "hour": ("hour", "tunti"), "visit": ("visit", "käynti"), "day": ("day", "päivä"), "meeting": ("meeting", "tapaaminen"),
+    # the units and the sources of the packaged unit-cost catalogue (hbeval/data/unit_costs.csv), for the
+    # report's table of assumed prices (a study's own catalogue shows its own text)
+    "call": ("call", "puhelu"), "plan": ("plan", "suunnitelma"), "statement": ("statement", "lausunto"),
+    "consultation": ("consultation", "konsultaatio"), "decision": ("decision", "päätös"), "invoice": ("invoice", "lasku"),
+    "assumption: family worker's salary with 1.5 overhead factor":
+        ("assumption: family worker's salary with 1.5 overhead factor",
+         "oletus: perhetyöntekijän palkka, yleiskustannuskerroin 1,5"),
+    "assumption: no national per-visit cost found; 1.5 h of a family worker plus preparation and travel":
+        ("assumption: no national per-visit cost found; 1.5 h of a family worker plus preparation and travel",
+         "oletus: kansallista käyntikohtaista kustannusta ei löytynyt; perhetyöntekijän 1,5 tuntia sekä valmistelu ja matkat"),
+    "assumption: no national per-visit cost found; a psychologist or social worker hour plus overheads":
+        ("assumption: no national per-visit cost found; a psychologist or social worker hour plus overheads",
+         "oletus: kansallista käyntikohtaista kustannusta ei löytynyt; psykologin tai sosiaalityöntekijän tunti "
+         "yleiskustannuksineen"),
+    "assumption: no national per-visit cost found; one hour of a social worker plus overheads":
+        ("assumption: no national per-visit cost found; one hour of a social worker plus overheads",
+         "oletus: kansallista käyntikohtaista kustannusta ei löytynyt; sosiaalityöntekijän tunti yleiskustannuksineen"),
+    "assumption: no national per-visit cost found; two hours of a practical nurse's time plus travel":
+        ("assumption: no national per-visit cost found; two hours of a practical nurse's time plus travel",
+         "oletus: kansallista käyntikohtaista kustannusta ei löytynyt; lähihoitajan kaksi tuntia sekä matkat"),
+    "assumption: productised performance unit (suorite) without a published price":
+        ("assumption: productised performance unit (suorite) without a published price",
+         "oletus: tuotteistettu suorite, jolle ei ole julkaistua hintaa"),
+    "assumption: providers' time at teaming meetings valued at a practical nurse's hour with overheads":
+        ("assumption: providers' time at teaming meetings valued at a practical nurse's hour with overheads",
+         "oletus: palveluntuottajien aika tiimiytystapaamisissa arvotettu lähihoitajan tuntihinnalla "
+         "yleiskustannuksineen"),
+    "assumption: secretary's salary with 1.5 overhead factor":
+        ("assumption: secretary's salary with 1.5 overhead factor",
+         "oletus: palvelusihteerin palkka, yleiskustannuskerroin 1,5"),
+    "assumption: social instructor's salary with 1.5 overhead factor":
+        ("assumption: social instructor's salary with 1.5 overhead factor",
+         "oletus: sosiaaliohjaajan palkka, yleiskustannuskerroin 1,5"),
+    "assumption: social worker's salary with 1.5 overhead factor":
+        ("assumption: social worker's salary with 1.5 overhead factor",
+         "oletus: sosiaalityöntekijän palkka, yleiskustannuskerroin 1,5"),
 })
 
 STRINGS.update({

@@ -778,9 +778,10 @@ def display_assumed_prices(unit_costs: pd.DataFrame, lang: str) -> pd.DataFrame:
     d = unit_costs[unit_costs["source"].astype(str).str.contains("assum|oletus", case=False, regex=True)]
     lab = "label_fi" if lang == "fi" else "label_en"
     return pd.DataFrame({"service_code": d["service_code"].astype(str),
-                         "label": d[lab].astype(str) if lab in d else "", "unit": d["unit"].astype(str),
+                         "label": d[lab].astype(str) if lab in d else "",
+                         "unit": [i18n.value(v, lang) for v in d["unit"].astype(str)],
                          "unit_cost_eur": [i18n.num(v, lang, 2) for v in d["unit_cost_eur"]],
-                         "source": d["source"].astype(str)})
+                         "source": [i18n.value(v, lang) for v in d["source"].astype(str)]})
 
 
 def display_diagnosis(plan: dict[str, Any] | None, lang: str) -> pd.DataFrame:

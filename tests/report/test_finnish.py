@@ -9,12 +9,14 @@ import subprocess
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import pandas as pd
 import pytest
 from test_plots import _all_figures, _shared_analysis, figure_texts
 from test_report_e2e import shared_report
 
 from hbeval.arms import CELLS, CONTRASTS, PILOT_VS_COMPARISON
 from hbeval.report import i18n
+from hbeval.report import render as R
 
 #: English words that a Finnish report never uses (Finnish text borrows none of them).
 ENGLISH = frozenset("""
@@ -111,3 +113,18 @@ def test_the_scan_finds_what_it_looks_for():
     assert finnish_problems(["Maksuhalukkuus 1,000 € / piste"]) == ["English number '1,000 €'"]
     assert finnish_problems(["0.035"]) == ["English number '0.035'"]
     assert finnish_problems(["Maksuhalukkuus 1\u202f000 € / piste; 0,035; results/cost_differences.csv"]) == []
+
+
+def test_the_assumed_prices_table_is_finnish_for_the_packaged_catalogue():
+    """Appendix A's table of assumed unit costs: the packaged catalogue's units and sources read in Finnish
+    (the service codes stay codes); a study's own source text is shown as it is."""
+    cat = pd.read_csv(Path(R.__file__).parents[1] / "data" / "unit_costs.csv")
+    fi = R.display_assumed_prices(cat, "fi")
+    assert len(fi) >= 10
+    texts = [str(v) for c in ("label", "unit", "source") for v in fi[c]]
+    assert finnish_problems(texts) == []
+    assert all(s.startswith("oletus:") for s in fi["source"])
+    en = R.display_assumed_prices(cat, "en")
+    assert all(s.startswith("assumption:") for s in en["source"]) and "hour" in set(en["unit"])
+    own = cat.assign(source="assumption: our own costing")
+    assert set(R.display_assumed_prices(own, "fi")["source"]) == {"assumption: our own costing"}
