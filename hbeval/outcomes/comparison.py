@@ -92,8 +92,10 @@ def pre_costs(study, fc=None) -> pd.Series | None:
     or ``None`` when they cannot be computed (the covariate is then left out)."""
     try:
 
-        if hasattr(study, "connect"):
-            w = wide_family_costs(study, fc)
+        if fc is not None:
+            w = fc.wide  # read only: two columns, not a copy of the wide frame
+        elif hasattr(study, "connect"):
+            w = wide_family_costs(study)
         else:
             cfg = study.config
             w = wide_costs(family_costs_from_tables(study.tables, study.unit_costs(), study.price_index(), cfg.price_year,
@@ -243,11 +245,19 @@ def estimate_outcome(fit: ComparisonFit, outcome: str) -> dict | None:
     t = pc["_t"].to_numpy()
     if ok.sum() < 4 or t[ok].sum() < 2 or (1 - t[ok]).sum() < 2 or not _control_weight(fit.ps, t, ok) > 0:
         return None  # see not_estimable_note
-    Xo = fit.X[ok]  # the rows of the families with the outcome only (not an n × p copy per outcome)
     start = f"{outcome}_start"
     if start in pc.columns and pd.to_numeric(pc[start], errors="coerce").notna().any() and start not in fit.names:
         Xs, _ = covariate_matrix(pc, [start], [])  # mean imputation over every family, as before
-        Xo = np.column_stack([Xo, Xs[ok]])
+        # the rows of the families with the outcome, written once (X[ok] then a stacked copy
+        # held two n × p matrices at once: 0.8 GB at a national study's 1 M families)
+        Xo = np.empty((int(ok.sum()), fit.X.shape[1] + Xs.shape[1]))
+        for j in range(fit.X.shape[1]):
+            Xo[:, j] = fit.X[ok, j]
+        for j in range(Xs.shape[1]):
+            Xo[:, fit.X.shape[1] + j] = Xs[ok, j]
+        del Xs
+    else:
+        Xo = fit.X[ok]  # the rows of the families with the outcome only (not an n × p copy per outcome)
     est = dr_att(y[ok], t[ok], Xo, fit.ps[ok])
     return {"outcome": outcome, **est.__dict__}
 

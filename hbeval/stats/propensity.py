@@ -15,6 +15,13 @@ import pandas as pd
 from scipy import stats
 
 from hbeval.stats.ols import html_table
+from hbeval.stats.ri import blas_single_thread
+
+#: Rows per block of the n × p products (X'WX, the fitted values): a block's working copy
+#: is ~65 k × p floats (26 MB at p = 50) instead of another n × p matrix (0.4 GB at a
+#: national study's 1 M rows). A design with fewer rows is one block: the same products as
+#: an unblocked computation, bit for bit.
+BLOCK_ROWS = 1 << 16
 
 
 def logit_fit(X: np.ndarray, t: np.ndarray, ridge: float = 1e-6, max_iter: int = 100) -> np.ndarray:
@@ -32,8 +39,16 @@ def logit_fit(X: np.ndarray, t: np.ndarray, ridge: float = 1e-6, max_iter: int =
     Notes
     -----
     Maximises ``Σ t log π + (1−t) log(1−π) − ridge/2 ‖β_{1:}‖²`` with step halving. Columns
-    are standardised internally for conditioning.
+    are standardised internally for conditioning. Memory: one standardised n × p copy of
+    ``X`` (a float64 ``X`` is not copied again) and n-vectors; ``Z' diag(π(1−π)) Z`` is
+    summed over blocks of :data:`BLOCK_ROWS` rows. BLAS runs on one thread (skinny
+    products; spinning BLAS threads on a loaded machine made the fit ~10x slower).
     """
+    with blas_single_thread():
+        return _logit_fit(X, t, ridge, max_iter)
+
+
+def _logit_fit(X: np.ndarray, t: np.ndarray, ridge: float, max_iter: int) -> np.ndarray:
     X = np.asarray(X, dtype=float)
     t = np.asarray(t, dtype=float)
     mu = X[:, 1:].mean(axis=0)
@@ -43,11 +58,12 @@ def logit_fit(X: np.ndarray, t: np.ndarray, ridge: float = 1e-6, max_iter: int =
     Z[:, 0] = 1.0
     np.subtract(X[:, 1:], mu, out=Z[:, 1:])
     Z[:, 1:] /= sd
-    p = Z.shape[1]
+    n, p = Z.shape
     pen = np.full(p, ridge)
     pen[0] = 0.0
     b = np.zeros(p)
     b[0] = np.log(max(t.mean(), 1e-9) / max(1 - t.mean(), 1e-9))
+    work = np.empty((min(n, BLOCK_ROWS), p))  # one buffer for every block of every Newton step
 
     def ll(beta: np.ndarray) -> float:
         eta = Z @ beta
@@ -64,8 +80,11 @@ def logit_fit(X: np.ndarray, t: np.ndarray, ridge: float = 1e-6, max_iter: int =
         # subnormal numbers they would slow the product a hundredfold.
         sw = np.sqrt(pi * (1 - pi))
         sw[sw < 1e-100] = 0.0
-        Zs = Z * sw[:, None]
-        H = Zs.T @ Zs + np.diag(pen)
+        H = np.diag(pen)
+        for i in range(0, n, BLOCK_ROWS):
+            j = min(n, i + BLOCK_ROWS)
+            Zs = np.multiply(Z[i:j], sw[i:j, None], out=work[: j - i])
+            H += Zs.T @ Zs
         step = np.linalg.solve(H + 1e-12 * np.eye(p), g)
         s = 1.0
         while s > 1e-8:
@@ -194,11 +213,11 @@ def dr_att(y: np.ndarray, t: np.ndarray, X: np.ndarray, ps: np.ndarray, level: f
     t = np.asarray(t).astype(bool)
     X = np.asarray(X, dtype=float).reshape(len(y), -1)
     w = np.where(t, 1.0, ps / (1 - ps))
-    Xi = np.column_stack([np.ones(len(y)), X])
     c = ~t
     sw = np.sqrt(w[c])
-    beta, *_ = np.linalg.lstsq(Xi[c] * sw[:, None], y[c] * sw, rcond=None)
-    r = y - Xi @ beta
+    with blas_single_thread():
+        beta, *_ = np.linalg.lstsq(_weighted_design(X, c, sw), y[c] * sw, rcond=None)
+        r = _residuals(y, X, beta)
     n = len(y)
     n1 = int(t.sum())
     wc = w[c] / w[c].sum() * n1
@@ -212,3 +231,30 @@ def dr_att(y: np.ndarray, t: np.ndarray, X: np.ndarray, ps: np.ndarray, level: f
     z = stats.norm.ppf(0.5 + level / 2)
     p = float(2 * stats.norm.sf(abs(tau / se))) if se > 0 else np.nan
     return ATTEstimate(float(tau), se, float(tau - z * se), float(tau + z * se), p, ipw, naive, n1, int(c.sum()))
+
+
+def _weighted_design(X: np.ndarray, rows: np.ndarray, sw: np.ndarray) -> np.ndarray:
+    """``[1, X][rows] * sw[:, None]`` written once, in blocks of rows: neither the design
+    with an intercept nor ``X[rows]`` is copied whole (each is n × p, 0.4 GB at 1 M rows)."""
+    idx = np.flatnonzero(rows)
+    A = np.empty((len(idx), X.shape[1] + 1))
+    A[:, 0] = sw  # = 1 · sw
+    for i in range(0, len(idx), BLOCK_ROWS):
+        j = min(len(idx), i + BLOCK_ROWS)
+        np.multiply(X[idx[i:j]], sw[i:j, None], out=A[i:j, 1:])
+    return A
+
+
+def _residuals(y: np.ndarray, X: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """``y − [1, X] @ beta`` in blocks of :data:`BLOCK_ROWS` rows (one n × (p+1) design with
+    the intercept is never formed; a block's products are those of the whole design)."""
+    n = len(y)
+    r = np.empty(n)
+    work = np.empty((min(n, BLOCK_ROWS), X.shape[1] + 1))
+    work[:, 0] = 1.0
+    for i in range(0, n, BLOCK_ROWS):
+        j = min(n, i + BLOCK_ROWS)
+        Xb = work[: j - i]
+        Xb[:, 1:] = X[i:j]
+        np.subtract(y[i:j], Xb @ beta, out=r[i:j])
+    return r

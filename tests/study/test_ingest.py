@@ -356,3 +356,32 @@ def test_hetu_with_wrong_check_character_is_rejected(tmp_path, monkeypatch):
     assert [(r[0], r[1], r[2]) for r in rows] == [("clients.csv", 3, "hetu")]
     assert "henkilötunnus" in rows[0][4]
     assert HETU[1][:-1] not in res.ledger.summary()  # masked in messages
+
+
+def test_ingest_connection_is_bounded_and_store_holds_only_canonical_tables(tmp_path, monkeypatch):
+    """National scale (issue 17): the ingest connection has a memory limit and spills into the
+    ingest folder (which is removed); the raw text and typed working tables are temporary,
+    never written into the store, which holds the canonical tables."""
+    import duckdb
+
+    import hbeval.study.ingest as ing
+
+    seen: list[dict] = []
+    real = duckdb.connect
+
+    def spy(*a, **k):
+        seen.append(dict(k.get("config") or {}))
+        return real(*a, **k)
+
+    monkeypatch.setattr(ing.duckdb, "connect", spy)
+    s = _study(tmp_path, {"clients.csv": CLIENTS_CSV})
+    res = ingest(s, today=TODAY)
+    monkeypatch.undo()
+    assert seen and seen[0]["memory_limit"] == ing.DUCKDB_MEMORY_LIMIT
+    assert seen[0]["temp_directory"].startswith(str(s / ".hbeval"))
+    assert not list((s / ".hbeval").glob("ingest-*"))
+    with duckdb.connect(str(res.store), read_only=True) as con:
+        names = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        assert "clients" in names
+        assert not [n for n in names if n.startswith(("raw_", "typed_"))]
+        assert con.execute("SELECT count(*) FROM clients").fetchone()[0] == 3
