@@ -8,11 +8,10 @@ import gc
 import re
 import shutil
 import subprocess
-import zlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from test_checklists import _pdf_objects
 
 from hbeval.report.render import render_pdf
 
@@ -32,24 +31,12 @@ def gc_state() -> Iterator[None]:
         gc.disable()
 
 
-def _inflated(pdf: Path) -> bytes:
-    raw = pdf.read_bytes()
-    parts = [raw]
-    for m in re.finditer(rb"/Type\s*/(?:ObjStm|Metadata)[^>]*>>\s*stream\r?\n", raw):
-        body = raw[m.end(): raw.index(b"endstream", m.end())]
-        try:
-            parts.append(zlib.decompress(body))
-        except zlib.error:
-            parts.append(body)
-    return b"\n".join(parts)
-
-
 @pytest.mark.parametrize("enabled", [True, False])
 def test_render_pdf_leaves_the_garbage_collector_as_it_was(tmp_path, gc_state, enabled):
     (gc.enable if enabled else gc.disable)()
     pdf = render_pdf(HTML, tmp_path / "r.pdf")
     assert gc.isenabled() is enabled
-    raw = _inflated(pdf)
+    raw = _pdf_objects(pdf)
     assert b"/StructTreeRoot" in raw and b"pdfuaid" in raw
     assert re.search(rb"/Lang\s*\(fi", raw)
     if shutil.which("pdftotext"):
