@@ -33,10 +33,12 @@ import hashlib
 import html
 import json
 import os
+import queue
 import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -906,7 +908,6 @@ def render_pdf(html_text: str, pdf_path: Path) -> Path:
 def _preload_weasyprint() -> None:
     """Load WeasyPrint (a second or more) in a thread while the notebooks run in their kernels, this process
     waiting for them; :func:`render_pdf` then finds it loaded."""
-    import threading
 
     def load() -> None:
         import weasyprint  # noqa: F401
@@ -1009,7 +1010,6 @@ class _Kernel:
         """Run ``code`` in the kernel outside any notebook and wait for its reply (the first reply also
         says that the kernel has started). Only the shell channel is opened: a request waits in its
         queue until the kernel reads it, whereas output published before a client subscribes is lost."""
-        import queue
 
         async def go() -> dict[str, Any]:
             kc = self.km.client()
@@ -1078,9 +1078,6 @@ class _NotebookRunner:
     rendering of the report)."""
 
     def __init__(self, out: Path, jobs: int, progress: bool = True) -> None:
-        import queue
-        import threading
-
         self.out = out
         self.progress = progress
         self.nbs = notebook_paths()
@@ -1126,8 +1123,6 @@ class _NotebookRunner:
                 t.join()
 
     def _drain(self) -> None:
-        import queue
-
         while True:  # the other kernels stop after their current notebook
             try:
                 self.todo.get_nowait()
@@ -1135,8 +1130,6 @@ class _NotebookRunner:
                 return
 
     def _worker(self, k: int) -> None:
-        import queue
-
         kernel: _Kernel | None = None
         try:
             try:
