@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from hbeval.stats.ols import blocks
+
 METHODS = ("norm", "pmm")
 #: ridge added to ``X'X`` before the draw (mice's ``ridge`` default)
 RIDGE = 1e-5
@@ -86,10 +88,6 @@ def imputation_block(m: int, n: int, q: int, budget: int = BLOCK_BYTES) -> int:
     stay within ``budget`` bytes (at least 1)."""
     per = _ARRAYS_PER_IMPUTATION * 8 * max(n, 1) * max(q, 1)
     return int(max(1, min(m, budget // per)))
-
-
-def _blocks(m: int, block: int) -> list[slice]:
-    return [slice(lo, min(lo + block, m)) for lo in range(0, m, block)]
 
 
 def _draw_norm(A: np.ndarray, y: np.ndarray, w: np.ndarray, chi2: np.ndarray, z: np.ndarray
@@ -190,7 +188,7 @@ def mice(Y: np.ndarray, X: np.ndarray, rng: np.random.Generator, m: int = 20, it
             else:
                 kk = min(donors, n - n_mis)
                 pick = rng.integers(0, kk, size=(m, n_mis))
-            for blk in _blocks(m, b):
+            for blk in blocks(m, b):
                 nb = blk.stop - blk.start
                 A = np.concatenate([np.broadcast_to(base, (nb, n, base.shape[1])), vals[blk][:, :, others]], axis=2)
                 beta, beta_star, sigma = _draw_norm(A, vals[blk, :, j], w, chi2[blk], z[blk])
@@ -212,13 +210,12 @@ def _pmm(Aobs: np.ndarray, Am: np.ndarray, beta: np.ndarray, beta_star: np.ndarr
     out = np.empty((nb, n_mis))
     # the (b, rows, n_obs) distance array a bounded number of missing rows at a time
     rows = max(1, BLOCK_BYTES // (8 * nb * max(yhat_obs.shape[1], 1)))
-    for lo in range(0, n_mis, rows):
-        hi = min(lo + rows, n_mis)
-        d = np.abs(yhat_mis[:, lo:hi, None] - yhat_obs[:, None, :])  # (b, rows, n_obs)
+    for r in blocks(n_mis, rows):
+        d = np.abs(yhat_mis[:, r, None] - yhat_obs[:, None, :])  # (b, rows, n_obs)
         near = np.argpartition(d, kk - 1, axis=2)[:, :, :kk]
         near = np.sort(near, axis=2)  # a stable order, so the draw below is reproducible
-        idx = np.take_along_axis(near, pick[:, lo:hi, None], axis=2)[..., 0]
-        out[:, lo:hi] = yobs[idx]
+        idx = np.take_along_axis(near, pick[:, r, None], axis=2)[..., 0]
+        out[:, r] = yobs[idx]
     return out
 
 
@@ -251,7 +248,7 @@ class AncovaFit:
             raise ValueError(f"y must have shape {(m, n)}, not {y.shape}")
         est, var = np.empty(m), np.empty(m)
         Lb = np.asarray(L, float)
-        for blk in _blocks(m, self.block):
+        for blk in blocks(m, self.block):
             Q, R, yb = self.Q[blk], self.R[blk], y[blk]
             # a = Q R⁻ᵀ L
             u = np.linalg.solve(np.swapaxes(R, 1, 2), np.broadcast_to(Lb, (Q.shape[0], p))[..., None])[..., 0]
@@ -285,7 +282,7 @@ def ancova_fit(X: np.ndarray, m: int | None = None, block: int | None = None) ->
         return AncovaFit(np.broadcast_to(Q1, (m, n, p)), np.broadcast_to(R1, (m, p, p)), np.broadcast_to(h1, (m, n)),
                          n - p, b)
     Q, R, h = np.empty((m, n, p)), np.empty((m, p, p)), np.empty((m, n))
-    for blk in _blocks(m, b):
+    for blk in blocks(m, b):
         Q[blk], R[blk] = np.linalg.qr(X[blk])
         h[blk] = (Q[blk] * Q[blk]).sum(axis=2)
     return AncovaFit(Q, R, h, n - p, b)

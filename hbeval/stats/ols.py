@@ -39,6 +39,12 @@ def _t_row(est: float, se: float, df: float, level: float = 0.95) -> dict[str, f
     }
 
 
+def blocks(n: int, size: int) -> list[slice]:
+    """``range(n)`` as consecutive slices of at most ``size`` (the row or replicate blocks that
+    bound a kernel's working memory)."""
+    return [slice(lo, min(lo + size, n)) for lo in range(0, n, size)]
+
+
 def html_table(frame: pd.DataFrame, caption: str) -> str:
     """An HTML table of a result's :meth:`to_frame` with a caption, for ``_repr_html_``."""
     body = frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="")

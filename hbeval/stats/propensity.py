@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hbeval.stats.ols import html_table
+from hbeval.stats.ols import blocks, html_table
 from hbeval.stats.ri import blas_single_thread
 
 #: Rows per block of the n × p products (X'WX, the fitted values): a block's working copy
@@ -81,9 +81,8 @@ def _logit_fit(X: np.ndarray, t: np.ndarray, ridge: float, max_iter: int) -> np.
         sw = np.sqrt(pi * (1 - pi))
         sw[sw < 1e-100] = 0.0
         H = np.diag(pen)
-        for i in range(0, n, BLOCK_ROWS):
-            j = min(n, i + BLOCK_ROWS)
-            Zs = np.multiply(Z[i:j], sw[i:j, None], out=work[: j - i])
+        for r in blocks(n, BLOCK_ROWS):
+            Zs = np.multiply(Z[r], sw[r, None], out=work[: r.stop - r.start])
             H += Zs.T @ Zs
         step = np.linalg.solve(H + 1e-12 * np.eye(p), g)
         s = 1.0
@@ -239,9 +238,8 @@ def _weighted_design(X: np.ndarray, rows: np.ndarray, sw: np.ndarray) -> np.ndar
     idx = np.flatnonzero(rows)
     A = np.empty((len(idx), X.shape[1] + 1))
     A[:, 0] = sw  # = 1 · sw
-    for i in range(0, len(idx), BLOCK_ROWS):
-        j = min(len(idx), i + BLOCK_ROWS)
-        np.multiply(X[idx[i:j]], sw[i:j, None], out=A[i:j, 1:])
+    for r in blocks(len(idx), BLOCK_ROWS):
+        np.multiply(X[idx[r]], sw[r, None], out=A[r, 1:])
     return A
 
 
@@ -252,9 +250,8 @@ def _residuals(y: np.ndarray, X: np.ndarray, beta: np.ndarray) -> np.ndarray:
     r = np.empty(n)
     work = np.empty((min(n, BLOCK_ROWS), X.shape[1] + 1))
     work[:, 0] = 1.0
-    for i in range(0, n, BLOCK_ROWS):
-        j = min(n, i + BLOCK_ROWS)
-        Xb = work[: j - i]
-        Xb[:, 1:] = X[i:j]
-        np.subtract(y[i:j], Xb @ beta, out=r[i:j])
+    for b in blocks(n, BLOCK_ROWS):
+        Xb = work[: b.stop - b.start]
+        Xb[:, 1:] = X[b]
+        np.subtract(y[b], Xb @ beta, out=r[b])
     return r
