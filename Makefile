@@ -38,17 +38,18 @@ env-dev: $(VENV)/.installed-dev
 # uv installs the pinned set in parallel (about 6x faster than pip here); pip is the fallback. The venv is
 # made without pip (ensurepip took seconds) and uv comes from the system's pip (`pip --python`, pip >= 22.3),
 # else from a pip bootstrapped into the venv.
+install = $(VENV)/bin/uv pip install --python $(PY) --quiet -c constraints.txt -e $(1) \
+  || { $(PY) -m ensurepip --upgrade >/dev/null && $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e $(1); }
+
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv --without-pip $(VENV)
 	@test -x $(VENV)/bin/uv || $(PYTHON) -m pip --python $(PY) install --quiet --disable-pip-version-check uv 2>/dev/null \
 	  || { $(PY) -m ensurepip --upgrade >/dev/null && $(PY) -m pip install --quiet --disable-pip-version-check uv; }
-	$(VENV)/bin/uv pip install --python $(PY) --quiet -c constraints.txt -e . \
-	  || { $(PY) -m ensurepip --upgrade >/dev/null && $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e .; }
+	$(call install,.)
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(VENV)/bin/uv pip install --python $(PY) --quiet -c constraints.txt -e '.[dev]' \
-	  || { $(PY) -m ensurepip --upgrade >/dev/null && $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'; }
+	$(call install,'.[dev]')
 	@touch $@
 
 # Debian packages the browser and PDF tests use (skipped, not failed, where they are missing
