@@ -72,7 +72,7 @@ def test_chain_across_two_tables() -> None:
     exprs = [{"x": 1}, {"y": 1}, {"x": 1, "ox": -1}, {"y": 1, "oy": -1},   # consort-like
              {"ox": 1}, {"oy": 1}, {"ox": 1, "oy": 1}]                       # attrition-like
     exprs += [{"x": 1}, {"y": 1}] * 3
-    values: list[float | None] = [101, 98, None, 13, 98, 85, 183] + [101, 98] * 3
+    values: list[float | None] = [101, 98, None, 13, 98, 85, 183, 101, 98, 101, 98, 101, 98]
     assert _attack(exprs, values) == [2]
     out = _run(exprs, values)
     assert _attack(exprs, out) == []
@@ -304,6 +304,7 @@ def _ranges(cells: list[D.Cell], tables: dict[str, pd.DataFrame], misfit: dict[i
     targets: dict[tuple, int] = {}
     for i, c in enumerate(cells):
         if c.kind == "estimate":
+            assert c.value is not None, c  # an estimate is a cell only while it is published
             tol = (misfit or {}).get(i, 0.0) + RESOLUTION * min(abs(v) for v in c.expr.values()) + 1e-9
             rows.append((c.expr, c.value - tol, c.value + tol))
             est.append(len(rows) - 1)
@@ -571,7 +572,7 @@ def test_row_space_survives_an_svd_that_does_not_converge():
     SVD) does not converge with OpenBLAS's Haswell kernels (the Makefile's setting): the row
     space falls back to gesvd and still holds every published row and nothing outside it."""
     P = np.load(Path(__file__).with_name("disclosure_svd_nonconvergence.npy")).astype(float)
-    rows = [{j: P[i, j] for j in np.flatnonzero(P[i])} for i in range(P.shape[0])]
+    rows: list[D.Expr] = [{int(j): float(P[i, j]) for j in np.flatnonzero(P[i])} for i in range(P.shape[0])]
     space = D._Space(rows, {j: j for j in range(P.shape[1])})
     sv = scipy.linalg.svd(P, compute_uv=False, lapack_driver="gesvd")
     assert space.basis.shape[0] == int((sv > sv[0] * 1e-10).sum())

@@ -30,8 +30,16 @@ STRINGS: dict[str, tuple[str, str]] = {
     "contents": ("Contents", "Sisällys"),
     "figure": ("Figure", "Kuvio"),
     "table": ("Table", "Taulukko"),
-    "suppression_note": ("Counts below {k} are shown as “<{k}” and statistics of groups smaller than {k} are left blank.",
-                         "Alle {k} lukumäärät näytetään muodossa ”<{k}”, ja alle {k} perheen ryhmien tunnusluvut jätetään tyhjiksi."),
+    # loose ends (H5): a hidden count reads "<k" or the complementary marker (VALUES["suppressed"]), and why
+    "suppression_note": ("Counts below {k} are hidden so that no family can be recognised: such a count is shown as "
+                         "“<{k}”, and a count from which one could be worked out with the other published numbers (a "
+                         "total minus its parts, the same count in another table) is shown as “suppressed”. Statistics "
+                         "of groups smaller than {k} are left blank.",
+                         "Lukumäärät, jotka ovat pienempiä kuin {k}, piilotetaan, jotta yksikään perhe ei ole "
+                         "tunnistettavissa: tällainen lukumäärä näytetään muodossa ”<{k}”, ja lukumäärä, josta sen voisi "
+                         "päätellä muiden julkaistujen lukujen avulla (summa miinus osat, sama lukumäärä toisessa "
+                         "taulukossa), näytetään sanalla ”piilotettu”. Alle {k} perheen ryhmien tunnusluvut jätetään "
+                         "tyhjiksi."),
     "small_cells_note": ("The suppression threshold of this study is {k}, below the usual 5 (privacy.allow_small_cells = true "
                          "in study.toml): counts this small can identify families, so handle the report accordingly.",
                          "Tämän tutkimuksen tietosuojaraja on {k}, alle tavanomaisen 5:n (privacy.allow_small_cells = true "
@@ -812,7 +820,7 @@ STRINGS.update({
                     "strata) with {sizes} pilot families, an SD of {sd}, a start–end correlation of {rho} and attrition of "
                     "{attrition}, each analysed with the primary estimator (CONSORT item 16a).",
                     "Otoskokoa arvioitiin analyysisuunnitelmaan {date} sinetöidyn asetelman diagnoosin avulla "
-                    "(SHA-256 {sha}): {sims} simulaatiota tutkimuksen omasta asetelmasta (menettely {procedure} "
+                    "(SHA-256 {sha}): {sims} simulaatiota tutkimuksen omasta asetelmasta ({procedure} "
                     "ositteiden sisällä), {sizes} kokeiluperhettä, keskihajonta {sd}, alku- ja loppumittauksen "
                     "korrelaatio {rho} ja poistuma {attrition}; kukin analysoitiin ensisijaisella mallilla "
                     "(CONSORT-kohta 16a)."),
@@ -887,6 +895,10 @@ STRINGS.update({
     "plan_no_subgroups": ("None pre-specified.", "Ei ennalta määriteltyjä."),
     "plan_strata": ("Strata: {strata}", "Ositteet: {strata}"),
     "plan_procedure": ("Procedure: {procedure}", "Menettely: {procedure}"),
+    # the assignment procedures of [design] assignment, as the power sentence and the plan name them
+    "procedure_batch": ("batch", "eräsatunnaistus"),
+    "procedure_blocks": ("permuted-block", "lohkosatunnaistus"),
+    "procedure_minimisation": ("minimisation", "minimointi (Pocock–Simon)"),
 })
 
 COLUMNS.update({
@@ -1437,3 +1449,50 @@ STRINGS.update({
                 "”–”: ei arvoa: sitä ei voitu laskea, tai se jätetään pois, jotta alle tietosuojarajan jäävää "
                 "lukumäärää ei voi päätellä."),
 })
+
+
+# --- loose ends of the report and tests (H5): Appendix A's data-quality ledger in the report's language.
+# results/data_quality.csv keeps the ledger's own words (hbeval.study.quality, hbeval.study.ingest); the report
+# translates them when it renders the table (hbeval.report.render.display_quality).
+#: the severities of the ledger and the rule of a file without findings
+QUALITY: dict[str, tuple[str, str]] = {
+    "ok": ("ok", "kunnossa"), "info": ("info", "huomautus"), "error": ("error", "virhe"),
+    "none": ("none", "ei huomautettavaa"),
+}
+
+STRINGS.update({
+    # the report's footer: the digest of the result tables (report.html.j2)
+    "footer_results": ("results", "tulosten tiiviste"),
+})
+
+#: the ledger's notes that carry values (hbeval.study.ingest): a pattern of the English text and the Finnish
+#: text with the same fields (counts in the Finnish number form)
+_QUALITY_FI: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"direct identifier column '(?P<col>.*)' dropped"),
+     "suoran tunnisteen sarake ”{col}” poistettu"),
+    (re.compile(r"warning: (?P<dup>\d+) of (?P<n>\d+) rows repeat an earlier row exactly \(every value equal\): an "
+                r"export sent twice, or real repeats such as two identical visits on one day\? They are kept and counted "
+                r"each time; remove the copies if they are not real repeats"),
+     "varoitus: {n} rivistä {dup} toistaa täsmälleen aiemman rivin (kaikki arvot samat): sama poiminta lähetetty "
+     "kahdesti vai todellisia toistoja, kuten kaksi samanlaista käyntiä samana päivänä? Rivit säilytetään, ja "
+     "jokainen lasketaan mukaan; poista kopiot, jos ne eivät ole todellisia toistoja"),
+)
+
+
+def quality(text: Any, lang: str = "en") -> str:
+    """A severity or a rule of ``results/data_quality.csv`` in ``lang``: ``ok`` reads ``kunnossa``, ``none`` reads
+    ``ei huomautettavaa``, and the ledger's notes (a dropped identifier column, exact duplicate rows) read in
+    Finnish with their values; anything else (a validation rule, which stops the analysis before a report) is
+    returned as written."""
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return ""
+    s = str(text)
+    if s in QUALITY:
+        return QUALITY[s][_idx(lang)]
+    if _idx(lang) == 0:
+        return s
+    for pattern, fi in _QUALITY_FI:
+        m = pattern.fullmatch(s)
+        if m:
+            return fi.format(**{k: num(int(v), lang, 0) if v.isdigit() else v for k, v in m.groupdict().items()})
+    return s

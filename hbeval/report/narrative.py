@@ -770,6 +770,12 @@ def _plan_id(plan: dict[str, Any], sha: str | None) -> dict[str, str]:
     return {"date": str(plan.get("sealed_on", "–")), "sha": (sha or "–")[:16]}
 
 
+def procedure_label(procedure: Any, lang: str) -> str:
+    """An assignment procedure (``[design] assignment``) named in ``lang``, with its code in the plan's words."""
+    key = f"procedure_{procedure}"
+    return i18n.t(key, lang) if key in i18n.STRINGS else str(procedure or "–")
+
+
 def power_sentences(plan: dict[str, Any] | None, lang: str, sha: str | None = None, mic: float | None = None) -> list[str]:
     """CONSORT 16a and the factorial item (powered to detect an interaction?) from the diagnosis
     sealed in the analysis plan; one sentence saying there is none otherwise.
@@ -784,7 +790,7 @@ def power_sentences(plan: dict[str, Any] | None, lang: str, sha: str | None = No
     mic = _f(mic if mic is not None else plan.get("settings", {}).get("outcomes.mic"))
     sizes = sorted({int(v) for v in tab["n_pilot"]})
     out = [i18n.t("power_intro", lang, **_plan_id(plan, sha), sims=_to_int(tab["sims"].iloc[0]),
-                  procedure=str(par.get("procedure", "–")), sizes=", ".join(str(s) for s in sizes),
+                  procedure=procedure_label(par.get("procedure"), lang), sizes=", ".join(str(s) for s in sizes),
                   sd=i18n.num(par.get("sd"), lang, 2), rho=i18n.num(par.get("rho"), lang, 2),
                   attrition=i18n.num(par.get("attrition"), lang, 0, percent=True))]
     at = tab[tab["n_pilot"] == sizes[-1]]
@@ -899,7 +905,7 @@ def _plan_section(plan: dict[str, Any], lang: str) -> list[str]:
     lines += ["", f"## {t('plan_contrasts')}", "", *(f"- {i18n.value(c, lang)} (`{c}`)" for c in plan.get("contrasts", [])),
               "", f"## {t('plan_estimator')}", "", t("spec_note"), "",
               f"## {t('plan_design')}", "", f"- {t('plan_strata', strata=', '.join(s.get('design.strata') or []) or '–')}",
-              f"- {t('plan_procedure', procedure=s.get('design.assignment', '–'))}", "",
+              f"- {t('plan_procedure', procedure=procedure_label(s.get('design.assignment'), lang))}", "",
               f"## {t('plan_parameters')}", ""]
     lines += _md_table([i18n.col("parameter", lang), i18n.col("value", lang)],
                        [[f"`{k}`", ", ".join(map(str, v)) if isinstance(v, list) else str(v)]

@@ -766,11 +766,20 @@ def display_rosi(rosi: pd.DataFrame, lang: str) -> pd.DataFrame:
 
 
 def display_quality(dq: pd.DataFrame, lang: str) -> pd.DataFrame:
+    """Appendix A's ledger: severities and rules in ``lang`` (:func:`hbeval.report.i18n.quality`; the CSV keeps
+    the ledger's own words), counts in ``lang``'s number form."""
     if not len(dq):
         return dq
     cols = [c for c in ("file", "rows_read", "rows_accepted", "rows_rejected", "severity", "column", "rule", "count") if c in dq]
     out = dq[cols].copy().astype(object)
-    return out.where(out.notna(), "")
+    out = out.where(out.notna(), "")
+    for c in ("severity", "rule"):
+        if c in out:
+            out[c] = [i18n.quality(v, lang) for v in out[c]]
+    for c in ("rows_read", "rows_accepted", "rows_rejected", "count"):
+        if c in out:
+            out[c] = [i18n.num(v, lang, 0) if v != "" else v for v in out[c]]
+    return out
 
 
 def display_assumed_prices(unit_costs: pd.DataFrame, lang: str) -> pd.DataFrame:

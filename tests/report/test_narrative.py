@@ -299,3 +299,16 @@ def test_multiple_imputation_rows_are_said_once():
     gone = mi.assign(rosi=np.nan, ci_low=np.nan, ci_high=np.nan, rosi_note="not computed: 3 follow-up costs are missing")
     s2 = narrative.rosi_sentences(pd.concat([rosi, gone], ignore_index=True), "en")
     assert sum("is not computed" in x for x in s2) == 2 and not any("not positive" in x for x in s2)
+
+
+@pytest.mark.parametrize("method", ["batch", "blocks", "minimisation"])
+def test_the_assignment_procedure_is_named_in_the_reports_language(method):
+    # the Finnish power sentence and plan once showed the raw code ("menettely batch")
+    fi, en = narrative.procedure_label(method, "fi"), narrative.procedure_label(method, "en")
+    assert fi != method and fi != en
+    plan = {"diagnosis": {"parameters": {"procedure": method, "sd": 1.0, "rho": 0.5, "attrition": 0.1},
+                          "table": [{"n_pilot": 24, "contrast": "teaming", "sims": 200, "effect": 0.5, "power": 0.4,
+                                     "mde": 0.9}]}, "sealed_on": "2026-01-01"}
+    assert fi in narrative.power_sentences(plan, "fi")[0]
+    assert f"({en} assignment" in narrative.power_sentences(plan, "en")[0]
+    assert narrative.procedure_label("something_else", "fi") == "something_else"
