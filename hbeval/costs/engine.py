@@ -58,6 +58,7 @@ from hbeval.errors import InputError
 from hbeval.privacy import suppress_small_groups
 from hbeval.randomisation.design import stratum_labels
 from hbeval.stats.bootstrap import bootstrap_arm_means, bootstrap_means, percentile_ci
+from hbeval.stats.glm import gamma_log_glm
 
 if TYPE_CHECKING:  # pragma: no cover
     from hbeval.study.store import Study
@@ -753,8 +754,9 @@ def difference_table(fc: pd.DataFrame, n_reps: int, seed: int, min_cell: int,
     -----
     The difference is a linear combination of arm means (:func:`contrast_weights`);
     its bootstrap resamples families within the four cells and the comparison group
-    (``n_reps`` replicates, percentile CI). The gamma-log GLM check (statsmodels, robust
-    HC1 covariance) regresses each family's cost on the contrast's indicator(s) and gives
+    (``n_reps`` replicates, percentile CI). The gamma-log GLM check
+    (:func:`hbeval.stats.glm.gamma_log_glm`: statsmodels' fit, bit for bit; robust HC1
+    covariance) regresses each family's cost on the contrast's indicator(s) and gives
     the ratio of means ``exp(β)`` with its CI; zero costs are outside the gamma support,
     so families with zero cost are left out of the GLM and counted in ``glm_note``.
     Reference: Thompson & Barber (2000) BMJ 320:1197; Barber & Thompson (2004) Stat Med
@@ -823,10 +825,6 @@ def _difference_table_wide(w: pd.DataFrame, n_reps: int, seed: int, min_cell: in
 def _gamma_glm(y: np.ndarray, masks: dict[str, np.ndarray], contrast: str) -> dict[str, Any]:
     """Gamma GLM with log link for one contrast: ratio of means exp(β) and its CI
     (``masks``: the families of each cell and of ``comparison``, every family in one)."""
-    # only the GLM: statsmodels.api would also import its graphics and time-series modules (~0.5 s at start-up)
-    from statsmodels.genmod import families
-    from statsmodels.genmod.generalized_linear_model import GLM
-
     c0, c1, c2, c3 = CELLS
     if contrast == "pilot_vs_comparison":
         sel = np.ones(len(y), bool)
@@ -850,7 +848,7 @@ def _gamma_glm(y: np.ndarray, masks: dict[str, np.ndarray], contrast: str) -> di
     n_zero = int((sel & (y <= 0)).sum())
     note = "gamma GLM, log link, HC1" + (f"; {n_zero} families with zero cost left out" if n_zero else "")
     try:
-        res = GLM(y[pos], X[pos].astype(float), family=families.Gamma(families.links.Log())).fit(cov_type="HC1")
+        res = gamma_log_glm(y[pos], X[pos].astype(float))  # statsmodels' GLM(Gamma(Log())).fit(cov_type="HC1"), bit for bit
         b, se = res.params[coef], res.bse[coef]
         return {"glm_ratio": float(np.exp(b)), "glm_ci_low": float(np.exp(b - 1.959963984540054 * se)),
                 "glm_ci_high": float(np.exp(b + 1.959963984540054 * se)), "glm_p_value": float(res.pvalues[coef]),

@@ -43,10 +43,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from hbeval.arms import CELLS, SEEDS
 from hbeval.costs.engine import CONTRASTS, FamilyCosts, wide_family_costs
+from hbeval.stats.dist import t_ppf, t_sf
 from hbeval.stats.icer import bootstrap_ols, fieller_interval, icer_bootstrap_ci, icer_point, quadrant
 from hbeval.stats.mi import pool_covariance, rubin
 from hbeval.stats.ols import LinearFit, drop_singleton_strata, hc2_cov_full, jackknife_coef, ols_fit, strata_dummies
@@ -280,13 +280,13 @@ def _cea_analysis(data: pd.DataFrame, wtp, wtp_reference: float, n_reps: int, se
             )
             Ln = np.zeros(len(bE))
             Ln[: len(wv)] = wv
-            tq = stats.t.ppf(0.5 + level / 2, dfree)
+            tq = t_ppf(0.5 + level / 2, dfree)
             qee, qec, qcc = float(Ln @ Qee @ Ln), float(Ln @ Qec @ Ln), float(Ln @ Qcc @ Ln)
             for lam in wtp:
                 # NMB_i = λE_i − C_i: coefficients λb_E − b_C; its HC2 meat is quadratic in λ
                 est = float(Ln @ (lam * bE - bC))
                 se = float(np.sqrt(max(lam * lam * qee - 2 * lam * qec + qcc, 0.0)))
-                p = float(2 * stats.t.sf(abs(est) / se, dfree)) if se > 0 else np.nan
+                p = float(2 * t_sf(abs(est) / se, dfree)) if se > 0 else np.nan
                 cc.nmb[float(lam)] = (est, est - tq * se, est + tq * se, p)
             contrasts[cname] = cc
     order = {c: i for i, c in enumerate(CONTRASTS)}

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from hbeval.arms import CELLS, SEEDS
 from hbeval.outcomes.frame import outcome_frame
 from hbeval.privacy import suppress_count
 from hbeval.stats.bounds import lee_bounds, lee_bounds_bootstrap
+from hbeval.stats.dist import pearson_chi2
 from hbeval.stats.factorial import FactorialData, factorial_data, fit_interaction, fit_main
 from hbeval.stats.ols import strata_dummies
 from hbeval.stats.propensity import logit_fit
@@ -98,7 +98,7 @@ def attrition_table(frame: pd.DataFrame, outcome: str, min_cell: int, n_reps: in
     # differential attrition: chi-square over cells, and a linear probability model
     tab = np.array([[int((~obs & (cell == k)).sum()), int((obs & (cell == k)).sum())] for k in range(4)])
     if (tab.sum(axis=0) > 0).all() and (tab.sum(axis=1) > 0).all():
-        chi2, p, dof, _ = stats.chi2_contingency(tab, correction=False)
+        chi2, p, dof = pearson_chi2(tab)
         rows.append({"section": "differential", "contrast": "cells (joint)", "estimate": chi2, "p_value": p, "n": len(cell),
                      "method": f"pearson chi-square, {dof} df, attrition by cell"})
     miss = (~obs).astype(float)

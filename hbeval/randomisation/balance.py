@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from hbeval.arms import CELLS, SEEDS, cell_code
 from hbeval.privacy import pool_rare_levels, suppress_count
 from hbeval.randomisation.redraw import redraw
+from hbeval.stats.dist import f_sf, t_sf
 from hbeval.study.scoring import score
 
 DEFAULT_COVARIATES = ("household_size", "n_children", "youngest_child_age", "site", "service_line", "area")
@@ -118,7 +118,7 @@ def _diff_stats(xa: np.ndarray, xb: np.ndarray) -> dict[str, float]:
     df = na + nb - 2
     if se > 0 and df > 0:
         t = (mb - ma) / se
-        out.update(statistic=t, df1=df, p_value=2 * stats.t.sf(abs(t), df))
+        out.update(statistic=t, df1=df, p_value=2 * t_sf(abs(t), df))
     else:
         out.update(statistic=np.nan, df1=df if df > 0 else np.nan,
                    p_value=np.nan if not (se == 0 and mb == ma) else 1.0)
@@ -287,7 +287,7 @@ def balance_table(
             y = in_b[sub].astype(float)
             r2 = float(joint_r2(Q, y[:, None])[0])
             f = float(_f_from_r2(r2, n, k))
-            r.update(statistic=f, p_value=float(stats.f.sf(f, k, n - k - 1)))
+            r.update(statistic=f, p_value=float(f_sf(f, k, n - k - 1)))
             if draws is not None and len(ca) == 2:  # margins: every family is in a or b in every draw
                 r2_draws = np.concatenate([joint_r2(Q, np.isin(draws[b], cb).T.astype(float))
                                            for b in _draw_blocks(draws.shape[0], draws.shape[1])])

@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.linalg
-from scipy import stats
 
 from hbeval.arms import CONTRASTS_MAIN
+from hbeval.stats.dist import f_sf
 from hbeval.stats.factorial import SMALL_N_BM
 from hbeval.stats.ols import EXACT_LEVERAGE, _t_row, bm_df, html_table, ols_fit, ols_hc2, pivoted_qr, strata_dummies
 from hbeval.stats.ri import blas_single_thread, ri_pvalue
@@ -399,13 +399,13 @@ def heterogeneity(y: np.ndarray, cell: np.ndarray, level: np.ndarray, stratum: n
         wald = float(batched_wald(y, M[None], Ot[None], level, G, Q, Rk)[0])
     q = G - 1
     stat_f = wald / q
-    p_f = float(stats.f.sf(stat_f, q, df)) if np.isfinite(stat_f) and df > 0 else float("nan")
+    p_f = float(f_sf(stat_f, q, df)) if np.isfinite(stat_f) and df > 0 else float("nan")
     Rfull = np.zeros((q, X.shape[1]))
     Rfull[:, : G + 1] = Rk
     eta = htz_eta(X, Rfull)
     df2 = eta - q + 1
     stat = (eta - q + 1) / (eta * q) * wald if np.isfinite(eta) else float("nan")
-    p = float(stats.f.sf(stat, q, df2)) if np.isfinite(stat) and df2 > 0 else float("nan")
+    p = float(f_sf(stat, q, df2)) if np.isfinite(stat) and df2 > 0 else float("nan")
     p_ri, used, null = float("nan"), 0, np.empty(0)
     if draws is not None and np.isfinite(wald) and np.isfinite(tau0) and np.isfinite(beta0):
         draws = np.asarray(draws)

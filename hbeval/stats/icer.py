@@ -10,9 +10,9 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from hbeval.stats.bootstrap import BOOT_CHUNK_BYTES, arm_members, block_matmul, bootstrap_counts
+from hbeval.stats.dist import norm_cdf, norm_ppf
 from hbeval.stats.ri import blas_single_thread
 
 
@@ -35,7 +35,7 @@ def fieller_interval(delta_cost: float, delta_effect: float, var_cost: float, va
     It is bounded only when ``a > 0``, i.e. ``ΔE`` is significantly different from zero at
     the chosen level (Fieller 1954; Willan & O'Brien 1996, Health Econ 5:297).
     """
-    z = stats.norm.ppf(0.5 + level / 2)
+    z = norm_ppf(0.5 + level / 2)
     a = delta_effect**2 - z**2 * var_effect
     b = delta_effect * delta_cost - z**2 * cov
     c0 = delta_cost**2 - z**2 * var_cost
@@ -109,15 +109,17 @@ def icer_bootstrap_ci(delta_cost: float, delta_effect: float, reps_cost: np.ndar
     if jack_cost is not None and jack_effect is not None:
         p0 = np.mean(d < 0) + 0.5 * np.mean(d == 0)
         p0 = min(max(p0, 1 / (len(d) + 1)), 1 - 1 / (len(d) + 1))
-        z0 = stats.norm.ppf(p0)
+        z0 = norm_ppf(p0)
         th = _wrap(np.arctan2(jack_cost, jack_effect) - c)
         th = th[np.isfinite(th)]
-        u = th.mean() - th
-        den = 6 * (np.sum(u**2) ** 1.5)
-        acc = float(np.sum(u**3) / den) if den > 0 else 0.0
+        acc = 0.0  # no acceleration when the jackknife values have no spread (or none is finite)
+        if th.size:
+            u = th.mean() - th
+            den = 6 * (np.sum(u**2) ** 1.5)
+            acc = float(np.sum(u**3) / den) if den > 0 else 0.0
         qs = []
-        for za in (stats.norm.ppf(alpha / 2), stats.norm.ppf(1 - alpha / 2)):
-            qs.append(stats.norm.cdf(z0 + (z0 + za) / (1 - acc * (z0 + za))))
+        for za in (norm_ppf(alpha / 2), norm_ppf(1 - alpha / 2)):
+            qs.append(norm_cdf(z0 + (z0 + za) / (1 - acc * (z0 + za))))
         out["bootstrap_bca"] = _angle_interval(c, *np.quantile(d, qs))
     return out
 

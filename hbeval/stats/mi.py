@@ -25,8 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize
 
+from hbeval.stats.dist import t_ppf, t_sf
 from hbeval.stats.ols import blocks
 
 METHODS = ("norm", "pmm")
@@ -340,14 +341,14 @@ class RubinResult:
         """t interval on the Barnard–Rubin degrees of freedom."""
         if not (self.std_error > 0 and self.df > 0):
             return math.nan, math.nan
-        q = float(stats.t.ppf(0.5 + level / 2, self.df))
+        q = float(t_ppf(0.5 + level / 2, self.df))
         return self.estimate - q * self.std_error, self.estimate + q * self.std_error
 
     @property
     def p_value(self) -> float:
         if not (self.std_error > 0 and self.df > 0):
             return math.nan
-        return float(2 * stats.t.sf(abs(self.estimate) / self.std_error, self.df))
+        return float(2 * t_sf(abs(self.estimate) / self.std_error, self.df))
 
     def to_frame(self, level: float = 0.95) -> pd.DataFrame:
         lo, hi = self.ci(level)
@@ -409,7 +410,7 @@ def rubin_batch(estimates: np.ndarray, variances: np.ndarray, dfcom: float = mat
     t = ubar + (1 + 1 / m) * b
     df = barnard_rubin_df(m, b, t, dfcom)
     se = np.sqrt(t)
-    tq = stats.t.ppf(0.5 + level / 2, df)
+    tq = t_ppf(0.5 + level / 2, df)
     return {"estimate": qbar, "std_error": se, "df": df, "ci_low": qbar - tq * se, "ci_high": qbar + tq * se}
 
 

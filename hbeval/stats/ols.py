@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import scipy.linalg
-from scipy import stats
+
+from hbeval.stats.dist import t_ppf, t_sf
 
 #: leverage above ``1 − EXACT_LEVERAGE`` counts as 1 (a unit fitted exactly by a column of its own)
 EXACT_LEVERAGE = 1e-10
@@ -27,14 +28,14 @@ def _t_row(est: float, se: float, df: float, level: float = 0.95) -> dict[str, f
     """Estimate, SE, t-interval on ``df`` degrees of freedom and two-sided p-value."""
     if not np.isfinite(se) or se <= 0 or df <= 0:
         return {"estimate": est, "std_error": se, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan, "df": df}
-    q = stats.t.ppf(0.5 + level / 2, df)
+    q = t_ppf(0.5 + level / 2, df)
     t = est / se
     return {
         "estimate": est,
         "std_error": se,
         "ci_low": est - q * se,
         "ci_high": est + q * se,
-        "p_value": float(2 * stats.t.sf(abs(t), df)),
+        "p_value": float(2 * t_sf(abs(t), df)),
         "df": df,
     }
 
@@ -221,8 +222,9 @@ def _scaled_resid(f: LinearFit) -> np.ndarray:
 def jackknife_coef(f: LinearFit) -> np.ndarray:
     """Leave-one-out coefficients ``β − (X'X)⁻¹ x_i e_i / (1 − h_i)``: ``(n, rank)``; NaN rows
     where ``h_i = 1``."""
-    g = (f.X[:, f.keep] @ f.bread) * (f.resid / (1 - f.leverage))[:, None]
-    g[f.leverage > 1 - EXACT_LEVERAGE] = np.nan
+    exact = f.leverage > 1 - EXACT_LEVERAGE  # a unit fitted by a column of its own: no leave-one-out fit
+    g = (f.X[:, f.keep] @ f.bread) * (f.resid / np.where(exact, 1.0, 1 - f.leverage))[:, None]
+    g[exact] = np.nan
     return f.coef[None, :] - g
 
 

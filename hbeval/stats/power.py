@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from hbeval.arms import CELL_CONTRASTS, CONTRAST_INTERACTION, CONTRASTS, CONTRASTS_MAIN
+from hbeval.stats.dist import t_ppf
 from hbeval.stats.ols import html_table
 
 #: two-sided level of every test
@@ -367,7 +367,7 @@ def t_crit(df: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
     """Two-sided critical values of t on ``df`` degrees of freedom (NaN where ``df ≤ 0``)."""
     df = np.asarray(df, dtype=float)
     with np.errstate(invalid="ignore"):
-        out: np.ndarray = np.where(df > 0, stats.t.ppf(1 - alpha / 2, np.where(df > 0, df, 1.0)), np.nan)
+        out: np.ndarray = np.where(df > 0, t_ppf(1 - alpha / 2, np.where(df > 0, df, 1.0)), np.nan)
     return out
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from hbeval.stats.dist import norm_ppf, norm_sf
 from hbeval.stats.ols import blocks, html_table
 from hbeval.stats.ri import blas_single_thread
 
@@ -227,8 +227,8 @@ def dr_att(y: np.ndarray, t: np.ndarray, X: np.ndarray, ps: np.ndarray, level: f
     se = float(np.sqrt(np.sum(psi**2)) / n1)
     ipw = float(y[t].mean() - np.sum(wc * y[c]) / n1)
     naive = float(y[t].mean() - y[c].mean())
-    z = stats.norm.ppf(0.5 + level / 2)
-    p = float(2 * stats.norm.sf(abs(tau / se))) if se > 0 else np.nan
+    z = norm_ppf(0.5 + level / 2)
+    p = float(2 * norm_sf(abs(tau / se))) if se > 0 else np.nan
     return ATTEstimate(float(tau), se, float(tau - z * se), float(tau + z * se), p, ipw, naive, n1, int(c.sum()))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import hbeval.stats.bootstrap as bootstrap
 import hbeval.stats.icer as icer
 from hbeval.randomisation.design import batch_draws
 from hbeval.stats.factorial import factorial_data
@@ -127,3 +128,42 @@ def test_a_matrix_with_a_zero_row_is_refused_by_solve():
             M[j] = 0.0
             with pytest.raises(np.linalg.LinAlgError):
                 np.linalg.solve(M[None], np.ones((1, p, 1)))
+
+
+@pytest.mark.parametrize("base", [0, 1, 2**32 - 1, 2**32, 5_000_000_000_123, 2**63 - 1])
+def test_block_generators_are_default_rng_of_the_integer_list(base):
+    """bootstrap._block_rng(words of base, a, b) is default_rng([base, a, b]): same state, same draws."""
+    template = bootstrap._seed_words(base)
+    for a, b in [(0, 0), (0, 1), (3, 0), (4, 123_456), (1, 2**32 - 1), (2, 2**32), (2**33 + 5, 7)]:
+        ours, ref = bootstrap._block_rng(template, a, b), np.random.default_rng([base, a, b])
+        assert ours.bit_generator.state == ref.bit_generator.state
+        assert np.array_equal(ours.integers(0, 9, size=40), ref.integers(0, 9, size=40))
+
+
+def _plain_counts(members, n_reps, base):
+    """Resampling counts as first written: a default_rng per arm and block, 2-D integer draws."""
+    out = []
+    for a, idx in enumerate(members):
+        m, cnt = len(idx), np.zeros((n_reps, len(idx)))
+        for s in range(0, n_reps, bootstrap.BOOT_BLOCK):
+            gen = np.random.default_rng([base, a, s // bootstrap.BOOT_BLOCK])
+            r = min(bootstrap.BOOT_BLOCK, n_reps - s)
+            if m:
+                d = gen.integers(0, m, size=(r, m))
+                cnt[s : s + r] = [np.bincount(row, minlength=m) for row in d]
+        out.append(cnt)
+    return out
+
+
+def test_bootstrap_counts_are_the_plain_draws_bit_for_bit():
+    rng = np.random.default_rng(11)
+    arms = rng.choice(["a", "b", "c", "d"], size=301, p=[0.5, 0.3, 0.19, 0.01])
+    members = bootstrap.arm_members(arms)[1]
+    base = int(np.random.default_rng(4).integers(2**63))
+    want = _plain_counts(members, 203, base)
+    got = [np.zeros_like(w) for w in want]
+    for start, parts in bootstrap.bootstrap_counts(arms, 203, np.random.default_rng(4), max_bytes=64 * 301 * 8):
+        for g, p in zip(got, parts):
+            g[start : start + len(p)] = p
+    for g, w in zip(got, want):
+        assert np.array_equal(g, w)

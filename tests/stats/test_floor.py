@@ -4,12 +4,14 @@ good in a notebook (``to_frame`` and ``_repr_html_``)."""
 from __future__ import annotations
 
 import ast
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 import hbeval.stats
+from hbeval.stats.icer import icer_bootstrap_ci
 from hbeval.stats.ols import hc2_cov_full, jackknife_coef, ols_fit, ols_hc2
 from hbeval.stats.propensity import dr_att, propensity
 
@@ -99,3 +101,30 @@ def test_rank_deficient_design_drops_a_column_and_embeds_it():
     assert np.isnan(res.coef).sum() == 1 and np.isnan(res.vcov).any()
     jk = fit.embed(jackknife_coef(fit), 0.0)
     assert jk.shape == (len(y), 4)
+
+
+def test_jackknife_of_a_unit_with_leverage_one_is_nan_without_a_warning():
+    """A unit fitted by a column of its own has no leave-one-out fit: NaN, and no divide-by-zero
+    warning on the way (the 16-family demo printed one); the other units are the explicit refits."""
+    rng = np.random.default_rng(5)
+    n = 25
+    X = np.column_stack([np.ones(n), rng.normal(size=n), np.arange(n) == 0])
+    y = X @ [1.0, 0.5, 2.0] + rng.normal(size=n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jk = jackknife_coef(ols_fit(X, y))
+    assert np.isnan(jk[0]).all() and np.isfinite(jk[1:]).all()
+    for i in (1, 12, 24):
+        keep = np.arange(n) != i
+        np.testing.assert_allclose(jk[i], np.linalg.lstsq(X[keep], y[keep], rcond=None)[0], rtol=1e-9, atol=1e-10)
+
+
+def test_bca_without_a_finite_jackknife_value_has_no_acceleration_and_no_warning():
+    rng = np.random.default_rng(6)
+    dc, de = rng.normal(500, 100, 2000), rng.normal(1.0, 0.1, 2000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        none = icer_bootstrap_ci(500.0, 1.0, dc, de, jack_cost=np.full(8, np.nan), jack_effect=np.full(8, np.nan))
+    flat = icer_bootstrap_ci(500.0, 1.0, dc, de, jack_cost=np.full(8, 500.0), jack_effect=np.full(8, 1.0))  # â = 0
+    assert none["bootstrap_bca"] == flat["bootstrap_bca"]
+    assert np.isfinite(none["bootstrap_bca"][:2]).all()
