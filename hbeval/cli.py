@@ -129,7 +129,7 @@ def _analyze(args: argparse.Namespace) -> int:
     from hbeval.pipeline import run
     from hbeval.study.store import open_study
 
-    study = open_study(args.study)
+    study = open_study(args.study, progress=sys.stderr)  # a rebuild takes minutes at a national size: say so
     out = run(study, args.out, command=["hbeval", "analyze", str(args.study), "--out", str(args.out)])
     print(f"results written to {out / 'results'}")
     return 0

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,25 +128,32 @@ def shared_inputs(study: Study) -> SharedInputs:
     return SharedInputs(frame=frame, costs=costs.study_costs(study), ri=ri_draws(study, frame))
 
 
-def compute(study: Study, progress: bool = True) -> Analysis:
-    """Every result table (and the CE plane's replicates) of ``study``."""
+@contextmanager
+def _shown(label: str, progress: bool) -> Iterator[None]:
+    """``label ...`` on stderr before the work and ``done in X s`` after it (when ``progress``)."""
     t0 = time.perf_counter()
     if progress:
-        print(f"[0/{len(STEPS)}] shared inputs: outcome frame, family costs, re-randomisations ...",
-              file=sys.stderr, flush=True)
-    shared = shared_inputs(study)
+        print(f"{label} ...", file=sys.stderr, flush=True)
+    yield
     if progress:
         print(f"      done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+
+
+def compute(study: Study, progress: bool = True) -> Analysis:
+    """Every result table (and the CE plane's replicates) of ``study``. With ``progress``,
+    every part of the work shows its time on stderr (how the store was opened first)."""
+    opened: str = getattr(study, "opened", "")  # a stand-in of a Study may not say
+    if progress and opened:
+        print(opened, file=sys.stderr, flush=True)
+    with _shown(f"[0/{len(STEPS)}] shared inputs: outcome frame, family costs, re-randomisations", progress):
+        shared = shared_inputs(study)
     analysis = Analysis()
     for i, (label, step) in enumerate(STEPS, 1):
-        t0 = time.perf_counter()
-        if progress:
-            print(f"[{i}/{len(STEPS)}] {label} ...", file=sys.stderr, flush=True)
-        step(study, shared, analysis)
-        if progress:
-            print(f"      done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        with _shown(f"[{i}/{len(STEPS)}] {label}", progress):
+            step(study, shared, analysis)
     # complementary suppression across all tables at once: no suppressed count can be derived
-    analysis.tables = protect_results(analysis.tables, study.config.min_cell)
+    with _shown("complementary suppression across all tables", progress):
+        analysis.tables = protect_results(analysis.tables, study.config.min_cell)
     return analysis
 
 
@@ -169,8 +177,10 @@ def run(study: Study, out: str | Path, command: list[str] | None = None, progres
     atomically (built in a temporary folder beside ``OUT``, then moved into place; see
     :mod:`hbeval.outdir` for what ``OUT`` may be)."""
     with building(out, study.path) as tmp:
-        write_results(compute(study, progress=progress), tmp)
-        write_manifest(build_manifest(study, tmp, command or ["hbeval", "analyze"]), tmp)
+        analysis = compute(study, progress=progress)
+        with _shown("writing results/, replicates/ and manifest.json", progress):
+            write_results(analysis, tmp)
+            write_manifest(build_manifest(study, tmp, command or ["hbeval", "analyze"]), tmp)
     return Path(out).resolve()
 
 
@@ -182,5 +192,5 @@ def analyze(study: Study | str | Path, progress: bool = False) -> Analysis:
     ``effects.csv`` table. Nothing is written: :func:`run` writes ``OUT/``.
     """
     if not isinstance(study, Study):
-        study = open_study(study)
+        study = open_study(study, progress=sys.stderr if progress else None)
     return compute(study, progress=progress)

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import duckdb
 import pandas as pd
@@ -20,7 +24,16 @@ from hbeval import __version__
 from hbeval.arms import cell_code
 from hbeval.errors import InputError
 from hbeval.study.config import StudyConfig, load_config
-from hbeval.study.ingest import IngestResult, code_fingerprint, fetch_row, file_sha256, ingest, input_files, store_path
+from hbeval.study.ingest import (
+    DUCKDB_MEMORY_LIMIT,
+    IngestResult,
+    code_fingerprint,
+    fetch_row,
+    file_sha256,
+    ingest,
+    input_files,
+    store_path,
+)
 from hbeval.study.quality import Ledger
 from hbeval.study.schema import tables
 
@@ -35,10 +48,15 @@ class Study:
     ledger: Ledger | None = None
     input_hashes: dict[str, str] = field(default_factory=dict)
     _cache: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    #: how :func:`open_study` found the store and how long that took (the first line of
+    #: ``hbeval analyze``'s progress): a national study's inputs take seconds to hash, and a
+    #: rebuild (changed inputs or hbeval code) takes minutes
+    opened: str = ""
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """A read-only connection to the study store (tables as in the contract)."""
-        return duckdb.connect(str(self.store), read_only=True)
+        """A read-only connection to the study store (tables as in the contract), with
+        DuckDB's memory limited as in ingestion (:func:`read_config`)."""
+        return duckdb.connect(str(self.store), read_only=True, config=read_config())
 
     def table(self, name: str) -> pd.DataFrame:
         """A canonical table as pandas (dates as ``datetime64``); a copy, so callers may
@@ -87,27 +105,42 @@ class Study:
         return json.loads(row[0])
 
 
-def _store_is_current(study_dir: Path) -> dict | None:
+def read_config() -> dict[str, str | bool | int | float | list[str]]:
+    """Settings of every read-only connection to a study store: DuckDB's memory limited to
+    :data:`~hbeval.study.ingest.DUCKDB_MEMORY_LIMIT` as in ingestion (without it DuckDB may
+    take 80 % of the machine's memory before spilling; a national study's cost query held
+    ~3 GB), spilling to a folder of this process in the system's temporary folder (DuckDB
+    makes it only when it spills and removes it when the last connection closes). The same
+    settings in every connection of a process: DuckDB refuses a second connection to an open
+    file with other settings."""
+    return {"memory_limit": DUCKDB_MEMORY_LIMIT,
+            "temp_directory": str(Path(tempfile.gettempdir()) / f"hbeval-spill-{os.getpid()}")}
+
+
+def _store_state(study_dir: Path) -> tuple[dict | None, str]:
+    """``(meta, "")`` of a store that is current, else ``(None, why it is not)``."""
     sp = store_path(study_dir)
     if not sp.exists():
-        return None
+        return None, "no study store yet"
     try:
-        with duckdb.connect(str(sp), read_only=True) as con:
+        with duckdb.connect(str(sp), read_only=True, config=read_config()) as con:
             (v,) = fetch_row(con, "SELECT v FROM _meta WHERE k = 'meta'")
         meta = json.loads(v)
     except Exception:
-        return None
+        return None, "the study store is unreadable"
     if meta.get("hbeval_version") != __version__ or meta.get("code") != code_fingerprint():
-        return None
+        return None, "the store was written by another hbeval version or ingestion code"
     try:
         now = {n: file_sha256(p) for n, p in input_files(study_dir).items()}
     except InputError:
-        return None
+        return None, "an input file cannot be read"
     cfg = load_config(study_dir)
     key = cfg.pseudonym_key(study_dir)
-    if now != meta.get("inputs") or meta.get("key_id") != (StudyConfig.key_id(key) if key else None):
-        return None
-    return meta
+    if now != meta.get("inputs"):
+        return None, "input files changed since the store was written"
+    if meta.get("key_id") != (StudyConfig.key_id(key) if key else None):
+        return None, "the pseudonym key changed since the store was written"
+    return meta, ""
 
 
 def validate(study_dir: str | Path, *, today: dt.date | None = None) -> IngestResult:
@@ -115,8 +148,12 @@ def validate(study_dir: str | Path, *, today: dt.date | None = None) -> IngestRe
     return ingest(Path(study_dir), today=today)
 
 
-def open_study(study_dir: str | Path, *, today: dt.date | None = None, refresh: bool = False) -> Study:
+def open_study(study_dir: str | Path, *, today: dt.date | None = None, refresh: bool = False,
+               progress: TextIO | None = None) -> Study:
     """The validated study, ingesting first when its inputs changed.
+
+    ``progress`` (e.g. ``sys.stderr``) is told when the store is rebuilt, and why: that takes
+    minutes at a national study's size. :attr:`Study.opened` says the same afterwards.
 
     Raises
     ------
@@ -124,13 +161,21 @@ def open_study(study_dir: str | Path, *, today: dt.date | None = None, refresh: 
         When any input row is rejected; the message holds the ledger summary.
     """
     study_dir = Path(study_dir)
-    meta = None if refresh else _store_is_current(study_dir)
+    t0 = time.perf_counter()
+    meta, why = (None, "a rebuild was asked for") if refresh else _store_state(study_dir)
     if meta is not None:
         return Study(path=study_dir, config=load_config(study_dir), store=store_path(study_dir),
-                     input_hashes=meta["inputs"])
+                     input_hashes=meta["inputs"], opened=f"study store current: {len(meta['inputs'])} input files "
+                     f"checked against it in {time.perf_counter() - t0:.1f} s")
+    if progress is not None:
+        print(f"study store: {why}; validating the inputs and rebuilding it ...", file=progress, flush=True)
     res = ingest(study_dir, today=today)
     if res.ledger.has_errors():
         raise InputError("the study has data errors:\n" + res.ledger.summary(), file=str(study_dir))
     if res.store is None:  # ingest writes the store whenever the ledger has no error
         raise RuntimeError(f"internal error: no study store was written for {study_dir}")
-    return Study(path=study_dir, config=res.config, store=res.store, ledger=res.ledger, input_hashes=res.input_hashes)
+    seconds = time.perf_counter() - t0
+    if progress is not None:
+        print(f"      done in {seconds:.1f} s", file=progress, flush=True)
+    return Study(path=study_dir, config=res.config, store=res.store, ledger=res.ledger, input_hashes=res.input_hashes,
+                 opened=f"study store rebuilt ({why}): inputs validated and stored in {seconds:.1f} s")
