@@ -257,7 +257,7 @@ class Report:
 
     def table(self, df: pd.DataFrame, caption: str, numeric: Iterable[str] = (), small: bool = False) -> None:
         """A table of display strings (see the ``display_*`` functions); ``numeric`` columns are right-aligned."""
-        body = table_html(df, self.lang, numeric=set(numeric), small=small)
+        body = table_html(df, self.lang, numeric=set(numeric), small=small, appendix=self._section in APPENDICES)
         cap = f'<p class="caption-nb">{html.escape(caption)}</p>'
         self._emit("table", body, f"{caption}\n{df.to_string(index=False) if len(df) else ''}",
                    {"caption": caption}, bundle={"text/html": cap + body})
@@ -301,28 +301,103 @@ def _section_links(refs: SectionRefs, lang: str) -> str:
     return "; ".join(f'<a class="secref" href="#sec-{k}">{html.escape(i18n.t(f"sec_{k}", lang))}</a>' for k in refs.keys)
 
 
-def table_html(df: pd.DataFrame, lang: str, numeric: set[str] | None = None, small: bool = False) -> str:
-    """An HTML table of ``df`` (headers translated with :func:`hbeval.report.i18n.col`)."""
+#: Advance widths (em, rounded up) of DejaVu Sans, the report's type, and of its bold (a table's header): what a
+#: column needs; other characters count 1 em.
+_EM = {ch: w for w, chars in {
+    0.28: "'ijl", 0.3: "IJ", 0.32: " ,.\xa0·’", 0.34: "/:;\\|", 0.36: "f", 0.37: "-", 0.4: "()[]t", 0.41: "!²", 0.42: "r",
+    0.46: '"', 0.5: "*_`§°–", 0.52: "“”", 0.53: "sz", 0.54: "?", 0.55: "c", 0.56: "L", 0.58: "Fk", 0.6: "vxy", 0.61: "P",
+    0.62: "TYaeo«»äåéö", 0.64: "$0123456789ESbdghnpqu{}ü€", 0.66: "K", 0.69: "ABVXZÄÅ", 0.7: "CR", 0.74: "UÜ",
+    0.75: "N", 0.76: "H", 0.78: "&DG", 0.79: "OQÖ", 0.82: "w", 0.84: "#+<=>^~±×−≤≥", 0.87: "M", 0.96: "%", 0.98: "m",
+    0.99: "W", 1.0: "@—…"}.items() for ch in chars}
+_EM_BOLD = {ch: w for w, chars in {
+    0.31: "'", 0.35: " ijl\xa0", 0.37: "/\\|", 0.38: ",.IJ·’", 0.4: ":;", 0.42: "-", 0.44: "f²", 0.46: "!()[]", 0.48: "t",
+    0.5: "_`r§°–", 0.53: '"*', 0.59: "?z", 0.6: "cs", 0.64: "L", 0.65: "x«»", 0.66: "vy“”", 0.67: "k", 0.68: "aeäåé",
+    0.69: "EFToö", 0.7: "$0123456789€", 0.72: "bdghnpqu{}ü", 0.73: "SYZ", 0.74: "CP", 0.77: "B", 0.78: "AKRVXÄÅ",
+    0.82: "UÜ", 0.83: "G", 0.84: "#+<=>DHN^~±×−≤≥", 0.86: "OQÖ", 0.88: "&", 0.93: "w", 1.0: "@M—…", 1.01: "%",
+    1.05: "m", 1.11: "W"}.items() for ch in chars}
+#: cell padding (0.35rem each side, in print 10pt) in em of the smallest table type (6.6pt), rounded up
+_CELL_PAD_EM = 1.07
+#: the printed table's width in pt (A4 less the margins of report.css: 182 mm); over :func:`type_pt`, the room in em
+_TABLE_PT = 515.9
+#: what print adds after a section link (report.css: "\a0(s.\a0" page ")"), as text of about its width
+_SECREF_AFTER = "\u00a0(s.\u00a000)"
+#: where a line may break: at spaces (not no-break spaces) and after a hyphen or dash before a letter (as Pango does)
+_BREAKS = re.compile(r"[ \t\r\n]+|(?<=[-–])(?=[^\W\d])")
+
+
+def _em(text: str, bold: bool = False) -> float:
+    em = _EM_BOLD if bold else _EM
+    return sum(em.get(ch, 1.0) for ch in text)
+
+
+def _fit(texts: Iterable[str], bold: bool = False) -> tuple[float, float]:
+    """The widest word and the widest line (em) of these cell texts: a column's min- and max-content width."""
+    lo = hi = 0.0
+    for t in texts:
+        hi = max(hi, _em(t, bold))
+        lo = max([lo, *(_em(w, bold) for w in _BREAKS.split(t))])
+    return lo, hi
+
+
+def type_pt(small: bool = False, appendix: bool = False) -> float:
+    """The printed size of a table's type (report.css)."""
+    return 6.8 if appendix else 6.6 if small else 7.6
+
+
+def column_widths(cols: Sequence[tuple[float, float]], room: float) -> list[float]:
+    """Percent widths of a table's columns from their (min, max) content widths in em: CSS's automatic table
+    layout, worked out once here so that print can use the fixed layout (WeasyPrint measured every cell of
+    every table, on every page a table ran over, again when a page was laid out anew: a third of the PDF's
+    time). As the automatic layout: every column at its widest line when they all fit (spread in proportion),
+    else at its widest word plus a share of the room left in proportion to what more it needs. ``room``: the
+    table's width in em of its type."""
+    lo = [a + _CELL_PAD_EM for a, _ in cols]
+    hi = [max(a, b) + _CELL_PAD_EM for a, b in cols]
+    if sum(hi) <= room or sum(lo) >= room:
+        w = hi if sum(hi) <= room else lo
+    else:
+        extra = [b - a for a, b in zip(lo, hi)]
+        w = [a + (room - sum(lo)) * e / sum(extra) for a, e in zip(lo, extra)]
+    total = sum(w)
+    return [100 * x / total for x in w]
+
+
+def table_html(df: pd.DataFrame, lang: str, numeric: set[str] | None = None, small: bool = False,
+               appendix: bool = False) -> str:
+    """An HTML table of ``df`` (headers translated with :func:`hbeval.report.i18n.col`), its column widths
+    set (:func:`column_widths`; ``appendix``: the table is in an appendix, whose type is smaller)."""
     numeric = numeric or set()
     if not len(df):
         return f'<p class="empty">{html.escape(i18n.t("no_rows", lang))}</p>'
-    cls = "data small" if small or len(df.columns) > 7 else "data"
-    head = "".join(f"<th>{html.escape(i18n.col(str(c), lang))}</th>" for c in df.columns)
+    small = small or len(df.columns) > 7
+    cls = "data small" if small else "data"
+    heads = [i18n.col(str(c), lang) for c in df.columns]
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in heads)
     rows = []
     shown: list[str] = []  # what the cells show, for the footnote on suppression markers
+    texts: list[list[str]] = [[] for _ in df.columns]  # what each column shows, for its width
     for rec in df.itertuples(index=False):
         cells = []
-        for c, v in zip(df.columns, rec):
+        for j, (c, v) in enumerate(zip(df.columns, rec)):
             a = ' class="num"' if c in numeric else ""
             if isinstance(v, SectionRefs):  # links to report sections, with their page numbers in the PDF
                 cells.append(f"<td{a}>{_section_links(v, lang)}</td>")
+                texts[j].append("; ".join(i18n.t(f"sec_{k}", lang) + _SECREF_AFTER for k in v.keys) if v.keys else str(v))
                 continue
             s = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
             s = i18n.value(s, lang) if s == COMPLEMENTARY else s  # "suppressed" in the report's language
             shown.append(s)
+            texts[j].append(s)
             cells.append(f"<td{a}>{html.escape(s)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    table = f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    fits = []
+    for h, t in zip(heads, texts):
+        (hl, hh), (bl, bh) = _fit([h], bold=True), _fit(t)
+        fits.append((max(hl, bl), max(hh, bh)))
+    widths = column_widths(fits, _TABLE_PT / type_pt(small, appendix))
+    cols = "".join(f'<col style="width:{w:.1f}%">' for w in widths)
+    table = (f'<table class="{cls}"><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead>'
+             f'<tbody>{"".join(rows)}</tbody></table>')
     return table + suppression_footnote(shown, lang)
 
 
@@ -824,14 +899,15 @@ def display_params(params: dict[str, Any]) -> pd.DataFrame:
 
 # ============================================================== assembling the report
 def collect_blocks(notebooks: Sequence[Path]) -> list[dict[str, Any]]:
-    """The report blocks of executed notebooks, in notebook and cell order."""
-    import nbformat
-
+    """The report blocks of executed notebooks, in notebook and cell order (read as JSON: papermill wrote and
+    validated them as nbformat 4, and nbformat's reading validated each once more, a tenth of a second)."""
     blocks: list[dict[str, Any]] = []
     for p in notebooks:
-        nb = nbformat.read(str(p), as_version=4)
-        for cell in nb.cells:
-            if cell.cell_type != "code":
+        nb = json.loads(Path(p).read_text(encoding="utf-8"))
+        if nb.get("nbformat") != 4:
+            raise HbevalError(f"{p} is not an executed notebook of nbformat 4")
+        for cell in nb["cells"]:
+            if cell.get("cell_type") != "code":
                 continue
             for o in cell.get("outputs", []):
                 if o.get("output_type") not in ("display_data", "execute_result"):
@@ -925,35 +1001,109 @@ def _preload_weasyprint() -> None:
 
 
 def _jobs() -> int:
-    """How many kernels run the notebooks: ``HBEVAL_REPORT_JOBS``, else 2 when this process may use two CPUs
-    and at least one of them is idle (load average below CPUs - 1), else 1. A second kernel costs a second
-    start-up and first figure (seconds of CPU): it shortens the report only where a core would otherwise wait
-    (on the 2-core machine, busy with load 6-8, one kernel was as fast)."""
+    """How many kernels may run the notebooks: ``HBEVAL_REPORT_JOBS``, else 2 when this process may use two CPUs,
+    else 1. Whether the second one starts is decided while the analysis runs (:class:`_CpuShare`)."""
     env = os.environ.get("HBEVAL_REPORT_JOBS")
     if env:
         return max(1, int(env))
+    return 2 if _cpus() >= 2 else 1
+
+
+def _adaptive() -> bool:
+    """Whether the number of kernels is the machine's to decide (not set by ``HBEVAL_REPORT_JOBS``)."""
+    return not os.environ.get("HBEVAL_REPORT_JOBS")
+
+
+def _cpus() -> int:
     try:
-        cpus = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
-        cpus = os.cpu_count() or 1
+        return os.cpu_count() or 1
+
+
+def _cpu_ticks() -> tuple[int, int, int] | None:
+    """Busy and all clock ticks of the machine's CPUs since boot, and how many CPUs (``/proc/stat``); None where
+    there is none."""
     try:
-        idle = os.getloadavg()[0] < cpus - 1
-    except (AttributeError, OSError):  # pragma: no cover - no load average here
-        idle = True
-    return 2 if cpus >= 2 and idle else 1
+        with open("/proc/stat", "rb") as f:
+            lines = f.read().split(b"\n")
+        v = [int(x) for x in lines[0].split()[1:9]]
+    except (OSError, ValueError, IndexError):
+        return None
+    total = sum(v)
+    return total - v[3] - v[4], total, sum(1 for ln in lines[1:] if ln.startswith(b"cpu"))  # idle, iowait: not busy
+
+
+def _own_ticks() -> int:
+    """Clock ticks of CPU that this process and its children (the notebook kernels, running or ended) have used."""
+    t = os.times()
+    ticks = round((t.user + t.system + t.children_user + t.children_system) * os.sysconf("SC_CLK_TCK"))
+    me = str(os.getpid()).encode()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", "rb") as f:
+                st = f.read()
+        except OSError:  # gone meanwhile
+            continue
+        rest = st[st.rindex(b")") + 2:].split()  # state ppid ... utime (12th) stime (13th)
+        if len(rest) > 12 and rest[1] == me:
+            ticks += int(rest[11]) + int(rest[12])
+    return ticks
+
+
+class _CpuShare:
+    """How much of the machine other processes use, measured from ``/proc/stat`` between :meth:`__init__` and
+    :meth:`others`, less this process's own use and its kernels'. The load average answered this before: a
+    minute's lagging mean that counts waiting processes, it still read "busy" seconds after a previous run had
+    ended (the second kernel was then not started on an idle machine), and "idle" while others had just begun."""
+
+    #: the shortest sample: /proc/stat counts in ticks of 10 ms
+    MIN_SECONDS = 0.2
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.cpu0 = _cpu_ticks()
+        self.own0 = _own_ticks() if self.cpu0 else 0
+
+    def others(self) -> tuple[float, int] | None:
+        """Cores that other processes kept busy on average since the start, of how many the machine has (None
+        where it cannot be told)."""
+        if self.cpu0 is None:
+            return None
+        time.sleep(max(0.0, self.MIN_SECONDS - (time.monotonic() - self.t0)))
+        cpu1, own1 = _cpu_ticks(), _own_ticks()
+        if cpu1 is None or cpu1[1] <= self.cpu0[1] or not cpu1[2]:
+            return None
+        busy, total, cores = cpu1[0] - self.cpu0[0], cpu1[1] - self.cpu0[1], cpu1[2]
+        return max(0.0, (busy - (own1 - self.own0)) / total * cores), cores
+
+
+def _second_kernel_pays(share: _CpuShare) -> bool:
+    """Whether a second kernel would shorten the report: only where a core is left over besides the analysis (or,
+    later, the first kernel) and what other processes use (a second kernel costs a second start-up and first figure,
+    seconds of CPU; on the 2-core machine busy with load 6-8, one kernel was as fast)."""
+    used = share.others()
+    return used is None or used[0] <= used[1] - 1.5
 
 
 #: seconds a notebook kernel may take to answer its first message (Python starts slowly on a loaded machine)
 KERNEL_STARTUP_TIMEOUT = 180
 #: what a notebook kernel imports as it starts, before it answers: the libraries every notebook uses (loaded
-#: while ``hbeval report`` is still computing the results, on the other core)
-_KERNEL_PRELOAD = "import hbeval.report.render, hbeval.report.plots"
+#: while ``hbeval report`` is still computing the results, on the other core). ``gc.freeze()`` then moves what
+#: the imports made (modules, functions, pandas' and matplotlib's tables: most of the kernel's objects) out of
+#: the garbage collector's sight: they live as long as the kernel, and every full collection walked them, %reset's
+#: own among them (0.36 s of each reset between two notebooks, 0.015 s frozen)
+_KERNEL_PRELOAD = "import hbeval.report.render, hbeval.report.plots, gc; gc.freeze()"
 #: what runs in a shared kernel between two notebooks: no open figure, a fresh namespace, cells numbered from 1
-#: again (``store_history=False``: this code takes no number itself); imported modules stay loaded
+#: again (``store_history=False``: this code takes no number itself); imported modules stay loaded, and what the
+#: notebook imported is frozen as well (after %reset collected the notebook's garbage)
 _KERNEL_RESET = ("_plt = __import__('sys').modules.get('matplotlib.pyplot')\n"
                  "if _plt is not None:\n    _plt.close('all')\n"
                  "get_ipython().run_line_magic('reset', '-f')\n"
-                 "get_ipython().execution_count = 1\n")
+                 "get_ipython().execution_count = 1\n"
+                 "__import__('gc').freeze()\n")
 
 
 class _Kernel:
@@ -1086,13 +1236,16 @@ class _NotebookRunner:
     kernels' shutdown, which each thread begins as soon as the queue is empty (so that it overlaps the
     rendering of the report)."""
 
-    def __init__(self, out: Path, jobs: int, progress: bool = True) -> None:
+    def __init__(self, out: Path, jobs: int, progress: bool = True, adaptive: bool = False) -> None:
+        """``adaptive``: the second and later kernels start only where the machine has a core to spare for them
+        (:func:`_second_kernel_pays`, measured from here until the first kernel is ready); else all ``jobs``."""
         self.out = out
         self.progress = progress
         self.nbs = notebook_paths()
         if not self.nbs:
             raise HbevalError(f"no notebooks in {notebooks_dir()}")
         self.jobs = max(1, min(jobs, len(self.nbs)))
+        self.share = _CpuShare() if adaptive and self.jobs > 1 else None
         self.todo: queue.SimpleQueue[tuple[int, Path]] = queue.SimpleQueue()
         self.params: dict[str, Any] = {}
         self.ran: list[Path] = []
@@ -1144,6 +1297,8 @@ class _NotebookRunner:
             try:
                 if k:
                     self._first_ready.wait()
+                    if self.share is not None and not _second_kernel_pays(self.share):
+                        return  # the other kernel(s) run every notebook
                 kernel = _Kernel(self.out)
                 kernel.ready()
                 self._first_ready.set()
@@ -1206,10 +1361,10 @@ def execute_notebooks(study_path: Path, out: Path, lang: str, seed: int, progres
     opening are paid once, not once per notebook); between two notebooks the kernel's namespace is
     reset and its figures closed, so a notebook sees nothing of the one before. The notebooks only
     read ``out/results`` and write their own figures, so they are independent: with ``jobs > 1``
-    (default: :func:`_jobs`) that many kernels share them out. Progress is one line per notebook
-    started and finished. Every kernel has stopped when this returns.
+    (default: :func:`_jobs`, the second only where a core is spare) that many kernels share them out.
+    Progress is one line per notebook started and finished. Every kernel has stopped when this returns.
     """
-    runner = _NotebookRunner(out, jobs or _jobs(), progress=progress).start()
+    runner = _NotebookRunner(out, jobs or _jobs(), progress=progress, adaptive=jobs is None and _adaptive()).start()
     try:
         runner.go(study_path, lang, seed)
         return runner.wait()
@@ -1234,7 +1389,7 @@ def run(study_dir: str | Path, out: str | Path | None = None, lang: str = "en", 
         if progress:
             print(f"hbeval report: analysing {study_path}", file=sys.stderr, flush=True)
         # the notebooks' kernels start and load their libraries while the analysis runs (on the other core)
-        runner = _NotebookRunner(tmp, _jobs(), progress=progress).start()
+        runner = _NotebookRunner(tmp, _jobs(), progress=progress, adaptive=_adaptive()).start()
         try:
             compute_results(study, tmp, command, progress=progress)
             runner.go(study_path, lang, study.config.seed)

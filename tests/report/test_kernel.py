@@ -9,6 +9,8 @@ The notebooks here are tiny stand-ins (a kernel start is the cost of each test).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -161,16 +163,48 @@ def test_kernels_started_for_a_report_whose_analysis_fails_stop(tmp_path, monkey
     assert not (out / "pids.txt").exists() and not (out / "notebooks").exists()
 
 
-def test_report_jobs_two_only_where_a_core_is_idle(monkeypatch):
+def test_report_jobs_two_where_two_cpus_may_be_used(monkeypatch):
     monkeypatch.delenv("HBEVAL_REPORT_JOBS", raising=False)
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
-    assert render._jobs() == 1
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-    assert render._jobs() == 2
-    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 1.0, 1.0))  # another process keeps one core busy
-    assert render._jobs() == 1
+    assert render._jobs() == 1 and render._adaptive()
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
     assert render._jobs() == 2
     monkeypatch.setenv("HBEVAL_REPORT_JOBS", "3")
-    assert render._jobs() == 3
+    assert render._jobs() == 3 and not render._adaptive()
+
+
+def _share(monkeypatch, busy: int, own: int, cores: int = 2, total: int = 200) -> render._CpuShare:
+    """A sample in which the machine's CPUs were ``busy`` of ``total`` ticks, ``own`` of them this process's."""
+    ticks = iter([(1000, 5000, cores), (1000 + busy, 5000 + total, cores)])
+    owns = iter([300, 300 + own])
+    monkeypatch.setattr(render, "_cpu_ticks", lambda: next(ticks))
+    monkeypatch.setattr(render, "_own_ticks", lambda: next(owns))
+    monkeypatch.setattr(render._CpuShare, "MIN_SECONDS", 0.0)
+    return render._CpuShare()
+
+
+@pytest.mark.parametrize(("busy", "own", "cores", "second"), [
+    (200, 200, 2, True),  # both cores busy, with the analysis and the first kernel: nothing else runs
+    (100, 100, 2, True),  # one core idle
+    (200, 100, 2, False),  # another process keeps one core busy
+    (140, 100, 2, True),  # ... or only 0.4 of one
+    (170, 100, 2, False),  # 0.7 of one: no core to spare for a second kernel's start-up
+    (400, 0, 8, True),  # 4 of 8 cores busy with others
+    (760, 0, 8, False),  # 7.6 of 8
+])
+def test_the_second_kernel_starts_only_where_others_leave_a_core(monkeypatch, busy, own, cores, second):
+    share = _share(monkeypatch, busy, own, cores, total=100 * cores)
+    assert render._second_kernel_pays(share) is second
+
+
+def test_the_cpu_sample_counts_this_process_and_its_children_as_its_own():
+    """Measured for real: a busy child of this process is not "another process"."""
+    share = render._CpuShare()
+    if share.cpu0 is None:
+        pytest.skip("no /proc/stat here")
+    child = subprocess.Popen([sys.executable, "-c", "import time\nwhile time.process_time() < 0.6: pass"])
+    child.wait()
+    own = render._own_ticks() - share.own0
+    assert own >= 0.5 * os.sysconf("SC_CLK_TCK")  # the child's 0.6 s of CPU
+    used = share.others()
+    assert used is not None and 0 <= used[0] <= used[1]
