@@ -270,7 +270,9 @@ def _scan_bytes(path: Path) -> tuple[str, _BadByte | None]:
             nul = chunk.find(b"\x00")
             if nul >= 0:
                 return "binary", _BadByte(pos + nul, "a NUL byte: binary data or UTF-16 text, not a CSV export")
-            if first_bad is None:
+            if first_bad is None and chunk.isascii() and not dec.getstate()[0]:
+                pass  # plain ASCII after whole characters: valid UTF-8 with no multibyte sequence
+            elif first_bad is None:
                 try:
                     dec.decode(chunk)
                 except UnicodeDecodeError as e:
@@ -366,11 +368,28 @@ def fetch_row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
     return row
 
 
-def _read_csv(con: duckdb.DuckDBPyConnection, src: Source, raw: str, tmpdir: Path) -> tuple[list[str], int]:
-    """Load ``src`` as all-text table ``raw`` with a ``_row`` column (spreadsheet row).
+@dataclass(frozen=True)
+class _Raw:
+    """A table read as text: its header, the data rows read (accepted or not), the relation
+    (a table name or a subquery) with a ``_row`` column (spreadsheet row) and ``c0``, ``c1``, ...,
+    whether that relation is a table of its own, and the exact repeats among its rows."""
 
-    Returns the header and the number of data rows read; structural faults (a row with
-    too few or too many fields) are returned through the ``_structural`` table.
+    header: list[str]
+    n_read: int
+    rel: str
+    is_table: bool
+    rows: int
+    repeats: int
+
+
+def _read_csv(con: duckdb.DuckDBPyConnection, src: Source, raw: str, tmpdir: Path) -> _Raw:
+    """Read ``src`` as all-text columns with a ``_row`` column (spreadsheet row).
+
+    One pass over the file counts its rows and exact repeats and finds the rows that cannot
+    be split into the header's fields (DuckDB's reject table). The rows are not copied: the
+    relation is a subquery over the file, read again by the typing pass; only a file with
+    such rows is copied into table ``raw``, its rows numbered around the rejected lines.
+    Structural faults are returned through the ``_structural`` table.
     """
     path = src.path
     if path.stat().st_size == 0:
@@ -393,28 +412,67 @@ def _read_csv(con: duckdb.DuckDBPyConnection, src: Source, raw: str, tmpdir: Pat
         f"read_csv({_q(str(read_path))}, delim={_q(delim)}, header=true, auto_detect=false, quote='\"', escape='\"', "
         f"columns={_struct(cols)}, store_rejects=true, max_line_size=1048576, strict_mode=true)"
     )
+    numbered = f"(SELECT row_number() OVER () + 1 AS _row, * FROM {rel})"
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT row_number() OVER () + 1 AS _row, * FROM {rel}")
+        n_ok, repeats = _count_repeats(con, rel, len(header))
     except duckdb.Error as e:
         first = str(e).splitlines()[0]
         m = re.search(r"line (\d+)", str(e))
         raise InputError(f"cannot be read as CSV: {first}", file=path.name, row=int(m.group(1)) if m else 1,
                          column="A") from e
     rej = con.execute("SELECT DISTINCT line, error_type, csv_line FROM reject_errors ORDER BY line").fetchall()
-    n_ok = fetch_row(con, f"SELECT count(*) FROM {raw}")[0]
+    con.execute("DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans")  # the next read fills them anew
     con.execute("CREATE OR REPLACE TEMP TABLE _structural(_row BIGINT, col VARCHAR, problem VARCHAR, value VARCHAR)")
-    if rej:
-        lines = np.array([r[0] for r in rej], dtype=np.int64)
-        total = n_ok + len(rej)
-        all_lines = np.arange(2, total + 2, dtype=np.int64)
-        ok_lines = np.setdiff1d(all_lines, lines, assume_unique=True)[:n_ok]
-        con.register("_ok_lines", pd.DataFrame({"_k": np.arange(1, n_ok + 1), "_row": ok_lines}))
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT o._row, r.* EXCLUDE (_row) FROM {raw} r "
-                    f"JOIN _ok_lines o ON o._k = r._row - 1 ORDER BY o._row")
-        con.unregister("_ok_lines")
-        con.executemany("INSERT INTO _structural VALUES (?, ?, ?, ?)",
-                        [(int(line), *_structural_fault(et, csv_line, delim, header)) for line, et, csv_line in rej])
-    return header, n_ok + len(rej)
+    if not rej:
+        return _Raw(header, n_ok, numbered, False, n_ok, repeats)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT * FROM {numbered}")
+    if con.execute(f"SELECT count(*) FROM {raw}").fetchall() != [(n_ok,)]:
+        raise RuntimeError(f"internal error: two reads of {path.name} found different rows")
+    lines = np.array([r[0] for r in rej], dtype=np.int64)
+    total = n_ok + len(rej)
+    all_lines = np.arange(2, total + 2, dtype=np.int64)
+    ok_lines = np.setdiff1d(all_lines, lines, assume_unique=True)[:n_ok]
+    con.register("_ok_lines", pd.DataFrame({"_k": np.arange(1, n_ok + 1), "_row": ok_lines}))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT o._row, r.* EXCLUDE (_row) FROM {raw} r "
+                f"JOIN _ok_lines o ON o._k = r._row - 1 ORDER BY o._row")
+    con.unregister("_ok_lines")
+    con.executemany("INSERT INTO _structural VALUES (?, ?, ?, ?)",
+                    [(int(line), *_structural_fault(et, csv_line, delim, header)) for line, et, csv_line in rej])
+    return _Raw(header, n_ok + len(rej), raw, True, n_ok, repeats)
+
+
+#: The row hash of :func:`_count_repeats` (a name, so that a test can make every hash collide).
+_ROW_HASH = "hash"
+
+
+def _count_repeats(con: duckdb.DuckDBPyConnection, rel: str, ncol: int) -> tuple[int, int]:
+    """``(rows, exact repeats)`` of relation ``rel`` over its text columns ``c0`` ... ``c<ncol-1>``:
+    the rows, and the rows whose every cell equals that of an earlier row (NULL equal to NULL).
+
+    Notes
+    -----
+    The repeats are :math:`n - n_{distinct}`. Two passes keep the large hash table narrow:
+    the first groups the rows by a 64-bit hash of their cells (equal rows have equal
+    hashes), so a row whose hash occurs once repeats nothing; the second compares the cells
+    of the rows whose hash occurs more than once (the repeats, and rows that only share a
+    hash), and is skipped when there are none.
+    """
+    if ncol == 0:
+        ((n,),) = con.execute(f"SELECT count(*) FROM {rel}").fetchall()
+        return int(n), 0
+    cols = ", ".join(f"c{i}" for i in range(ncol))
+    # every query here is consumed to its end (no fetchone): the read's reject table is written then
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _rep AS SELECT h, k, g FROM (SELECT h, count(*) AS k, grouping(h) AS g "
+                f"FROM (SELECT {_ROW_HASH}({cols}) AS h FROM {rel}) GROUP BY GROUPING SETS ((h), ())) WHERE k > 1 OR g = 1")
+    rows = con.execute("SELECT g, count(*), sum(k) FROM _rep GROUP BY g").fetchall()
+    n = next(int(k) for g, _, k in rows if g == 1)
+    if not any(g == 0 for g, _, _ in rows):
+        con.execute("DROP TABLE _rep")
+        return n, 0
+    ((m, groups),) = con.execute(f"SELECT coalesce(sum(k), 0), count(*) FROM (SELECT count(*) AS k FROM {rel} "
+                                 f"WHERE {_ROW_HASH}({cols}) IN (SELECT h FROM _rep WHERE g = 0) GROUP BY {cols})").fetchall()
+    con.execute("DROP TABLE _rep")
+    return n, int(m) - int(groups)
 
 
 #: The value shown for a row that could not be split into fields: its text may hold a
@@ -441,7 +499,7 @@ def _structural_fault(error_type: str, csv_line: str | None, delim: str, header:
     return col, f"row cannot be read as CSV ({error_type.lower()}; an unterminated quote?)", _ROW_NOT_SHOWN
 
 
-def _read_xlsx(con: duckdb.DuckDBPyConnection, src: Source, raw: str) -> tuple[list[str], int]:
+def _read_xlsx(con: duckdb.DuckDBPyConnection, src: Source, raw: str) -> _Raw:
     """Load a sheet (read with python-calamine) as all-text table ``raw`` with ``_row``."""
     wb = _workbook(src.path)
     label = src.label
@@ -482,7 +540,8 @@ def _read_xlsx(con: duckdb.DuckDBPyConnection, src: Source, raw: str) -> tuple[l
     con.execute(f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT CAST(_row AS BIGINT) AS _row, {cols} FROM _xlsx")
     con.unregister("_xlsx")
     con.execute("CREATE OR REPLACE TEMP TABLE _structural(_row BIGINT, col VARCHAR, problem VARCHAR, value VARCHAR)")
-    return header, len(df)
+    rows, repeats = _count_repeats(con, raw, ncol)
+    return _Raw(header, len(df), raw, True, rows, repeats)
 
 
 def _blank(v: object) -> bool:
@@ -612,13 +671,15 @@ def _raw_name(name: str) -> str:
     return f"__raw_{name}"
 
 
-def _field_sql(schema: TableSchema, hm: HeaderMap, today: dt.date) -> tuple[list[str], list[str], list[_Check]]:
-    """SELECT expressions for the typed table, and the checks of each cell.
+def _field_sql(schema: TableSchema, hm: HeaderMap, today: dt.date
+               ) -> tuple[list[str], list[str], list[str], list[_Check]]:
+    """SELECT expressions for the typed table, the columns it keeps, and the checks of each cell.
 
-    Two levels: the inner list cleans each raw text column once (``__raw_<column>``,
-    kept in the typed table), the outer list types the cleaned text. Every check is then a
-    cheap comparison on the typed table (``typed IS NULL`` where the raw text is present
-    means the text did not parse); ``_finish_table`` drops the ``__raw_`` columns.
+    Two levels: the inner list cleans each raw text column once (``__raw_<column>``), the
+    outer list types the cleaned text. Every check is then a cheap comparison on the outer
+    level (``typed IS NULL`` where the raw text is present means the text did not parse);
+    the kept columns (the schema's fields, then the unknown columns kept) are what the
+    typed table stores, with ``_row`` (see :func:`_typed_select`).
     """
     by_canon = {v: k for k, v in hm.canonical.items()}
     inner: list[str] = ["r._row AS _row"]
@@ -651,11 +712,11 @@ def _field_sql(schema: TableSchema, hm: HeaderMap, today: dt.date) -> tuple[list
             typed = f"(CASE WHEN {rc} IN ({canon}) THEN {rc} ELSE (CASE {_enum_norm_sql(rc)} {cases} END) END)"
             checks.append(_Check(f.name, f"unknown value (allowed: {', '.join(f.enum)})", f"{present} AND {t} IS NULL", rc))
         elif f.type == "string":
-            typed = rc
+            typed = rc  # the typed column is the cleaned text: the identity-code scan reads it there
             if f.name not in _NO_FREE_TEXT:
-                checks.append(_hetu_check(f.name, rc))
+                checks.append(_hetu_check(f.name, t))
             elif f.name == "client_id" and schema.name == "clients":  # the other tables must refer to these
-                checks.append(_client_id_check(rc))
+                checks.append(_client_id_check(t))
         elif f.type in ("number", "integer"):
             typed = _number_sql(rc)
             checks.append(_Check(f.name, "not a number", f"{present} AND {t} IS NULL", rc))
@@ -679,7 +740,32 @@ def _field_sql(schema: TableSchema, hm: HeaderMap, today: dt.date) -> tuple[list
         inner.append(f"{_clean('r.' + _ident(raw))} AS {_ident(name)}")
         outer.append(_ident(name))
         checks.append(_hetu_check(name, _ident(name)))
-    return inner, outer, checks
+    keep = [_ident(f.name) for f in schema.fields] + [_ident(name) for name in hm.extra.values()]
+    return inner, outer, keep, checks
+
+
+#: The typed table's column of each row's cell errors (a list of ``{c, v, r}``: column, value,
+#: rule; NULL when the row has none), dropped once they are copied to ``_errs``.
+_ERRS = "__errs"
+
+
+def _typed_select(rel: str, join: str, inner: list[str], outer: list[str], keep: list[str], checks: list[_Check]) -> str:
+    """The one pass that types and checks a table: the kept columns, ``_row``, and the cell
+    errors of the row (every check without an identity-code scan; those need the distinct
+    values of the whole column first, :func:`_find_identity_codes`).
+
+    The checks are evaluated on the same row as the typing, so the cleaned raw text
+    (``__raw_<column>``, the value an error shows) is never stored."""
+    cell = [c for c in checks if c.scan is None]
+    if cell:
+        items = ", ".join(f"CASE WHEN {c.violation} THEN {{'c': {_q(c.column)}, 'v': CAST({c.value} AS VARCHAR), "
+                          f"'r': {_q(c.rule)}}} END" for c in cell)
+        errs = (f"CASE WHEN {' OR '.join(f'({c.violation})' for c in cell)} THEN "
+                f"list_filter([{items}], lambda x: x IS NOT NULL) END")
+    else:
+        errs = "CAST(NULL AS STRUCT(c VARCHAR, v VARCHAR, r VARCHAR)[])"
+    return (f"SELECT {', '.join(keep)}, _row, {errs} AS {_ERRS} FROM (SELECT {', '.join(outer)} FROM "
+            f"(SELECT {', '.join(inner)} FROM {rel} r{join}))")
 
 
 #: String columns that hold codes, not free text: not scanned for identity codes.
@@ -731,12 +817,10 @@ def load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema,
     label = src.label
     raw = f"raw_{schema.name}"
     con.execute("CREATE OR REPLACE TEMP TABLE _errs(_row BIGINT, col VARCHAR, val VARCHAR, rule VARCHAR)")
-    if src.path.suffix.lower() == ".xlsx":
-        header, n_read = _read_xlsx(con, src, raw)
-    else:
-        header, n_read = _read_csv(con, src, raw, tmpdir)
+    rd = _read_xlsx(con, src, raw) if src.path.suffix.lower() == ".xlsx" else _read_csv(con, src, raw, tmpdir)
+    header, n_read = rd.header, rd.n_read
     ledger.start_file(schema.name, label, n_read)
-    _note_duplicates(con, raw, len(header), label, ledger)
+    _note_duplicates(rd.rows, rd.repeats, label, ledger)
     hm = map_header(header, schema, label)
     for h in hm.dropped:
         ledger.note(label, f"direct identifier column '{h}' dropped", n_read)
@@ -768,13 +852,13 @@ def load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema,
         if weak:
             raise InputError(weak, file=label, row=1, column="hetu")
         hc = _clean(hm.hetu)
-        vals = [v for (v,) in con.execute(f"SELECT DISTINCT {hc} FROM {raw} WHERE {hc} IS NOT NULL").fetchall()]
+        vals = [v for (v,) in con.execute(f"SELECT DISTINCT {hc} FROM {rd.rel} WHERE {hc} IS NOT NULL").fetchall()]
         ok = {v: check_hetu(v) for v in vals}
         mp = pd.DataFrame({"hetu": list(ok), "client_id": [pseudonym(c, key) if c else None for c in ok.values()]}, dtype=object)
         con.register("_pseud_map", mp)
         con.execute("CREATE OR REPLACE TEMP TABLE _pseud AS SELECT * FROM _pseud_map")
         con.unregister("_pseud_map")
-    inner, outer, checks = _field_sql(schema, hm, today)
+    inner, outer, keep, checks = _field_sql(schema, hm, today)
     join = ""
     if hm.hetu:
         join = f" LEFT JOIN _pseud ON _pseud.hetu = {_clean('r.' + hm.hetu)}"
@@ -783,21 +867,28 @@ def load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema,
         checks.append(_Check("hetu", "not a valid henkilötunnus (check character or date)",
                              f"{hr} IS NOT NULL AND client_id IS NULL", hr))
     typed = f"typed_{schema.name}"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {typed} AS SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM {raw} r{join})")
+    con.execute(f"DROP TABLE IF EXISTS {typed}")
+    con.execute(f"CREATE TABLE {typed} AS {_typed_select(rd.rel, join, inner, outer, keep, checks)}")
     con.execute("CREATE OR REPLACE TEMP TABLE _errs(_row BIGINT, col VARCHAR, val VARCHAR, rule VARCHAR)")
+    con.execute(f"INSERT INTO _errs SELECT _row, e.c, e.v, e.r FROM (SELECT _row, unnest({_ERRS}) AS e FROM {typed} "
+                f"WHERE {_ERRS} IS NOT NULL)")
+    con.execute(f"ALTER TABLE {typed} DROP COLUMN {_ERRS}")
     _find_identity_codes(con, typed, checks)
-    if checks:
+    scans = [c for c in checks if c.scan is not None and fetch_row(
+        con, f"SELECT count(*) FROM _hetu_hits WHERE c = {_q(c.column)}")[0]]
+    if scans:  # a column without an identity code cannot violate its rule: not scanned again
         union = " UNION ALL ".join(
             f"SELECT _row, {_q(c.column)}, CAST({c.value} AS VARCHAR), {_q(c.rule)} FROM {typed} WHERE {c.violation}"
-            for c in checks
+            for c in scans
         )
         con.execute(f"INSERT INTO _errs {union}")
     con.execute("INSERT INTO _errs SELECT _row, col, value, problem FROM _structural")
-    con.execute(f"DROP TABLE {raw}")
+    if rd.is_table:
+        con.execute(f"DROP TABLE {raw}")
     con.execute("DROP TABLE IF EXISTS _pseud")
 
 
-def _note_duplicates(con: duckdb.DuckDBPyConnection, raw: str, ncol: int, label: str, ledger: Ledger) -> None:
+def _note_duplicates(n: int, dup: int, label: str, ledger: Ledger) -> None:
     """Warn (a ledger note with its count, in data_quality.csv) when rows repeat an earlier row exactly.
 
     An export sent twice duplicates every row and doubles the costs; two identical visits on
@@ -806,13 +897,9 @@ def _note_duplicates(con: duckdb.DuckDBPyConnection, raw: str, ncol: int, label:
 
     Notes
     -----
-    The count is :math:`n - n_{distinct}`, rows whose every cell equals that of an earlier row.
+    ``dup`` is :math:`n - n_{distinct}` of the ``n`` rows read (:func:`_count_repeats`): rows
+    whose every cell equals that of an earlier row.
     """
-    if ncol == 0:
-        return
-    cols = ", ".join(f"c{i}" for i in range(ncol))
-    n, dup = fetch_row(con, f"SELECT count(*), count(*) - (SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {raw})) "
-                            f"FROM {raw}")
     if dup:
         ledger.note(label, f"warning: {dup} of {n} rows repeat an earlier row exactly (every value equal): an export "
                            "sent twice, or real repeats such as two identical visits on one day? They are kept and "
@@ -822,16 +909,22 @@ def _note_duplicates(con: duckdb.DuckDBPyConnection, raw: str, ncol: int, label:
 def _finish_table(con: duckdb.DuckDBPyConnection, schema: TableSchema, label: str, ledger: Ledger) -> None:
     """Keep rows without errors as the canonical table and close the file's ledger."""
     typed = f"typed_{schema.name}"
-    cols = [c for (c,) in con.execute(f"SELECT column_name FROM information_schema.columns WHERE table_name = '{typed}' "
-                                      "ORDER BY ordinal_position").fetchall() if c != "_row" and not c.startswith("__raw_")]
+    all_cols = [c for (c,) in con.execute(f"SELECT column_name FROM information_schema.columns WHERE table_name = "
+                                          f"'{typed}' ORDER BY ordinal_position").fetchall()]
+    cols = [c for c in all_cols if c != "_row" and not c.startswith("__raw_")]
     rejected = fetch_row(con, f"SELECT count(DISTINCT _row) FROM _errs_all WHERE file = {_q(label)}")[0]
-    # the typed table is in file order already; filter only when some row was rejected
-    where = f" WHERE _row NOT IN (SELECT _row FROM _errs_all WHERE file = {_q(label)})" if rejected else ""
-    con.execute(
-        f"CREATE OR REPLACE TABLE {schema.name} AS SELECT {', '.join(_ident(c) for c in cols)}, "
-        f"_row AS _source_row FROM {typed}{where}"
-    )
-    con.execute(f"DROP TABLE {typed}")
+    con.execute(f"DROP TABLE IF EXISTS {schema.name}")
+    if not rejected and all_cols == [*cols, "_row"]:
+        # the typed table is in file order already, its columns in the store's order: rename, no copy
+        con.execute(f"ALTER TABLE {typed} RENAME COLUMN _row TO _source_row")
+        con.execute(f"ALTER TABLE {typed} RENAME TO {schema.name}")
+    else:
+        where = f" WHERE _row NOT IN (SELECT _row FROM _errs_all WHERE file = {_q(label)})" if rejected else ""
+        con.execute(
+            f"CREATE TABLE {schema.name} AS SELECT {', '.join(_ident(c) for c in cols)}, "
+            f"_row AS _source_row FROM {typed}{where}"
+        )
+        con.execute(f"DROP TABLE {typed}")
     ledger.finish_file(label, rejected_rows=rejected)
 
 
