@@ -4,7 +4,7 @@ The cost-difference check of :mod:`hbeval.costs.engine` fitted
 ``statsmodels.GLM(y, X, family=Gamma(Log())).fit(cov_type="HC1")``; importing statsmodels'
 GLM also imports ``scipy.stats`` and ``scipy.optimize`` (about 1 s, a sixth of the analysis
 of a small study). :func:`gamma_log_glm` is that fit transcribed operation by operation from
-statsmodels 0.14 (``GLM._fit_irls``, ``families.Gamma``, ``links.Log``, ``varfuncs.Power``,
+statsmodels 0.14–0.15 (``GLM._fit_irls``, ``families.Gamma``, ``links.Log``, ``varfuncs.Power``,
 ``_MinimalWLS``, ``WLS.fit(method="pinv")``, ``tools.pinv_extended``, ``GLMResults`` with
 ``covtype.get_robustcov_results`` and ``sandwich_covariance.cov_white_simple``), so that its
 coefficients, standard errors and p-values are the same bits; ``tests/stats/test_glm.py``
