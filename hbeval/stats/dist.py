@@ -44,8 +44,30 @@ def _out(output: np.ndarray) -> Any:
     return output[()] if output.ndim == 0 else output
 
 
+#: the scalar types of the fast path (``type(v) in``: not ``bool``, not another NumPy type)
+_SCALARS = (float, int, np.float64)
+
+
+def _regular_scalars(v: Any, args: tuple[Any, ...], lower: float, upper: float) -> tuple[Any, ...] | None:
+    """``v`` and ``args`` as the NumPy scalars the array path hands the kernel (``v`` as
+    float64, each shape parameter with its ``np.asarray`` type), when all are plain scalars,
+    every shape parameter ``> 0`` and ``lower < v < upper``; else ``None`` (the array path).
+
+    A p-value or a quantile of one statistic at a time is most calls: this skips the dozen
+    array operations of the general path (~90 µs a call) for the kernel alone (~3 µs), with
+    the same loop of the same ufunc on the same values, so the same bits and type."""
+    if type(v) not in _SCALARS or not all(type(a) in _SCALARS for a in args):
+        return None
+    if not (lower < v < upper) or not all(a > 0 for a in args):  # NaN fails both
+        return None
+    return (np.float64(v), *(np.asarray(a)[()] for a in args))
+
+
 def _prob(kernel: _Kernel, x: Any, args: tuple[Any, ...], lower: float, upper: float, tail: str) -> Any:
     """``cdf`` (``tail="cdf"``) or ``sf`` of a continuous distribution on ``(lower, upper)``."""
+    fast = _regular_scalars(x, args, lower, upper)
+    if fast is not None:
+        return np.float64(kernel(*fast))
     xa = np.asarray(x)
     xa = np.asarray(xa, dtype=np.promote_types(xa.dtype, np.float64))
     sh = tuple(np.asarray(a) for a in args)
@@ -65,6 +87,9 @@ def _prob(kernel: _Kernel, x: Any, args: tuple[Any, ...], lower: float, upper: f
 
 def _quantile(kernel: _Kernel, q: Any, args: tuple[Any, ...], lower: float, upper: float) -> Any:
     """``ppf`` of a continuous distribution on ``(lower, upper)``."""
+    fast = _regular_scalars(q, args, 0.0, 1.0)
+    if fast is not None:
+        return np.float64(kernel(*fast) + 0.0)  # scipy adds loc = 0: -0.0 becomes 0.0
     qa = np.asarray(q)
     sh = tuple(np.asarray(a) for a in args)
     ok = _args_ok(sh)

@@ -118,7 +118,13 @@ def ri_factorial(d: FactorialData, draws: np.ndarray, chunk: int = _CHUNK, preci
 def _ri_factorial(d: FactorialData, draws: np.ndarray, chunk: int, dtype: type[np.floating[Any]],
                   extra: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per contrast ``(n_draws, 1 + m)``: each draw's estimate on ``y`` and, as if they were
-    the outcome, on the ``m`` columns of ``extra`` (``(n, m)``, residualised here)."""
+    the outcome, on the ``m`` columns of ``extra`` (``(n, m)``, residualised here).
+
+    Memory stays ``chunk × n`` for the indicators and ``O(n_draws × m)`` for the rest. The
+    products and the Gram entries go chunk by chunk, as first written; the per-draw 3 × 3
+    solves (and their singularity test) and the 2 × 2 formulas, one draw at a time whatever
+    the batch, run once on all draws: the same bits, without a batched LAPACK call per chunk.
+    """
     W, _ = _covariates(d)
     res = Residualiser(W)
     yt = res.resid(d.y)
@@ -128,7 +134,9 @@ def _ri_factorial(d: FactorialData, draws: np.ndarray, chunk: int, dtype: type[n
     M = np.ascontiguousarray(np.column_stack([Q, *rhs, np.ones(len(yt))]).astype(dtype))
     m1 = M.shape[1] - q - 1  # right-hand sides: ỹ and the extra columns
     n_draws = draws.shape[0]
-    out = {c: np.empty((n_draws, m1)) for c in CONTRASTS}
+    G = np.empty((n_draws, 3, 3))  # Gram of cells per draw
+    U = np.empty((n_draws, 3, m1))
+    a11, a22, a12 = np.empty(n_draws), np.empty(n_draws), np.empty(n_draws)  # main-effects Gram
     for a in range(0, n_draws, chunk):
         Dc = draws[a : a + chunk]
         B = Dc.shape[0]
@@ -137,32 +145,29 @@ def _ri_factorial(d: FactorialData, draws: np.ndarray, chunk: int, dtype: type[n
         u = [r[:, q : q + m1] for r in R]  # Z_k'ỹ (and Z_k' of the extra columns)
         s = [np.round(r[:, -1]) for r in R]  # Z_k'Z_k = counts (disjoint cells), exact
         # Gram of cells (disjoint indicators: off-diagonal Z_j'Z_k = 0)
-        G = np.empty((B, 3, 3))
         for j in range(3):
             for k in range(j, 3):
                 g = -np.einsum("bi,bi->b", P[j], P[k])
                 if j == k:
                     g = g + s[j]
-                G[:, j, k] = g
-                G[:, k, j] = g
-        U = np.stack(u, axis=1)  # B × 3 × m1
-        beta = _solve_or_nan(G, U)  # B × 3 × m1 (cell contrasts); NaN where a draw leaves a cell not estimable
-        out["cell:frame_only/teaming"][a : a + B] = beta[:, 0]
-        out["cell:frame_shares/no_teaming"][a : a + B] = beta[:, 1]
-        out["cell:frame_shares/teaming"][a : a + B] = beta[:, 2]
-        out[CONTRAST_INTERACTION][a : a + B] = beta[:, 2] - beta[:, 0] - beta[:, 1]
+                G[a : a + B, j, k] = g
+                G[a : a + B, k, j] = g
+        U[a : a + B] = np.stack(u, axis=1)
         # main-effects model: F = D2 + D3, T = D1 + D3
         PF, PT = P[1] + P[2], P[0] + P[2]
         sF, sT, sFT = s[1] + s[2], s[0] + s[2], s[2]
-        a11 = sF - np.einsum("bi,bi->b", PF, PF)
-        a22 = sT - np.einsum("bi,bi->b", PT, PT)
-        a12 = sFT - np.einsum("bi,bi->b", PF, PT)
-        uF, uT = u[1] + u[2], u[0] + u[2]
-        det = a11 * a22 - a12**2
-        det = np.where(_singular_2x2(a11, a22, det), np.nan, det)[:, None]
-        out["frame_shares"][a : a + B] = (a22[:, None] * uF - a12[:, None] * uT) / det
-        out["teaming"][a : a + B] = (a11[:, None] * uT - a12[:, None] * uF) / det
-    return out
+        a11[a : a + B] = sF - np.einsum("bi,bi->b", PF, PF)
+        a22[a : a + B] = sT - np.einsum("bi,bi->b", PT, PT)
+        a12[a : a + B] = sFT - np.einsum("bi,bi->b", PF, PT)
+    beta = _solve_or_nan(G, U)  # n_draws × 3 × m1 (cell contrasts); NaN where a draw leaves a cell not estimable
+    out = {"cell:frame_only/teaming": beta[:, 0].copy(), "cell:frame_shares/no_teaming": beta[:, 1].copy(),
+           "cell:frame_shares/teaming": beta[:, 2].copy(), CONTRAST_INTERACTION: beta[:, 2] - beta[:, 0] - beta[:, 1]}
+    uF, uT = U[:, 1] + U[:, 2], U[:, 0] + U[:, 2]
+    det = a11 * a22 - a12**2
+    det = np.where(_singular_2x2(a11, a22, det), np.nan, det)[:, None]
+    out["frame_shares"] = (a22[:, None] * uF - a12[:, None] * uT) / det
+    out["teaming"] = (a11[:, None] * uT - a12[:, None] * uF) / det
+    return {c: out[c] for c in CONTRASTS}
 
 
 #: a draw's Gram matrix of the arm indicators (after the covariates) is singular when a diagonal
@@ -182,14 +187,43 @@ def _singular_2x2(a11: np.ndarray, a22: np.ndarray, det: np.ndarray) -> np.ndarr
     return out
 
 
+#: closed-form ``det(G) / Π diag(G)`` at least this: the Gram matrix is regular (see :func:`_solve_or_nan`)
+_DET_SURE = 1e-4
+
+
+def _det3_rel_above(G: np.ndarray, denom: np.ndarray, level: float) -> np.ndarray:
+    """Where ``det(G_b) / denom_b ≥ level`` by the closed form of a symmetric 3 × 3
+    determinant (False where it is not finite)."""
+    a, b, c = G[:, 0, 0], G[:, 1, 1], G[:, 2, 2]
+    x, y, z = G[:, 0, 1], G[:, 0, 2], G[:, 1, 2]
+    det = a * (b * c - z * z) - x * (x * c - z * y) + y * (x * z - b * y)
+    with np.errstate(invalid="ignore"):
+        out: np.ndarray = det / denom >= level
+    return out
+
+
 def _solve_or_nan(G: np.ndarray, U: np.ndarray) -> np.ndarray:
     """Batched ``G_b β_b = U_b``; ``β_b`` is NaN where ``G_b`` is singular (see :data:`SINGULAR_DIAG`).
 
-    The regular draws are solved exactly as by ``np.linalg.solve`` on the whole batch."""
+    The regular draws are solved exactly as by ``np.linalg.solve`` on the whole batch.
+
+    Notes
+    -----
+    The test ``det(G) / Π diag(G) < SINGULAR_REL_DET`` is LAPACK's determinant (LU) only
+    where the closed form (symmetric 3 × 3, :func:`_det3_rel_above`) cannot decide it: a
+    draw is regular for sure when the closed-form ratio is at least :data:`_DET_SURE`. For a
+    positive semi-definite ``G`` every cofactor product is at most ``Π diag``, so the rounding
+    error of either ratio is of order ``eps · n / SINGULAR_DIAG`` (``n`` families; about 1e-8
+    at n = 1000), far below the gap from ``_DET_SURE`` to :data:`SINGULAR_REL_DET`: ``bad``
+    is the same as with LAPACK's determinant on every draw, at a tenth of the cost
+    (``tests/stats/test_fast_paths.py`` checks it)."""
     diag = np.einsum("bii->bi", G)
     small = diag < SINGULAR_DIAG
-    rel = np.linalg.det(G) / np.prod(np.where(small, 1.0, diag), axis=1)
-    bad = small.any(axis=1) | (rel < SINGULAR_REL_DET)
+    denom = np.prod(np.where(small, 1.0, diag), axis=1)
+    bad = small.any(axis=1)
+    unsure = ~(bad | _det3_rel_above(G, denom, _DET_SURE)) if G.shape[1:] == (3, 3) else ~bad
+    if unsure.any():
+        bad[unsure] = np.linalg.det(G[unsure]) / denom[unsure] < SINGULAR_REL_DET
     if not bad.any():
         out: np.ndarray = np.linalg.solve(G, U)
         return out
@@ -244,6 +278,7 @@ _CI_MODEL: dict[str, tuple[str, np.ndarray, np.ndarray]] = {
 _BISECT = 64
 _EXPAND = 60
 _RECLASSIFY = 4  # bisection steps (the bracket shrinks 16-fold) between settling the draws that can no longer change
+_FEW = 64  # draws left in a bound's search below which they are counted as Python floats (:class:`_Counter`)
 _NO_OVERFLOW = 1e300  # |a_d| and |b_d τ| below this: a_d + b_d τ is finite
 
 
@@ -310,7 +345,10 @@ class _Counter:
     smallest ``|x_d|`` is at least the largest ``thr`` is a hit at every ``τ`` of the bracket, one
     whose largest ``|x_d|`` is below the smallest ``thr`` never is: both are settled and counted
     once. The others are compared at each ``τ`` as :func:`ri_pvalue` compares them. A bound
-    then costs about two ``O(D)`` counts instead of about 60.
+    then costs about two ``O(D)`` counts instead of about 60. Once at most :data:`_FEW` draws
+    are left, they are compared as Python floats (the same IEEE double operations, each
+    rounded as numpy rounds them), which spares the bisection's last ~50 steps a handful of
+    numpy calls each.
     """
 
     def __init__(self, inv: RIInversion):
@@ -322,32 +360,50 @@ class _Counter:
         self.limit = _NO_OVERFLOW / max(float(np.max(np.abs(self.b))) if self.n else 0.0, 1.0)
         self.fast = (self.n > 0 and np.isfinite(inv.estimate) and float(np.max(np.abs(self.a))) < _NO_OVERFLOW)
         self.since = _RECLASSIFY
+        self.few: list[tuple[float, float]] | None = None  # the draws left, as floats, once at most _FEW
 
     def pvalue(self, tau: float) -> float:
         if not (self.fast and abs(tau) < self.limit):
             return self.inv.pvalue(tau)
         thr = abs(self.inv.estimate - tau) * (1 - RI_TIE_TOL)
-        hits = self.hits + int(np.count_nonzero(np.abs(self.a + self.b * tau) >= thr))
+        if self.few is not None:
+            hits = self.hits + sum(abs(a + b * tau) >= thr for a, b in self.few)
+        else:
+            hits = self.hits + int(np.count_nonzero(np.abs(self.a + self.b * tau) >= thr))
         return float(hits / self.n) if self.inv.exact else float((1 + hits) / (1 + self.n))
 
     def settle(self, lo: float, hi: float) -> None:
         """Count once, and stop comparing, the draws whose comparison cannot change on ``[lo, hi]``
         (every :data:`_RECLASSIFY` calls: the bracket has shrunk enough to settle more)."""
         self.since += 1
-        if self.since < _RECLASSIFY or not len(self.a) or not (self.fast and max(abs(lo), abs(hi)) < self.limit):
+        left = len(self.a) if self.few is None else len(self.few)
+        if self.since < _RECLASSIFY or not left or not (self.fast and max(abs(lo), abs(hi)) < self.limit):
             return
         self.since = 0
         a, b, est, c = self.a, self.b, self.inv.estimate, 1 - RI_TIE_TOL
-        xl, xh = a + b * lo, a + b * hi
         vl, vh = est - lo, est - hi
         tl, th = abs(vl) * c, abs(vh) * c
         t_max = max(tl, th)
         t_min = min(tl, th) if (vl >= 0 and vh >= 0) or (vl <= 0 and vh <= 0) else 0.0
+        if self.few is not None:  # the same tests, on floats
+            keep_few = []
+            for ad, bd in self.few:
+                fl, fh = ad + bd * lo, ad + bd * hi
+                gl, gh = abs(fl), abs(fh)
+                if ((fl >= 0 and fh >= 0) or (fl <= 0 and fh <= 0)) and min(gl, gh) >= t_max:
+                    self.hits += 1
+                elif max(gl, gh) >= t_min:
+                    keep_few.append((ad, bd))
+            self.few = keep_few
+            return
+        xl, xh = a + b * lo, a + b * hi
         al, ah = np.abs(xl), np.abs(xh)
         hit = (((xl >= 0) & (xh >= 0)) | ((xl <= 0) & (xh <= 0))) & (np.minimum(al, ah) >= t_max)
         keep = ~hit & (np.maximum(al, ah) >= t_min)
         self.hits += int(np.count_nonzero(hit))
         self.a, self.b = a[keep], b[keep]
+        if len(self.a) <= _FEW:
+            self.few = list(zip(self.a.tolist(), self.b.tolist()))
 
 
 def ri_inversions(d: FactorialData, draws: np.ndarray, exact: bool = False, chunk: int = _CHUNK,

@@ -71,6 +71,27 @@ def test_random_values_bit_for_bit() -> None:
     _same(dist.norm_ppf(q), stats.norm.ppf(q))
 
 
+def test_scalar_fast_path_bit_for_bit() -> None:
+    """One Python or NumPy scalar at a time (the fast path: the kernel alone) gives scipy.stats'
+    bits and type, and so do the scalars it hands to the array path (NaN, bool, float32)."""
+    rng = np.random.default_rng(3)
+    for x, d, q in zip(rng.standard_normal(300) * 5, rng.choice([1.0, 2.0, 7.5, 40.0, 1e6], 300), rng.uniform(size=300)):
+        for cast in (float, np.float64):
+            _same(dist.t_sf(cast(x), cast(d)), stats.t.sf(cast(x), cast(d)))
+            _same(dist.t_cdf(cast(x), int(d)), stats.t.cdf(cast(x), int(d)))
+            _same(dist.t_ppf(cast(q), cast(d)), stats.t.ppf(cast(q), cast(d)))
+            _same(dist.chi2_sf(cast(x * x), cast(d)), stats.chi2.sf(cast(x * x), cast(d)))
+            _same(dist.f_sf(cast(x * x), 3, cast(d)), stats.f.sf(cast(x * x), 3, cast(d)))
+            _same(dist.norm_ppf(cast(q)), stats.norm.ppf(cast(q)))
+    for x, d in [(float("nan"), 3.0), (1.0, float("nan")), (True, 3.0), (np.float32(1.5), 3.0), (1.5, np.float32(3.0)),
+                 (2, 5), (-0.0, 4.0)]:
+        _same(dist.t_sf(x, d), stats.t.sf(x, d))
+        _same(dist.t_cdf(x, d), stats.t.cdf(x, d))
+    for q in (0, 1, 0.0, 1.0, -0.5, float("nan"), np.float32(0.3), 0.5):
+        _same(dist.t_ppf(q, 4.0), stats.t.ppf(q, 4.0))
+        _same(dist.norm_ppf(q), stats.norm.ppf(q))
+
+
 @pytest.mark.parametrize("shape", [(2, 2), (4, 2), (3, 5), (2, 3, 2), (1, 4), (5,)])
 def test_pearson_chi2_bit_for_bit(shape: tuple[int, ...]) -> None:
     rng = np.random.default_rng(len(shape) * 10 + shape[0])

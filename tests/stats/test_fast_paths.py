@@ -1,7 +1,10 @@
 """Fast paths that must give the bits of the plain computation (issue 17, small studies in
 seconds): the RI interval search (:meth:`hbeval.stats.ri.RIInversion.bound`) against the same
 search evaluating :meth:`~hbeval.stats.ri.RIInversion.pvalue` at every step, and the bootstrap
-refits (:func:`hbeval.stats.icer.bootstrap_ols`) against solving every replicate on its own."""
+refits (:func:`hbeval.stats.icer.bootstrap_ols`) against solving every replicate on its own;
+the RI null draws against computing them chunk by chunk, the closed-form singularity test
+against LAPACK's determinant, the block generators' vectorised seeding against
+``default_rng``, the string fast path of the strata helpers against pandas."""
 
 from __future__ import annotations
 
@@ -10,8 +13,10 @@ import pytest
 
 import hbeval.stats.bootstrap as bootstrap
 import hbeval.stats.icer as icer
+import hbeval.stats.ri as ri
 from hbeval.randomisation.design import batch_draws
 from hbeval.stats.factorial import factorial_data
+from hbeval.stats.ols import drop_singleton_strata, strata_dummies
 from hbeval.stats.ri import RIInversion, ri_inversions
 
 
@@ -167,3 +172,90 @@ def test_bootstrap_counts_are_the_plain_draws_bit_for_bit():
             g[start : start + len(p)] = p
     for g, w in zip(got, want):
         assert np.array_equal(g, w)
+
+
+@pytest.mark.parametrize("n", [10, 24, 61])
+def test_ri_null_draws_are_the_chunk_by_chunk_computation_bit_for_bit(n):
+    """_ri_factorial runs its products chunk by chunk and the rest on all draws at once: the
+    same bits as computing each chunk on its own (small n: many draws leave a cell empty)."""
+    rng = np.random.default_rng(n)
+    strata = np.repeat(np.array(["a", "b", "c"]), -(-n // 3))[:n]
+    cell = batch_draws(strata, 1, rng)[0]
+    start = rng.normal(size=n)
+    d = factorial_data(np.round(start + rng.normal(size=n), 1), cell.astype(float), strata, start)
+    draws = batch_draws(strata, 1300, rng)
+    draws[:5] = 0  # whole cells empty: no estimate
+    C = np.column_stack([(d.cell == k).astype(float) for k in (1, 2, 3)])
+    for extra in (None, C):
+        whole = ri._ri_factorial(d, draws, 512, np.float32, extra=extra)
+        parts = [ri._ri_factorial(d, draws[a : a + 512], 512, np.float32, extra=extra) for a in range(0, 1300, 512)]
+        for c, v in whole.items():
+            assert np.array_equal(v, np.concatenate([p[c] for p in parts]), equal_nan=True), (n, c)
+        assert np.isnan(whole["teaming"][:5]).all()
+
+
+def test_singular_draws_are_the_ones_lapacks_determinant_finds():
+    """_solve_or_nan decides most draws by a closed-form determinant: the draws it leaves out
+    are exactly those the LAPACK determinant test leaves out, near the threshold too."""
+    rng = np.random.default_rng(5)
+    B = 6000
+    A = rng.normal(size=(B, 3, 3)) * rng.choice([1e-3, 1.0, 30.0], size=(B, 1, 3))
+    G = A @ A.transpose(0, 2, 1)
+    # near-singular Gram matrices: the third row close to a combination of the first two
+    t = rng.choice([0.0, 1e-12, 1e-10, 1e-9, 1e-5, 1e-3], size=B)
+    v = rng.normal(size=(B, 2, 1))
+    Z = rng.normal(size=(B, 3, 8))
+    Z[:, 2] = (v * Z[:, :2]).sum(axis=1) + t[:, None] * rng.normal(size=(B, 8)) * np.abs(Z[:, 2]).max()
+    G[: B // 2] = (Z @ Z.transpose(0, 2, 1))[: B // 2]
+    G[::97, 1, 1] = 5e-5  # a diagonal below SINGULAR_DIAG
+    U = rng.normal(size=(B, 3, 2))
+    diag = np.einsum("bii->bi", G)
+    small = diag < ri.SINGULAR_DIAG
+    rel = np.linalg.det(G) / np.prod(np.where(small, 1.0, diag), axis=1)
+    bad = small.any(axis=1) | (rel < ri.SINGULAR_REL_DET)
+    assert 100 < bad.sum() < B - 100
+    out = ri._solve_or_nan(G, U)
+    assert np.array_equal(np.isnan(out).all(axis=(1, 2)), bad)
+    Gs = G.copy()
+    Gs[bad] = np.eye(3)
+    assert np.array_equal(out[~bad], np.linalg.solve(Gs, U)[~bad])
+
+
+@pytest.mark.parametrize("base", [0, 7, 2**32 + 3, 2**63 - 1])
+def test_block_states_are_default_rngs_states(base):
+    template = bootstrap._seed_words(base)
+    for arm, first in [(0, 0), (3, 1000), (2**32 - 1, 2**32 - 40)]:
+        states = bootstrap._block_states(template, arm, first, 40)
+        for j, (state, inc) in enumerate(states):
+            ref = np.random.default_rng([base, arm, first + j]).bit_generator.state
+            assert ref["state"] == {"state": state, "inc": inc}
+
+
+def test_small_arm_counts_with_an_order_are_the_reordered_plain_counts():
+    rng = np.random.default_rng(2)
+    arms = rng.choice(["a", "b"], size=40)
+    members = bootstrap.arm_members(arms)[1]
+    orders = [rng.permutation(len(i)) for i in members]
+    base = int(np.random.default_rng(9).integers(2**63))
+    want = _plain_counts(members, 75, base)
+    for start, parts in bootstrap.bootstrap_counts(arms, 75, np.random.default_rng(9), orders=orders):
+        for w, p, o in zip(want, parts, orders):
+            assert np.array_equal(p, w[start : start + len(p)][:, o])
+
+
+def test_strata_helpers_take_str_labels_as_pandas_does():
+    rng = np.random.default_rng(4)
+    for _ in range(60):
+        n = int(rng.integers(1, 30))
+        codes = rng.integers(0, int(rng.integers(1, 6)), size=n)
+        mask = rng.random(n) < 0.7
+        as_str = np.array([f"s{c}" for c in codes], dtype=object)  # the fast path
+        as_np = np.array([f"s{c}" for c in codes]).astype(np.str_)  # NumPy strings: pandas' path
+        D1, names1 = strata_dummies(as_str)
+        D2, names2 = strata_dummies(as_np)
+        assert names1 == names2 and D1.dtype == D2.dtype and np.array_equal(D1, D2)
+        assert np.array_equal(drop_singleton_strata(mask, as_str), drop_singleton_strata(mask, as_np))
+    assert np.array_equal(drop_singleton_strata(np.array([True, True, False, True]), np.array(["a", "b", "b", "a"], dtype=object)),
+                          np.array([True, False, False, True]))
+    D, names = strata_dummies(np.array([2, 10, 2], dtype=object))  # not str: converted as pandas does ("10" < "2")
+    assert names == ["stratum[2]"] and np.array_equal(D[:, 0], [1.0, 0.0, 1.0])
