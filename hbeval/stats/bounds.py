@@ -20,6 +20,11 @@ def _trimmed_means(ys: np.ndarray, m: np.ndarray, k: np.ndarray) -> tuple[np.nda
     return low, high
 
 
+def _mean(a: np.ndarray) -> float:
+    """The mean, NaN for no values (a group with no observed outcome), without numpy's warning."""
+    return float(a.mean()) if len(a) else float("nan")
+
+
 def lee_bounds(y: np.ndarray, observed: np.ndarray, treat: np.ndarray) -> dict[str, Any]:
     """Lee (2009) sharp bounds on the effect for the always-observed.
 
@@ -53,11 +58,11 @@ def lee_bounds(y: np.ndarray, observed: np.ndarray, treat: np.ndarray) -> dict[s
         q = (p1 - p0) / p1 if p1 > 0 else 0.0
         k = int(round(q * len(y1)))
         lo, hi = _trimmed_means(y1[None, :], np.array([len(y1)]), np.array([k]))
-        return {"lower": float(lo[0] - y0.mean()), "upper": float(hi[0] - y0.mean()), "trim_share": float(q), "trimmed": "treated"}
+        return {"lower": float(lo[0] - _mean(y0)), "upper": float(hi[0] - _mean(y0)), "trim_share": float(q), "trimmed": "treated"}
     q = (p0 - p1) / p0
     k = int(round(q * len(y0)))
     lo, hi = _trimmed_means(y0[None, :], np.array([len(y0)]), np.array([k]))
-    return {"lower": float(y1.mean() - hi[0]), "upper": float(y1.mean() - lo[0]), "trim_share": float(q), "trimmed": "control"}
+    return {"lower": float(_mean(y1) - hi[0]), "upper": float(_mean(y1) - lo[0]), "trim_share": float(q), "trimmed": "control"}
 
 
 def lee_bounds_bootstrap(y: np.ndarray, observed: np.ndarray, treat: np.ndarray, n_reps: int, rng: np.random.Generator,

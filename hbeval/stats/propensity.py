@@ -142,6 +142,8 @@ def smd(x: np.ndarray, t: np.ndarray, w: np.ndarray | None = None) -> float:
     w = np.ones(len(x)) if w is None else np.asarray(w, dtype=float)
     if not (w[t].sum() > 0 and w[~t].sum() > 0):
         return np.nan  # no weight in a group (a separated propensity model): no weighted mean
+    if t.sum() < 2 or (~t).sum() < 2:
+        return np.nan  # a group of one family has no SD: no scale to standardise by (it read 0, "balanced")
     m1 = np.average(x[t], weights=w[t])
     m0 = np.average(x[~t], weights=w[~t])
     s = np.sqrt((x[t].var(ddof=1) + x[~t].var(ddof=1)) / 2)

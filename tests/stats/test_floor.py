@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 
 import hbeval.stats
+from hbeval.stats.bounds import lee_bounds
 from hbeval.stats.icer import icer_bootstrap_ci
 from hbeval.stats.ols import hc2_cov_full, jackknife_coef, ols_fit, ols_hc2
-from hbeval.stats.propensity import dr_att, propensity
+from hbeval.stats.propensity import dr_att, propensity, smd
 
 STATS = Path(hbeval.stats.__file__).parent
 ALLOWED_THIRD_PARTY = {"numpy", "scipy", "pandas", "threadpoolctl"}
@@ -128,3 +129,15 @@ def test_bca_without_a_finite_jackknife_value_has_no_acceleration_and_no_warning
     flat = icer_bootstrap_ci(500.0, 1.0, dc, de, jack_cost=np.full(8, 500.0), jack_effect=np.full(8, 1.0))  # â = 0
     assert none["bootstrap_bca"] == flat["bootstrap_bca"]
     assert np.isfinite(none["bootstrap_bca"][:2]).all()
+
+
+def test_tiny_groups_give_nan_without_warnings():
+    """A group of one family has no SD (the SMD is undefined, not 0) and a group with no observed outcome
+    has no mean (the Lee bounds are NaN): no RuntimeWarning either way (8-family studies printed them)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(smd(np.array([1.0, 2.0, 3.0]), np.array([1, 0, 0])))
+        assert smd(np.array([1.0, 2.0, 3.0, 5.0]), np.array([1, 1, 0, 0])) < 0
+        y = np.array([np.nan, np.nan, 1.0, 2.0, 3.0])
+        b = lee_bounds(y, np.isfinite(y), np.array([1, 1, 0, 0, 0]))
+        assert np.isnan(b["lower"]) and np.isnan(b["upper"])
