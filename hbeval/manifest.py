@@ -15,7 +15,9 @@ from hbeval.randomisation.plan import manifest_entry as plan_entry
 from hbeval.randomisation.registry import REGISTRY_NAME, head_of
 from hbeval.study.config import regular_file
 
-KEY_PACKAGES = ("numpy", "pandas", "scipy", "statsmodels", "duckdb", "matplotlib", "pingouin", "papermill", "nbconvert")
+#: the packages whose versions can change what hbeval computes or renders (statsmodels and pingouin are
+#: test-only peers since stats/glm.py and stats/dist.py; a runtime install has neither)
+KEY_PACKAGES = ("numpy", "pandas", "scipy", "duckdb", "matplotlib", "papermill", "nbconvert", "weasyprint")
 
 
 def sha256_file(path: Path) -> str:
