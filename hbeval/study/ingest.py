@@ -632,11 +632,20 @@ _NUM_RE = r"^[+-]?([0-9]+([.,][0-9]+)?|[.,][0-9]+)([eE][+-]?[0-9]+)?$"
 
 def _clean(x: str) -> str:
     """Trimmed text with no-break spaces made plain, NULL when empty (plain ``replace``:
-    a regular expression here cost more than all the checks together)."""
+    a regular expression here cost more than all the checks together).
+
+    Notes
+    -----
+    Most cells are plain ASCII with no space at either end, and for them the cleaning
+    changes nothing: such a cell is taken as it is (DuckDB's ``trim`` removes Unicode space
+    separators, and the only one in ASCII is the space; ``strlen`` = ``length`` exactly for
+    ASCII text). Building three new strings per cell made the typing pass (one thread) about
+    a quarter slower: at 1 M families and 50 M events validate took 184 s before, 150 s after."""
     y = x
     for ch in _NBSP:
         y = f"replace({y}, '{ch}', ' ')"
-    return f"NULLIF(trim({y}), '')"
+    return (f"NULLIF(CASE WHEN strlen({x}) = length({x}) AND NOT starts_with({x}, ' ') AND NOT ends_with({x}, ' ') "
+            f"THEN {x} ELSE trim({y}) END, '')")
 
 
 def _number_sql(c: str) -> str:
@@ -868,7 +877,9 @@ def load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema,
                              f"{hr} IS NOT NULL AND client_id IS NULL", hr))
     typed = f"typed_{schema.name}"
     con.execute(f"DROP TABLE IF EXISTS {typed}")
-    con.execute(f"CREATE TABLE {typed} AS {_typed_select(rd.rel, join, inner, outer, keep, checks)}")
+    # a join (the pseudonyms) does not keep the rows' order: the store keeps file order
+    order = " ORDER BY _row" if join else ""
+    con.execute(f"CREATE TABLE {typed} AS {_typed_select(rd.rel, join, inner, outer, keep, checks)}{order}")
     con.execute("CREATE OR REPLACE TEMP TABLE _errs(_row BIGINT, col VARCHAR, val VARCHAR, rule VARCHAR)")
     con.execute(f"INSERT INTO _errs SELECT _row, e.c, e.v, e.r FROM (SELECT _row, unnest({_ERRS}) AS e FROM {typed} "
                 f"WHERE {_ERRS} IS NOT NULL)")

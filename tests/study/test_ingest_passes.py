@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 from hbeval.study import ingest as ing
+from hbeval.study.pseudonym import pseudonym
 
 
 def _brute_repeats(text: str) -> tuple[int, int]:
@@ -129,3 +130,49 @@ def test_store_keeps_file_order_and_source_rows(tmp_path: Path) -> None:
     notes = [m for (f, m, _n) in res.ledger.notes if f == "service_events.csv"]
     lines = (rows + rows.splitlines(keepends=True)[0]).splitlines()
     assert any(f"{len(lines) - len(set(lines))} of {n + 1} rows repeat an earlier row exactly" in m for m in notes)
+
+
+_NB, _NNB = "\u00a0", "\u202f"
+#: Cells for the cleaning's fast path: ASCII with and without spaces at either end, other
+#: whitespace (kept by ``trim``), no-break and other Unicode spaces (made plain or trimmed).
+_CELLS = ["a", "", " ", "  ", " a", "a ", " a b ", "a b", "\ta\t", "\na", "a\r", "\x0ba\x0c", "a\x1f", "\x00",
+          f"{_NB}a{_NB}", f"1{_NNB}234,5", f"{_NB}", f"{_NB} {_NNB}", "\u2003a\u3000", "\u1680a", "ä", " ä ",
+          "e\u0301", "a\u00a0b", "1 234,50", "12\u00a0345", "x" * 300 + " ", " " + "y" * 300, None]
+
+
+def test_clean_fast_path_equals_the_full_cleaning() -> None:
+    """A cell taken as it is (ASCII, no space at either end) is one the full cleaning (no-break
+    spaces made plain, ``trim``, empty as NULL) would not change: the result is the same for
+    every cell, and for each ASCII character at either end of a cell."""
+    cells = _CELLS + [f"{chr(i)}a{chr(i)}" for i in range(128)] + [chr(i) for i in range(128)]
+    full = f"NULLIF(trim(replace(replace(x, '{_NB}', ' '), '{_NNB}', ' ')), '')"
+    with duckdb.connect() as con:
+        con.execute("CREATE TABLE t(i INTEGER, x VARCHAR)")
+        con.executemany("INSERT INTO t VALUES (?, ?)", list(enumerate(cells)))
+        got = con.execute(f"SELECT i, {ing._clean('x')}, {full} FROM t ORDER BY i").fetchall()
+    assert len(got) == len(cells)
+    assert [(i, a) for i, a, _ in got] == [(i, b) for i, _, b in got]
+    assert dict((i, a) for i, a, _ in got)[cells.index(f"{_NB}a{_NB}")] == "a"  # the slow path ran
+
+
+def test_pseudonymised_clients_keep_file_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pseudonyms are joined to the rows (a hash join, which does not keep the rows'
+    order): the stored clients are still in file order, each row with its own pseudonym."""
+    key = "Vq3xN8rT0bLwZ5yHcE1uKd7gJm2fPa9sQo4iXe6Rh"
+    monkeypatch.setenv("HB_TEST_KEY", key)
+    hetus = []
+    for day in range(1, 29):
+        for n in range(2, 302):
+            ddmmyy = f"{day:02d}0385"
+            hetus.append(f"{ddmmyy}-{n:03d}" + "0123456789ABCDEFHJKLMNPRSTUVWXY"[int(ddmmyy + f"{n:03d}") % 31])
+    d = tmp_path / "s"
+    d.mkdir()
+    (d / "study.toml").write_text('[study]\nname = "t"\n[privacy]\nkey_env = "HB_TEST_KEY"\n', encoding="utf-8")
+    (d / "clients.csv").write_text(
+        "henkilötunnus,site,service_line,group,exclusion_reason,enrolled_on,household_size,n_children,youngest_child_age\n"
+        + "".join(f"{h},S{i},home_help,comparison,,2024-01-01,2,1,3\n" for i, h in enumerate(hetus)), encoding="utf-8")
+    res = ing.ingest(d)
+    assert res.store is not None and not res.ledger.has_errors()
+    with duckdb.connect(str(res.store), read_only=True) as con:
+        got = con.execute("SELECT site, client_id, _source_row FROM clients").fetchall()
+    assert got == [(f"S{i}", pseudonym(h, key.encode()), i + 2) for i, h in enumerate(hetus)]
