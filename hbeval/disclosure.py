@@ -143,15 +143,11 @@ class _Space:
         return bool(np.linalg.norm(r) <= 1e-7 * max(1.0, float(np.linalg.norm(f))))
 
 
-def _reduce(rows: list[Expr], targets: Sequence[Expr]) -> list[Expr]:
-    """``rows`` without those that hold a latent no other row and no target holds: such a
-    row only fixes its own latent and says nothing about the others (repeated until none)."""
-    return [rows[i] for i in _reduce_index(rows, targets)]
-
-
 def _reduce_index(rows: Sequence[Expr], targets: Sequence[Expr]) -> list[int]:
-    """The indices of the rows :func:`_reduce` keeps. A row that may go stays removable while other rows
-    go (it is still the only holder of its latent), so what is left does not depend on the order of removal."""
+    """The indices of the ``rows`` kept when those that hold a latent no other row and no target holds are
+    dropped (such a row only fixes its own latent and says nothing about the others), repeated until none is
+    left. A row that may go stays removable while other rows go (it is still the only holder of its latent),
+    so what is left does not depend on the order of removal."""
     counts: dict[Hashable, int] = defaultdict(int)
     holders: dict[Hashable, list[int]] = defaultdict(list)
     for i, e in enumerate(rows):

@@ -34,6 +34,7 @@ from hbeval.arms import CELLS, SEEDS, cell_code
 from hbeval.privacy import pool_rare_levels, suppress_count
 from hbeval.randomisation.redraw import redraw
 from hbeval.stats.dist import f_sf, t_sf
+from hbeval.stats.ols import blocks
 from hbeval.study.scoring import score
 
 DEFAULT_COVARIATES = ("household_size", "n_children", "youngest_child_age", "site", "service_line", "area")
@@ -159,8 +160,7 @@ BLOCK_BYTES = 64 * 2**20
 
 
 def _draw_blocks(n_draws: int, n: int) -> list[slice]:
-    step = max(1, BLOCK_BYTES // (8 * max(n, 1)))
-    return [slice(s, min(s + step, n_draws)) for s in range(0, n_draws, step)]
+    return blocks(n_draws, max(1, BLOCK_BYTES // (8 * max(n, 1))))
 
 
 def omnibus_statistic(X: np.ndarray, codes: np.ndarray) -> np.ndarray:

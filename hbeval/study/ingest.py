@@ -885,8 +885,8 @@ def load_table(con: duckdb.DuckDBPyConnection, src: Source, schema: TableSchema,
                 f"WHERE {_ERRS} IS NOT NULL)")
     con.execute(f"ALTER TABLE {typed} DROP COLUMN {_ERRS}")
     _find_identity_codes(con, typed, checks)
-    scans = [c for c in checks if c.scan is not None and fetch_row(
-        con, f"SELECT count(*) FROM _hetu_hits WHERE c = {_q(c.column)}")[0]]
+    hit = {c for (c,) in con.execute("SELECT DISTINCT c FROM _hetu_hits").fetchall()}
+    scans = [c for c in checks if c.scan is not None and c.column in hit]
     if scans:  # a column without an identity code cannot violate its rule: not scanned again
         union = " UNION ALL ".join(
             f"SELECT _row, {_q(c.column)}, CAST({c.value} AS VARCHAR), {_q(c.rule)} FROM {typed} WHERE {c.violation}"
